@@ -1,0 +1,360 @@
+# The value and derivative rules of every operation, side by side.
+#
+# Each operation ``name`` in _opcodes.py has ``name_value`` and, when it is
+# differentiable, ``name_partial(a, r)`` (unary: dr/da given the operand a
+# and the result r, so e.g. exp reuses its result) or
+# ``name_partials(a, b, r, &da, &db)`` (binary). The tangent rule of every
+# operation is then rd = da*ad (+ db*bd), its adjoint rule ab += rb*da
+# (bb += rb*db); the sweeps apply both generically through the dispatchers at
+# the end of this file. Conventions at kinks follow NumPy/JAX (DESIGN.md):
+# abs'(0) = 0, sign' = 0, a tie of minimum/maximum gives each side half,
+# sqrt'(0) = inf.
+from libc.math cimport (
+    sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, tanh, asinh, acosh,
+    atanh, exp, expm1, log, log1p, log2, log10, sqrt, cbrt, pow, hypot, erf, fabs,
+    INFINITY, NAN,
+)
+
+from wengert._types cimport real_t
+from wengert._opcodes cimport *
+
+cdef extern from *:
+    """
+    #define WG_LN2 0.693147180559945309417232121458176568
+    #define WG_LN10 2.30258509299404568401799145468436421
+    #define WG_2_SQRTPI 1.12837916709551257389615890312154517
+    """
+    const double WG_LN2
+    const double WG_LN10
+    const double WG_2_SQRTPI
+
+
+cdef inline real_t azmul(real_t x, real_t y) noexcept nogil:
+    # Absolute-zero multiply: 0 * inf is 0 here, so a zero adjoint or tangent
+    # (a branch not taken, a direction not seeded) never becomes NaN.
+    return 0.0 if x == 0.0 else x * y
+
+
+# ---- unary operations ------------------------------------------------------
+
+cdef inline real_t neg_value(real_t a) noexcept nogil: return -a
+cdef inline real_t neg_partial(real_t a, real_t r) noexcept nogil: return -1.0
+
+cdef inline real_t square_value(real_t a) noexcept nogil: return a * a
+cdef inline real_t square_partial(real_t a, real_t r) noexcept nogil: return 2.0 * a
+
+cdef inline real_t sqrt_value(real_t a) noexcept nogil: return sqrt(a)
+cdef inline real_t sqrt_partial(real_t a, real_t r) noexcept nogil: return 0.5 / r
+
+cdef inline real_t cbrt_value(real_t a) noexcept nogil: return cbrt(a)
+cdef inline real_t cbrt_partial(real_t a, real_t r) noexcept nogil: return 1.0 / (3.0 * r * r)
+
+cdef inline real_t reciprocal_value(real_t a) noexcept nogil: return 1.0 / a
+cdef inline real_t reciprocal_partial(real_t a, real_t r) noexcept nogil: return -(r * r)
+
+cdef inline real_t exp_value(real_t a) noexcept nogil: return exp(a)
+cdef inline real_t exp_partial(real_t a, real_t r) noexcept nogil: return r
+
+cdef inline real_t expm1_value(real_t a) noexcept nogil: return expm1(a)
+cdef inline real_t expm1_partial(real_t a, real_t r) noexcept nogil: return r + 1.0
+
+cdef inline real_t log_value(real_t a) noexcept nogil: return log(a)
+cdef inline real_t log_partial(real_t a, real_t r) noexcept nogil: return 1.0 / a
+
+cdef inline real_t log1p_value(real_t a) noexcept nogil: return log1p(a)
+cdef inline real_t log1p_partial(real_t a, real_t r) noexcept nogil: return 1.0 / (1.0 + a)
+
+cdef inline real_t log2_value(real_t a) noexcept nogil: return log2(a)
+cdef inline real_t log2_partial(real_t a, real_t r) noexcept nogil: return 1.0 / (a * WG_LN2)
+
+cdef inline real_t log10_value(real_t a) noexcept nogil: return log10(a)
+cdef inline real_t log10_partial(real_t a, real_t r) noexcept nogil: return 1.0 / (a * WG_LN10)
+
+cdef inline real_t sin_value(real_t a) noexcept nogil: return sin(a)
+cdef inline real_t sin_partial(real_t a, real_t r) noexcept nogil: return cos(a)
+
+cdef inline real_t cos_value(real_t a) noexcept nogil: return cos(a)
+cdef inline real_t cos_partial(real_t a, real_t r) noexcept nogil: return -sin(a)
+
+cdef inline real_t tan_value(real_t a) noexcept nogil: return tan(a)
+cdef inline real_t tan_partial(real_t a, real_t r) noexcept nogil: return 1.0 + r * r
+
+# (1 - a)(1 + a) rather than 1 - a*a keeps full precision near |a| = 1.
+cdef inline real_t arcsin_value(real_t a) noexcept nogil: return asin(a)
+cdef inline real_t arcsin_partial(real_t a, real_t r) noexcept nogil:
+    return 1.0 / sqrt((1.0 - a) * (1.0 + a))
+
+cdef inline real_t arccos_value(real_t a) noexcept nogil: return acos(a)
+cdef inline real_t arccos_partial(real_t a, real_t r) noexcept nogil:
+    return -1.0 / sqrt((1.0 - a) * (1.0 + a))
+
+cdef inline real_t arctan_value(real_t a) noexcept nogil: return atan(a)
+cdef inline real_t arctan_partial(real_t a, real_t r) noexcept nogil: return 1.0 / (1.0 + a * a)
+
+cdef inline real_t sinh_value(real_t a) noexcept nogil: return sinh(a)
+cdef inline real_t sinh_partial(real_t a, real_t r) noexcept nogil: return cosh(a)
+
+cdef inline real_t cosh_value(real_t a) noexcept nogil: return cosh(a)
+cdef inline real_t cosh_partial(real_t a, real_t r) noexcept nogil: return sinh(a)
+
+cdef inline real_t tanh_value(real_t a) noexcept nogil: return tanh(a)
+cdef inline real_t tanh_partial(real_t a, real_t r) noexcept nogil: return 1.0 - r * r
+
+# hypot(a, 1) avoids the overflow of a*a + 1 for large |a|.
+cdef inline real_t arcsinh_value(real_t a) noexcept nogil: return asinh(a)
+cdef inline real_t arcsinh_partial(real_t a, real_t r) noexcept nogil: return 1.0 / hypot(a, 1.0)
+
+cdef inline real_t arccosh_value(real_t a) noexcept nogil: return acosh(a)
+cdef inline real_t arccosh_partial(real_t a, real_t r) noexcept nogil:
+    return 1.0 / (sqrt(a - 1.0) * sqrt(a + 1.0))
+
+cdef inline real_t arctanh_value(real_t a) noexcept nogil: return atanh(a)
+cdef inline real_t arctanh_partial(real_t a, real_t r) noexcept nogil:
+    return 1.0 / ((1.0 - a) * (1.0 + a))
+
+cdef inline real_t abs_value(real_t a) noexcept nogil: return fabs(a)
+cdef inline real_t abs_partial(real_t a, real_t r) noexcept nogil:
+    if a > 0.0:
+        return 1.0
+    if a < 0.0:
+        return -1.0
+    return 0.0 if a == 0.0 else a  # NaN stays NaN
+
+cdef inline real_t sign_value(real_t a) noexcept nogil:
+    if a > 0.0:
+        return 1.0
+    if a < 0.0:
+        return -1.0
+    return 0.0 if a == 0.0 else a
+
+# Split at 0 so exp never overflows: 1/(1+e^-a) for a >= 0, e^a/(1+e^a) else.
+cdef inline real_t sigmoid_value(real_t a) noexcept nogil:
+    cdef real_t e
+    if a >= 0.0:
+        return 1.0 / (1.0 + exp(-a))
+    e = exp(a)
+    return e / (1.0 + e)
+cdef inline real_t sigmoid_partial(real_t a, real_t r) noexcept nogil: return r * (1.0 - r)
+
+cdef inline real_t erf_value(real_t a) noexcept nogil: return erf(a)
+cdef inline real_t erf_partial(real_t a, real_t r) noexcept nogil: return WG_2_SQRTPI * exp(-a * a)
+
+
+# ---- binary operations -----------------------------------------------------
+
+cdef inline real_t add_value(real_t a, real_t b) noexcept nogil: return a + b
+cdef inline void add_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
+    da[0] = 1.0
+    db[0] = 1.0
+
+cdef inline real_t sub_value(real_t a, real_t b) noexcept nogil: return a - b
+cdef inline void sub_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
+    da[0] = 1.0
+    db[0] = -1.0
+
+cdef inline real_t mul_value(real_t a, real_t b) noexcept nogil: return a * b
+cdef inline void mul_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
+    da[0] = b
+    db[0] = a
+
+cdef inline real_t div_value(real_t a, real_t b) noexcept nogil: return a / b
+cdef inline void div_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
+    da[0] = 1.0 / b
+    db[0] = -r / b
+
+# As JAX: d/da is 0 where b == 0 and d/db is 0 where a == 0 (not 0 * inf).
+cdef inline real_t pow_value(real_t a, real_t b) noexcept nogil: return pow(a, b)
+cdef inline void pow_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
+    da[0] = 0.0 if b == 0.0 else b * pow(a, b - 1.0)
+    db[0] = 0.0 if a == 0.0 else log(a) * r
+
+# Divide by the hypotenuse twice so large operands do not overflow.
+cdef inline real_t arctan2_value(real_t a, real_t b) noexcept nogil: return atan2(a, b)
+cdef inline void arctan2_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
+    cdef real_t h = hypot(a, b)
+    da[0] = (b / h) / h
+    db[0] = -(a / h) / h
+
+cdef inline real_t hypot_value(real_t a, real_t b) noexcept nogil: return hypot(a, b)
+cdef inline void hypot_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
+    if r == 0.0:
+        da[0] = 0.0
+        db[0] = 0.0
+    else:
+        da[0] = a / r
+        db[0] = b / r
+
+# NaN in either operand gives NaN, as np.minimum / np.maximum.
+cdef inline real_t minimum_value(real_t a, real_t b) noexcept nogil:
+    if a <= b:
+        return a
+    if b < a:
+        return b
+    return a + b
+
+cdef inline void minimum_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
+    if a < b:
+        da[0] = 1.0
+        db[0] = 0.0
+    elif b < a:
+        da[0] = 0.0
+        db[0] = 1.0
+    elif a == b:
+        da[0] = 0.5
+        db[0] = 0.5
+    else:
+        da[0] = NAN
+        db[0] = NAN
+
+cdef inline real_t maximum_value(real_t a, real_t b) noexcept nogil:
+    if a >= b:
+        return a
+    if b > a:
+        return b
+    return a + b
+
+cdef inline void maximum_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
+    minimum_partials(b, a, r, db, da)
+
+# Stable: max(a, b) + log1p(exp(-|a - b|)); equal operands (also equal
+# infinities) give a + log 2 and half the derivative to each.
+cdef inline real_t logaddexp_value(real_t a, real_t b) noexcept nogil:
+    cdef real_t d
+    if a == b:
+        return a + WG_LN2
+    d = a - b
+    if d > 0.0:
+        return a + log1p(exp(-d))
+    if d <= 0.0:
+        return b + log1p(exp(d))
+    return d
+
+cdef inline void logaddexp_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
+    cdef real_t e
+    if a == b:
+        da[0] = 0.5
+        db[0] = 0.5
+    elif a > b:
+        e = exp(b - a)
+        da[0] = 1.0 / (1.0 + e)
+        db[0] = e * da[0]
+    elif b > a:
+        e = exp(a - b)
+        db[0] = 1.0 / (1.0 + e)
+        da[0] = e * db[0]
+    else:
+        da[0] = NAN
+        db[0] = NAN
+
+# Comparisons give 1.0 or 0.0 and have zero derivatives; a NaN makes every
+# ordered comparison false, as in IEEE arithmetic.
+cdef inline real_t lt_value(real_t a, real_t b) noexcept nogil: return 1.0 if a < b else 0.0
+cdef inline real_t le_value(real_t a, real_t b) noexcept nogil: return 1.0 if a <= b else 0.0
+cdef inline real_t gt_value(real_t a, real_t b) noexcept nogil: return 1.0 if a > b else 0.0
+cdef inline real_t ge_value(real_t a, real_t b) noexcept nogil: return 1.0 if a >= b else 0.0
+cdef inline real_t eq_value(real_t a, real_t b) noexcept nogil: return 1.0 if a == b else 0.0
+cdef inline real_t ne_value(real_t a, real_t b) noexcept nogil: return 1.0 if a != b else 0.0
+
+
+# ---- dispatch --------------------------------------------------------------
+
+cdef inline bint is_comparison(int base) noexcept nogil:
+    return OP_LT <= base <= OP_NE
+
+
+cdef inline real_t unary_value(int base, real_t a) noexcept nogil:
+    if base == OP_NEG: return neg_value(a)
+    elif base == OP_SQUARE: return square_value(a)
+    elif base == OP_SQRT: return sqrt_value(a)
+    elif base == OP_CBRT: return cbrt_value(a)
+    elif base == OP_RECIPROCAL: return reciprocal_value(a)
+    elif base == OP_EXP: return exp_value(a)
+    elif base == OP_EXPM1: return expm1_value(a)
+    elif base == OP_LOG: return log_value(a)
+    elif base == OP_LOG1P: return log1p_value(a)
+    elif base == OP_LOG2: return log2_value(a)
+    elif base == OP_LOG10: return log10_value(a)
+    elif base == OP_SIN: return sin_value(a)
+    elif base == OP_COS: return cos_value(a)
+    elif base == OP_TAN: return tan_value(a)
+    elif base == OP_ARCSIN: return arcsin_value(a)
+    elif base == OP_ARCCOS: return arccos_value(a)
+    elif base == OP_ARCTAN: return arctan_value(a)
+    elif base == OP_SINH: return sinh_value(a)
+    elif base == OP_COSH: return cosh_value(a)
+    elif base == OP_TANH: return tanh_value(a)
+    elif base == OP_ARCSINH: return arcsinh_value(a)
+    elif base == OP_ARCCOSH: return arccosh_value(a)
+    elif base == OP_ARCTANH: return arctanh_value(a)
+    elif base == OP_ABS: return abs_value(a)
+    elif base == OP_SIGN: return sign_value(a)
+    elif base == OP_SIGMOID: return sigmoid_value(a)
+    elif base == OP_ERF: return erf_value(a)
+    return NAN
+
+
+cdef inline real_t unary_partial(int base, real_t a, real_t r) noexcept nogil:
+    if base == OP_NEG: return neg_partial(a, r)
+    elif base == OP_SQUARE: return square_partial(a, r)
+    elif base == OP_SQRT: return sqrt_partial(a, r)
+    elif base == OP_CBRT: return cbrt_partial(a, r)
+    elif base == OP_RECIPROCAL: return reciprocal_partial(a, r)
+    elif base == OP_EXP: return exp_partial(a, r)
+    elif base == OP_EXPM1: return expm1_partial(a, r)
+    elif base == OP_LOG: return log_partial(a, r)
+    elif base == OP_LOG1P: return log1p_partial(a, r)
+    elif base == OP_LOG2: return log2_partial(a, r)
+    elif base == OP_LOG10: return log10_partial(a, r)
+    elif base == OP_SIN: return sin_partial(a, r)
+    elif base == OP_COS: return cos_partial(a, r)
+    elif base == OP_TAN: return tan_partial(a, r)
+    elif base == OP_ARCSIN: return arcsin_partial(a, r)
+    elif base == OP_ARCCOS: return arccos_partial(a, r)
+    elif base == OP_ARCTAN: return arctan_partial(a, r)
+    elif base == OP_SINH: return sinh_partial(a, r)
+    elif base == OP_COSH: return cosh_partial(a, r)
+    elif base == OP_TANH: return tanh_partial(a, r)
+    elif base == OP_ARCSINH: return arcsinh_partial(a, r)
+    elif base == OP_ARCCOSH: return arccosh_partial(a, r)
+    elif base == OP_ARCTANH: return arctanh_partial(a, r)
+    elif base == OP_ABS: return abs_partial(a, r)
+    elif base == OP_SIGMOID: return sigmoid_partial(a, r)
+    elif base == OP_ERF: return erf_partial(a, r)
+    return 0.0  # sign: piecewise constant
+
+
+cdef inline real_t binary_value(int base, real_t a, real_t b) noexcept nogil:
+    if base == OP_ADD: return add_value(a, b)
+    elif base == OP_SUB: return sub_value(a, b)
+    elif base == OP_MUL: return mul_value(a, b)
+    elif base == OP_DIV: return div_value(a, b)
+    elif base == OP_POW: return pow_value(a, b)
+    elif base == OP_ARCTAN2: return arctan2_value(a, b)
+    elif base == OP_HYPOT: return hypot_value(a, b)
+    elif base == OP_MINIMUM: return minimum_value(a, b)
+    elif base == OP_MAXIMUM: return maximum_value(a, b)
+    elif base == OP_LOGADDEXP: return logaddexp_value(a, b)
+    elif base == OP_LT: return lt_value(a, b)
+    elif base == OP_LE: return le_value(a, b)
+    elif base == OP_GT: return gt_value(a, b)
+    elif base == OP_GE: return ge_value(a, b)
+    elif base == OP_EQ: return eq_value(a, b)
+    elif base == OP_NE: return ne_value(a, b)
+    return NAN
+
+
+cdef inline void binary_partials(int base, real_t a, real_t b, real_t r,
+                                 real_t* da, real_t* db) noexcept nogil:
+    if base == OP_ADD: add_partials(a, b, r, da, db)
+    elif base == OP_SUB: sub_partials(a, b, r, da, db)
+    elif base == OP_MUL: mul_partials(a, b, r, da, db)
+    elif base == OP_DIV: div_partials(a, b, r, da, db)
+    elif base == OP_POW: pow_partials(a, b, r, da, db)
+    elif base == OP_ARCTAN2: arctan2_partials(a, b, r, da, db)
+    elif base == OP_HYPOT: hypot_partials(a, b, r, da, db)
+    elif base == OP_MINIMUM: minimum_partials(a, b, r, da, db)
+    elif base == OP_MAXIMUM: maximum_partials(a, b, r, da, db)
+    elif base == OP_LOGADDEXP: logaddexp_partials(a, b, r, da, db)
+    else:
+        da[0] = 0.0
+        db[0] = 0.0

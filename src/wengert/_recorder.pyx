@@ -1,0 +1,393 @@
+# Recording: the growable tape under construction and the traced scalar.
+#
+# Every appended operation is evaluated at once by the same zero-order sweep
+# that replays the tape (``forward0`` over the new range), so the values seen
+# while recording are bit-for-bit the values a replay produces.
+cimport cython
+from libc.math cimport signbit
+from libc.string cimport memcpy
+
+import numpy as np
+cimport numpy as cnp
+
+from wengert._types cimport real_t, index_t, opcode_t, TapeView
+from wengert._opcodes cimport *
+from wengert._kernels cimport binary_value
+from wengert._sweeps cimport forward0
+
+from wengert._errors import TracingError, WengertError
+
+cnp.import_array()
+
+# Python-level behaviour of traced values that lives in tracing.py
+# (comparisons, ufuncs, array functions); tracing.py fills this in at import.
+hooks = {}
+
+cdef Py_ssize_t MAX_SLOTS = 2**31 - 2
+
+
+@cython.final
+cdef class Recorder:
+    """A tape under construction: structure-of-arrays buffers that grow."""
+    cdef TapeView view
+    cdef object _opcodes, _args, _values, _consts, _aux
+    cdef opcode_t* op_p
+    cdef index_t* arg_p
+    cdef real_t* val_p
+    cdef real_t* const_p
+    cdef index_t* aux_p
+    cdef readonly Py_ssize_t n_ops, n_consts, n_aux, first, n_inputs, n_params
+    cdef Py_ssize_t cap_ops, cap_consts, cap_aux
+    cdef dict _const_ids
+    cdef readonly list guards
+
+    def __cinit__(self, inputs, params):
+        cdef real_t[::1] x = np.ascontiguousarray(inputs, np.float64).reshape(-1)
+        cdef real_t[::1] q = np.ascontiguousarray(params, np.float64).reshape(-1)
+        self.n_inputs = x.shape[0]
+        self.n_params = q.shape[0]
+        self.first = self.n_inputs + self.n_params
+        if self.first > MAX_SLOTS:
+            raise WengertError("too many inputs for 32-bit slot indices")
+        self.n_ops = self.n_consts = self.n_aux = 0
+        self.cap_ops = self.cap_consts = self.cap_aux = 0
+        self._opcodes = np.empty(0, np.uint8)
+        self._args = np.empty((0, 2), np.int32)
+        self._consts = np.empty(0, np.float64)
+        self._aux = np.empty(0, np.int32)
+        self._values = np.empty(self.first, np.float64)
+        self._values[:self.n_inputs] = x
+        self._values[self.n_inputs:] = q
+        self._const_ids = {}
+        self.guards = []
+        self._reserve_ops(256)
+        self._reserve_consts(64)
+        self._reserve_aux(16)
+
+    # -- buffers -------------------------------------------------------------
+
+    cdef int _reserve_ops(self, Py_ssize_t extra) except -1:
+        cdef Py_ssize_t need = self.n_ops + extra, cap
+        if need <= self.cap_ops:
+            return 0
+        if self.first + need > MAX_SLOTS:
+            raise WengertError(
+                f"the tape would exceed {MAX_SLOTS} slots (32-bit indices); "
+                "record a smaller problem or split it")
+        cap = max(need, 2 * self.cap_ops)
+        self._opcodes = _grown(self._opcodes, cap, self.n_ops)
+        self._args = _grown(self._args, cap, self.n_ops)
+        self._values = _grown(self._values, self.first + cap, self.first + self.n_ops)
+        self.cap_ops = cap
+        self.op_p = <opcode_t*>cnp.PyArray_DATA(self._opcodes)
+        self.arg_p = <index_t*>cnp.PyArray_DATA(self._args)
+        self.val_p = <real_t*>cnp.PyArray_DATA(self._values)
+        self.view.opcodes = self.op_p
+        self.view.args = self.arg_p
+        self.view.first = self.first
+        return 0
+
+    cdef int _reserve_consts(self, Py_ssize_t extra) except -1:
+        cdef Py_ssize_t need = self.n_consts + extra
+        if need <= self.cap_consts:
+            return 0
+        self.cap_consts = max(need, 2 * self.cap_consts)
+        self._consts = _grown(self._consts, self.cap_consts, self.n_consts)
+        self.const_p = <real_t*>cnp.PyArray_DATA(self._consts)
+        self.view.consts = self.const_p
+        return 0
+
+    cdef int _reserve_aux(self, Py_ssize_t extra) except -1:
+        cdef Py_ssize_t need = self.n_aux + extra
+        if need <= self.cap_aux:
+            return 0
+        self.cap_aux = max(need, 2 * self.cap_aux)
+        self._aux = _grown(self._aux, self.cap_aux, self.n_aux)
+        self.aux_p = <index_t*>cnp.PyArray_DATA(self._aux)
+        self.view.aux = self.aux_p
+        return 0
+
+    # -- appending -----------------------------------------------------------
+
+    cdef Py_ssize_t push(self, int code, Py_ssize_t a0, Py_ssize_t a1) except -1:
+        """Append one operation, evaluate it, return its slot."""
+        cdef Py_ssize_t i = self.n_ops
+        if i == self.cap_ops:
+            self._reserve_ops(1)
+        self.op_p[i] = <opcode_t>code
+        self.arg_p[2 * i] = <index_t>a0
+        self.arg_p[2 * i + 1] = <index_t>a1
+        forward0(&self.view, self.val_p, 1, i, i + 1)
+        self.n_ops = i + 1
+        return self.first + i
+
+    cdef Py_ssize_t constant(self, real_t c) except -1:
+        """Index of ``c`` in the constant pool (shared by equal constants)."""
+        cdef Py_ssize_t k
+        cdef bint shareable = not (c == 0.0 and signbit(c))   # keep -0.0 apart
+        if shareable:
+            found = self._const_ids.get(c)
+            if found is not None:
+                return found
+        if self.n_consts == self.cap_consts:
+            self._reserve_consts(1)
+        k = self.n_consts
+        self.const_p[k] = c
+        self.n_consts = k + 1
+        if shareable:
+            self._const_ids[c] = k
+        return k
+
+    def push_one(self, int code, Py_ssize_t a0, Py_ssize_t a1=0):
+        """Append one operation (operands already checked); return its slot."""
+        return self.push(code, a0, a1)
+
+    def push_many(self, int code, a0, a1=None):
+        """Append ``len(a0)`` operations of one opcode with operand index
+        arrays ``a0`` (and ``a1``); evaluate them; return their first slot.
+
+        Operand indices must refer to slots (or constants) that exist before
+        the first new operation, or to new results of earlier rows (for
+        chained reductions); callers guarantee that.
+        """
+        cdef Py_ssize_t n = len(a0), start = self.n_ops
+        self._reserve_ops(n)
+        args = self._args[start:start + n]
+        args[:, 0] = a0
+        args[:, 1] = 0 if a1 is None else a1
+        self._opcodes[start:start + n] = code
+        with nogil:
+            forward0(&self.view, self.val_p, 1, start, start + n)
+        self.n_ops = start + n
+        return self.first + start
+
+    def add_constants(self, values):
+        """Append constants; return their pool indices (int64 array)."""
+        values = np.ascontiguousarray(values, np.float64).reshape(-1)
+        cdef Py_ssize_t n = values.shape[0], start = self.n_consts
+        if n == 1:
+            return np.array([self.constant(values[0])], dtype=np.int64)
+        self._reserve_consts(n)
+        self._consts[start:start + n] = values
+        self.n_consts = start + n
+        return np.arange(start, start + n, dtype=np.int64)
+
+    def constant_index(self, double c):
+        return self.constant(c)
+
+    def push_select_many(self, cond, a, b):
+        """Append selects ``cond != 0 ? a : b`` elementwise; return first slot."""
+        cdef Py_ssize_t n = len(cond), start_aux = self.n_aux
+        self._reserve_aux(2 * n)
+        aux = self._aux[start_aux:start_aux + 2 * n]
+        aux[0::2] = a
+        aux[1::2] = b
+        self.n_aux = start_aux + 2 * n
+        return self.push_many(OP_SELECT, cond, np.arange(start_aux, start_aux + 2 * n, 2))
+
+    # -- values and guards ---------------------------------------------------
+
+    def value(self, Py_ssize_t slot):
+        return self.val_p[slot]
+
+    def values_of(self, slots):
+        """Recorded values of an array of slots (same shape)."""
+        return self._values[:self.first + self.n_ops][slots]
+
+    def constants_of(self, indices):
+        return self._consts[:self.n_consts][indices]
+
+    def compare(self, int code, Py_ssize_t a0, Py_ssize_t a1):
+        """Outcome of a comparison opcode on recorded operands, computed by
+        the kernel the guard check uses at replay."""
+        cdef int kind = code >> KIND_SHIFT
+        cdef real_t av = self.const_p[a0] if kind == KIND_CV else self.val_p[a0]
+        cdef real_t bv = self.const_p[a1] if kind == KIND_VC else self.val_p[a1]
+        return binary_value(code & BASE_MASK, av, bv) != 0.0
+
+    def add_guard(self, int code, Py_ssize_t a0, Py_ssize_t a1, bint expected, str where, str text):
+        self.guards.append((code, a0, a1, expected, where, text))
+
+    def arrays(self):
+        """Trimmed copies of the buffers: the recorded tape's arrays."""
+        return dict(
+            opcodes=self._opcodes[:self.n_ops].copy(),
+            args=self._args[:self.n_ops].copy(),
+            consts=self._consts[:self.n_consts].copy(),
+            aux=self._aux[:self.n_aux].copy(),
+        )
+
+    @property
+    def n_slots(self):
+        return self.first + self.n_ops
+
+
+cdef object _grown(object array, Py_ssize_t capacity, Py_ssize_t used):
+    shape = (capacity,) + array.shape[1:]
+    new = np.empty(shape, dtype=array.dtype)
+    new[:used] = array[:used]
+    return new
+
+
+# ---- the traced scalar -------------------------------------------------------
+
+_FLOAT_MESSAGE = (
+    "a traced value cannot become a Python {what}: wengert records operations "
+    "on traced values, and {call} would drop out of the recording. Use the NumPy "
+    "ufuncs (np.sin, np.exp, ...) or the wg.* functions (wg.sin, ...) instead of "
+    "math.*, keep arithmetic on the traced values, and build arrays with "
+    "np.stack / wg.array rather than writing into a float array.")
+
+
+cdef inline bint _is_number(object x):
+    return type(x) is float or type(x) is int or isinstance(x, (float, int, np.floating, np.integer))
+
+
+@cython.final
+cdef class Active:
+    """A traced scalar: one slot of the tape being recorded.
+
+    Produced by :func:`wengert.record` for scalar inputs, by indexing a
+    traced array, and by every operation on traced values. Arithmetic on it
+    appends operations to the tape.
+    """
+    cdef readonly Recorder recorder
+    cdef readonly Py_ssize_t slot
+
+    __array_priority__ = 100
+
+    @property
+    def value(self):
+        """The value recorded at the recording point (for inspection)."""
+        return self.recorder.val_p[self.slot]
+
+    shape = ()
+    ndim = 0
+    size = 1
+
+    def __repr__(self):
+        return f"<traced scalar v{self.slot} = {self.recorder.val_p[self.slot]!r}>"
+
+    # -- refusing to become a number ---------------------------------------
+
+    def __float__(self):
+        raise TracingError(_FLOAT_MESSAGE.format(what="float", call="float(x) or math.*(x)"))
+
+    def __int__(self):
+        raise TracingError(_FLOAT_MESSAGE.format(what="int", call="int(x)"))
+
+    def __index__(self):
+        raise TracingError(_FLOAT_MESSAGE.format(what="index", call="using it as an index"))
+
+    def __complex__(self):
+        raise TracingError(_FLOAT_MESSAGE.format(what="complex", call="complex(x)"))
+
+    def __hash__(self):
+        raise TypeError("traced values are unhashable")
+
+    def __bool__(self):
+        return bool(hooks["compare"](OP_NE, self, 0.0))
+
+    # -- arithmetic ------------------------------------------------------------
+
+    def __add__(self, other): return _binary(OP_ADD, self, other, False)
+    def __radd__(self, other): return _binary(OP_ADD, self, other, True)
+    def __sub__(self, other): return _binary(OP_SUB, self, other, False)
+    def __rsub__(self, other): return _binary(OP_SUB, self, other, True)
+    def __mul__(self, other): return _binary(OP_MUL, self, other, False)
+    def __rmul__(self, other): return _binary(OP_MUL, self, other, True)
+    def __truediv__(self, other): return _binary(OP_DIV, self, other, False)
+    def __rtruediv__(self, other): return _binary(OP_DIV, self, other, True)
+
+    def __pow__(self, other, mod):
+        if mod is not None:
+            return NotImplemented
+        if _is_number(other):
+            if other == 2:
+                return _unary(OP_SQUARE, self)
+            if other == 1:
+                return self
+            if other == -1:
+                return _unary(OP_RECIPROCAL, self)
+        return _binary(OP_POW, self, other, False)
+
+    def __rpow__(self, other, mod):
+        if mod is not None:
+            return NotImplemented
+        return _binary(OP_POW, self, other, True)
+
+    def __neg__(self): return _unary(OP_NEG, self)
+    def __pos__(self): return self
+    def __abs__(self): return _unary(OP_ABS, self)
+
+    # -- comparisons record nothing until used (see tracing.Comparison) ----
+
+    def __lt__(self, other): return hooks["compare"](OP_LT, self, other)
+    def __le__(self, other): return hooks["compare"](OP_LE, self, other)
+    def __gt__(self, other): return hooks["compare"](OP_GT, self, other)
+    def __ge__(self, other): return hooks["compare"](OP_GE, self, other)
+    def __eq__(self, other): return hooks["compare"](OP_EQ, self, other)
+    def __ne__(self, other): return hooks["compare"](OP_NE, self, other)
+
+    # -- NumPy protocols -------------------------------------------------------
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return hooks["ufunc"](ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return hooks["function"](func, types, args, kwargs)
+
+    # Methods NumPy calls on elements of object arrays (np.sin(obj_array)).
+    def sin(self): return _unary(OP_SIN, self)
+    def cos(self): return _unary(OP_COS, self)
+    def tan(self): return _unary(OP_TAN, self)
+    def exp(self): return _unary(OP_EXP, self)
+    def log(self): return _unary(OP_LOG, self)
+    def sqrt(self): return _unary(OP_SQRT, self)
+    def tanh(self): return _unary(OP_TANH, self)
+    def arctan(self): return _unary(OP_ARCTAN, self)
+
+    def conjugate(self): return self
+    @property
+    def real(self): return self
+    def item(self):
+        raise TracingError(_FLOAT_MESSAGE.format(what="float", call="x.item()"))
+
+
+cdef object _unary(int base, Active a):
+    cdef Recorder rec = a.recorder
+    cdef Py_ssize_t slot = rec.push(base, a.slot, 0)
+    return make_active(rec, slot)
+
+
+cdef object _binary(int base, Active x, object other, bint reflected):
+    """``x op other`` (or ``other op x`` when reflected) for a scalar other."""
+    cdef Recorder rec = x.recorder
+    cdef Active y
+    cdef Py_ssize_t slot, c
+    if type(other) is Active:
+        y = <Active>other
+        if y.recorder is not rec:
+            raise TracingError(
+                "a traced value from another recording was mixed into this one; "
+                "pass it in as an argument instead of capturing it")
+        if reflected:
+            slot = rec.push((KIND_VV << KIND_SHIFT) | base, y.slot, x.slot)
+        else:
+            slot = rec.push((KIND_VV << KIND_SHIFT) | base, x.slot, y.slot)
+        return make_active(rec, slot)
+    if _is_number(other):
+        c = rec.constant(<double>other)
+        if reflected:
+            slot = rec.push((KIND_CV << KIND_SHIFT) | base, c, x.slot)
+        else:
+            slot = rec.push((KIND_VC << KIND_SHIFT) | base, x.slot, c)
+        return make_active(rec, slot)
+    return NotImplemented
+
+
+cpdef Active make_active(Recorder rec, Py_ssize_t slot):
+    cdef Active a = Active.__new__(Active)
+    a.recorder = rec
+    a.slot = slot
+    return a

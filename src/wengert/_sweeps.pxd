@@ -1,0 +1,10 @@
+from wengert._types cimport real_t, index_t, opcode_t, TapeView
+
+cdef void forward0(const TapeView* t, real_t* val, Py_ssize_t B,
+                   Py_ssize_t start, Py_ssize_t end) noexcept nogil
+cdef void forward1(const TapeView* t, real_t* val, real_t* dot,
+                   Py_ssize_t B, Py_ssize_t K) noexcept nogil
+cdef void reverse1(const TapeView* t, const real_t* val, real_t* bar,
+                   Py_ssize_t B, Py_ssize_t K) noexcept nogil
+cdef Py_ssize_t first_failed_guard(const TapeView* t, const real_t* val,
+                                   Py_ssize_t B, Py_ssize_t* point) noexcept nogil

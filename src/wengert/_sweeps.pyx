@@ -1,0 +1,538 @@
+# The sweeps: tight loops over a validated tape, the GIL released.
+#
+# Storage is slot-major: the values of slot s for B points are
+# val[s*B : s*B + B]; its tangents (or adjoints) for K directions at point p
+# are dot[(s*B + p)*K : ... + K], so the innermost loops run over contiguous
+# points or directions. Every loop only dispatches on the operand kind; the
+# mathematics sits in _kernels.pxd.
+cimport cython
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+from libc.stdint cimport uint8_t
+
+import numpy as np
+cimport numpy as cnp
+
+from wengert._types cimport real_t, index_t, opcode_t, TapeView
+from wengert._opcodes cimport *
+from wengert._kernels cimport (
+    azmul, is_comparison, unary_value, unary_partial, binary_value,
+    binary_partials,
+)
+
+cnp.import_array()
+
+
+cdef void forward0(const TapeView* t, real_t* val, Py_ssize_t B,
+                   Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    """Values of operations start..end-1 at B points."""
+    cdef Py_ssize_t i, p
+    cdef int code, base, kind
+    cdef real_t c
+    cdef real_t* r
+    cdef const real_t* a
+    cdef const real_t* b
+    cdef const real_t* cond
+    cdef const index_t* arg
+    for i in range(start, end):
+        code = t.opcodes[i]
+        base = code & BASE_MASK
+        kind = code >> KIND_SHIFT
+        arg = t.args + 2 * i
+        r = val + (t.first + i) * B
+        if kind == KIND_VV:
+            a = val + <Py_ssize_t>arg[0] * B
+            b = val + <Py_ssize_t>arg[1] * B
+            for p in range(B):
+                r[p] = binary_value(base, a[p], b[p])
+        elif kind == KIND_VC:
+            a = val + <Py_ssize_t>arg[0] * B
+            c = t.consts[arg[1]]
+            for p in range(B):
+                r[p] = binary_value(base, a[p], c)
+        elif kind == KIND_CV:
+            c = t.consts[arg[0]]
+            b = val + <Py_ssize_t>arg[1] * B
+            for p in range(B):
+                r[p] = binary_value(base, c, b[p])
+        elif base == OP_CONST:
+            c = t.consts[arg[0]]
+            for p in range(B):
+                r[p] = c
+        elif base == OP_SELECT:
+            cond = val + <Py_ssize_t>arg[0] * B
+            a = val + <Py_ssize_t>t.aux[arg[1]] * B
+            b = val + <Py_ssize_t>t.aux[arg[1] + 1] * B
+            for p in range(B):
+                r[p] = a[p] if cond[p] != 0.0 else b[p]
+        else:
+            a = val + <Py_ssize_t>arg[0] * B
+            for p in range(B):
+                r[p] = unary_value(base, a[p])
+
+
+cdef void forward1(const TapeView* t, real_t* val, real_t* dot,
+                   Py_ssize_t B, Py_ssize_t K) noexcept nogil:
+    """Values and K tangent directions at B points, in one pass.
+
+    The caller fills the values and tangents of the input and parameter
+    slots; every other slot is written here.
+    """
+    cdef Py_ssize_t i, p, j, BK = B * K
+    cdef int code, base, kind
+    cdef real_t c, av, bv, rv, da, db
+    cdef real_t* r
+    cdef real_t* rd
+    cdef const real_t* a
+    cdef const real_t* b
+    cdef const real_t* ad
+    cdef const real_t* bd
+    cdef const real_t* cond
+    cdef const index_t* arg
+    for i in range(t.n_ops):
+        code = t.opcodes[i]
+        base = code & BASE_MASK
+        kind = code >> KIND_SHIFT
+        arg = t.args + 2 * i
+        r = val + (t.first + i) * B
+        rd = dot + (t.first + i) * BK
+        if kind == KIND_VV:
+            a = val + <Py_ssize_t>arg[0] * B
+            b = val + <Py_ssize_t>arg[1] * B
+            ad = dot + <Py_ssize_t>arg[0] * BK
+            bd = dot + <Py_ssize_t>arg[1] * BK
+            for p in range(B):
+                av = a[p]
+                bv = b[p]
+                rv = binary_value(base, av, bv)
+                r[p] = rv
+                if is_comparison(base):
+                    for j in range(K):
+                        rd[p * K + j] = 0.0
+                    continue
+                binary_partials(base, av, bv, rv, &da, &db)
+                for j in range(K):
+                    rd[p * K + j] = azmul(ad[p * K + j], da) + azmul(bd[p * K + j], db)
+        elif kind == KIND_VC or kind == KIND_CV:
+            # One operand is a constant: its tangent is zero.
+            if kind == KIND_VC:
+                a = val + <Py_ssize_t>arg[0] * B
+                ad = dot + <Py_ssize_t>arg[0] * BK
+                c = t.consts[arg[1]]
+            else:
+                a = val + <Py_ssize_t>arg[1] * B
+                ad = dot + <Py_ssize_t>arg[1] * BK
+                c = t.consts[arg[0]]
+            for p in range(B):
+                av = a[p]
+                if kind == KIND_VC:
+                    rv = binary_value(base, av, c)
+                    binary_partials(base, av, c, rv, &da, &db)
+                else:
+                    rv = binary_value(base, c, av)
+                    binary_partials(base, c, av, rv, &db, &da)
+                r[p] = rv
+                if is_comparison(base):
+                    for j in range(K):
+                        rd[p * K + j] = 0.0
+                else:
+                    for j in range(K):
+                        rd[p * K + j] = azmul(ad[p * K + j], da)
+        elif base == OP_CONST:
+            c = t.consts[arg[0]]
+            for p in range(B):
+                r[p] = c
+            memset(rd, 0, BK * sizeof(real_t))
+        elif base == OP_SELECT:
+            cond = val + <Py_ssize_t>arg[0] * B
+            for p in range(B):
+                # Only the chosen branch is read: NaN in the other never leaks.
+                if cond[p] != 0.0:
+                    a = val + <Py_ssize_t>t.aux[arg[1]] * B
+                    ad = dot + <Py_ssize_t>t.aux[arg[1]] * BK
+                else:
+                    a = val + <Py_ssize_t>t.aux[arg[1] + 1] * B
+                    ad = dot + <Py_ssize_t>t.aux[arg[1] + 1] * BK
+                r[p] = a[p]
+                for j in range(K):
+                    rd[p * K + j] = ad[p * K + j]
+        else:
+            a = val + <Py_ssize_t>arg[0] * B
+            ad = dot + <Py_ssize_t>arg[0] * BK
+            for p in range(B):
+                av = a[p]
+                rv = unary_value(base, av)
+                r[p] = rv
+                da = unary_partial(base, av, rv)
+                for j in range(K):
+                    rd[p * K + j] = azmul(ad[p * K + j], da)
+
+
+cdef void reverse1(const TapeView* t, const real_t* val, real_t* bar,
+                   Py_ssize_t B, Py_ssize_t K) noexcept nogil:
+    """Accumulate K adjoint directions at B points, last operation first.
+
+    ``val`` holds every slot's value (from forward0); ``bar`` holds the
+    seeded output adjoints and zeros elsewhere.
+    """
+    cdef Py_ssize_t i, p, j, BK = B * K
+    cdef int code, base, kind
+    cdef real_t c, av, bv, rv, da, db, w
+    cdef const real_t* rb
+    cdef real_t* ab
+    cdef real_t* bb
+    cdef const real_t* a
+    cdef const real_t* b
+    cdef const real_t* cond
+    cdef const index_t* arg
+    for i in range(t.n_ops - 1, -1, -1):
+        code = t.opcodes[i]
+        base = code & BASE_MASK
+        kind = code >> KIND_SHIFT
+        arg = t.args + 2 * i
+        rb = bar + (t.first + i) * BK
+        if kind == KIND_VV:
+            if is_comparison(base):
+                continue
+            a = val + <Py_ssize_t>arg[0] * B
+            b = val + <Py_ssize_t>arg[1] * B
+            ab = bar + <Py_ssize_t>arg[0] * BK
+            bb = bar + <Py_ssize_t>arg[1] * BK
+            for p in range(B):
+                av = a[p]
+                bv = b[p]
+                binary_partials(base, av, bv, val[(t.first + i) * B + p], &da, &db)
+                for j in range(K):
+                    w = rb[p * K + j]
+                    ab[p * K + j] += azmul(w, da)
+                    bb[p * K + j] += azmul(w, db)
+        elif kind == KIND_VC or kind == KIND_CV:
+            if is_comparison(base):
+                continue
+            if kind == KIND_VC:
+                a = val + <Py_ssize_t>arg[0] * B
+                ab = bar + <Py_ssize_t>arg[0] * BK
+                c = t.consts[arg[1]]
+            else:
+                a = val + <Py_ssize_t>arg[1] * B
+                ab = bar + <Py_ssize_t>arg[1] * BK
+                c = t.consts[arg[0]]
+            for p in range(B):
+                av = a[p]
+                rv = val[(t.first + i) * B + p]
+                if kind == KIND_VC:
+                    binary_partials(base, av, c, rv, &da, &db)
+                else:
+                    binary_partials(base, c, av, rv, &db, &da)
+                for j in range(K):
+                    ab[p * K + j] += azmul(rb[p * K + j], da)
+        elif base == OP_CONST:
+            pass
+        elif base == OP_SELECT:
+            cond = val + <Py_ssize_t>arg[0] * B
+            for p in range(B):
+                # The adjoint flows into the chosen branch only.
+                if cond[p] != 0.0:
+                    ab = bar + <Py_ssize_t>t.aux[arg[1]] * BK
+                else:
+                    ab = bar + <Py_ssize_t>t.aux[arg[1] + 1] * BK
+                for j in range(K):
+                    ab[p * K + j] += rb[p * K + j]
+        else:
+            a = val + <Py_ssize_t>arg[0] * B
+            ab = bar + <Py_ssize_t>arg[0] * BK
+            for p in range(B):
+                da = unary_partial(base, a[p], val[(t.first + i) * B + p])
+                for j in range(K):
+                    ab[p * K + j] += azmul(rb[p * K + j], da)
+
+
+cdef Py_ssize_t first_failed_guard(const TapeView* t, const real_t* val,
+                                   Py_ssize_t B, Py_ssize_t* point) noexcept nogil:
+    """Index of the first guard whose outcome differs from the recorded one
+    (its point in ``point``), or -1 when every guard holds at every point."""
+    cdef Py_ssize_t g, p
+    cdef int code, base, kind
+    cdef real_t av, bv
+    cdef const index_t* arg
+    for p in range(B):
+        for g in range(t.n_guards):
+            code = t.guard_codes[g]
+            base = code & BASE_MASK
+            kind = code >> KIND_SHIFT
+            arg = t.guard_args + 2 * g
+            av = t.consts[arg[0]] if kind == KIND_CV else val[<Py_ssize_t>arg[0] * B + p]
+            bv = t.consts[arg[1]] if kind == KIND_VC else val[<Py_ssize_t>arg[1] * B + p]
+            if (binary_value(base, av, bv) != 0.0) != (t.guard_expected[g] != 0):
+                point[0] = p
+                return g
+    return -1
+
+
+# ---- validation ------------------------------------------------------------
+
+cdef inline bint _slot_ok(index_t s, Py_ssize_t limit) noexcept nogil:
+    return 0 <= s and s < limit
+
+
+cdef Py_ssize_t _first_bad_operation(const TapeView* t, const uint8_t* valid,
+                                     Py_ssize_t n_consts, Py_ssize_t n_aux) noexcept nogil:
+    cdef Py_ssize_t i, s
+    cdef int code, base, kind
+    cdef index_t a0, a1
+    cdef bint ok
+    for i in range(t.n_ops):
+        code = t.opcodes[i]
+        if not valid[code]:
+            return i
+        base = code & BASE_MASK
+        kind = code >> KIND_SHIFT
+        s = t.first + i
+        a0 = t.args[2 * i]
+        a1 = t.args[2 * i + 1]
+        if kind == KIND_VV:
+            ok = _slot_ok(a0, s) and _slot_ok(a1, s)
+        elif kind == KIND_VC:
+            ok = _slot_ok(a0, s) and _slot_ok(a1, n_consts)
+        elif kind == KIND_CV:
+            ok = _slot_ok(a0, n_consts) and _slot_ok(a1, s)
+        elif base == OP_CONST:
+            ok = _slot_ok(a0, n_consts)
+        elif base == OP_SELECT:
+            ok = (_slot_ok(a0, s) and _slot_ok(a1, n_aux - 1)
+                  and _slot_ok(t.aux[a1], s) and _slot_ok(t.aux[a1 + 1], s))
+        else:
+            ok = _slot_ok(a0, s)
+        if not ok:
+            return i
+    return -1
+
+
+cdef Py_ssize_t _first_bad_guard(const TapeView* t, Py_ssize_t n_slots,
+                                 Py_ssize_t n_consts) noexcept nogil:
+    cdef Py_ssize_t g
+    cdef int code, base, kind
+    cdef index_t a0, a1
+    for g in range(t.n_guards):
+        code = t.guard_codes[g]
+        base = code & BASE_MASK
+        kind = code >> KIND_SHIFT
+        a0 = t.guard_args[2 * g]
+        a1 = t.guard_args[2 * g + 1]
+        if not is_comparison(base) or kind == KIND_UNARY or t.guard_expected[g] > 1:
+            return g
+        if not _slot_ok(a0, n_consts if kind == KIND_CV else n_slots):
+            return g
+        if not _slot_ok(a1, n_consts if kind == KIND_VC else n_slots):
+            return g
+    return -1
+
+
+@cython.final
+cdef class Engine:
+    """The compiled half of a tape: validated arrays and the sweeps over them.
+
+    Construction validates every array (a malformed tape raises ValueError
+    with the reason); afterwards the sweeps trust the data.
+    """
+    cdef TapeView view
+    cdef readonly object opcodes, args, consts, aux, outputs
+    cdef readonly object guard_codes, guard_args, guard_expected
+    cdef readonly Py_ssize_t n_inputs, n_params, n_slots, first
+    cdef const index_t* out_ptr
+    cdef Py_ssize_t n_out
+    cdef real_t* cache
+    cdef Py_ssize_t cache_size
+    cdef bint cache_busy
+    cdef public object branch_error   # callable(guard, point) -> exception
+
+    def __cinit__(self, opcodes, args, consts, aux, outputs, Py_ssize_t n_inputs,
+                  Py_ssize_t n_params, guard_codes, guard_args, guard_expected,
+                  valid_codes):
+        self.opcodes = np.ascontiguousarray(opcodes, np.uint8).reshape(-1)
+        self.args = np.ascontiguousarray(args, np.int32).reshape(-1, 2)
+        self.consts = np.ascontiguousarray(consts, np.float64).reshape(-1)
+        self.aux = np.ascontiguousarray(aux, np.int32).reshape(-1)
+        self.outputs = np.ascontiguousarray(outputs, np.int32).reshape(-1)
+        self.guard_codes = np.ascontiguousarray(guard_codes, np.uint8).reshape(-1)
+        self.guard_args = np.ascontiguousarray(guard_args, np.int32).reshape(-1, 2)
+        self.guard_expected = np.ascontiguousarray(guard_expected, np.uint8).reshape(-1)
+        cdef const opcode_t[::1] op_v = self.opcodes
+        cdef const index_t[:, ::1] arg_v = self.args
+        cdef const real_t[::1] const_v = self.consts
+        cdef const index_t[::1] aux_v = self.aux
+        cdef const index_t[::1] out_v = self.outputs
+        cdef const opcode_t[::1] gc_v = self.guard_codes
+        cdef const index_t[:, ::1] ga_v = self.guard_args
+        cdef const uint8_t[::1] ge_v = self.guard_expected
+        cdef const uint8_t[::1] valid = np.ascontiguousarray(valid_codes, np.uint8)
+        cdef Py_ssize_t bad, i
+        self.cache = NULL
+        self.cache_size = 0
+        self.cache_busy = False
+        if n_inputs < 0 or n_params < 0:
+            raise ValueError("negative input or parameter count")
+        if op_v.shape[0] != arg_v.shape[0]:
+            raise ValueError(f"{op_v.shape[0]} opcodes but {arg_v.shape[0]} operand rows")
+        if gc_v.shape[0] != ga_v.shape[0] or gc_v.shape[0] != ge_v.shape[0]:
+            raise ValueError("guard arrays have different lengths")
+        if valid.shape[0] != 256:
+            raise ValueError("valid_codes must have 256 entries")
+        self.n_inputs = n_inputs
+        self.n_params = n_params
+        self.first = n_inputs + n_params
+        self.n_slots = self.first + op_v.shape[0]
+        if self.n_slots >= 2**31 - 1:
+            raise ValueError(f"{self.n_slots} slots exceed the 32-bit index range")
+        self.view.n_ops = op_v.shape[0]
+        self.view.first = self.first
+        self.view.n_guards = gc_v.shape[0]
+        self.view.opcodes = &op_v[0] if op_v.shape[0] else NULL
+        self.view.args = &arg_v[0, 0] if arg_v.shape[0] else NULL
+        self.view.consts = &const_v[0] if const_v.shape[0] else NULL
+        self.view.aux = &aux_v[0] if aux_v.shape[0] else NULL
+        self.view.guard_codes = &gc_v[0] if gc_v.shape[0] else NULL
+        self.view.guard_args = &ga_v[0, 0] if ga_v.shape[0] else NULL
+        self.view.guard_expected = &ge_v[0] if ge_v.shape[0] else NULL
+        self.out_ptr = &out_v[0] if out_v.shape[0] else NULL
+        self.n_out = out_v.shape[0]
+        with nogil:
+            bad = _first_bad_operation(&self.view, &valid[0], const_v.shape[0], aux_v.shape[0])
+        if bad >= 0:
+            raise ValueError(
+                f"operation {bad} (opcode {op_v[bad]}, operands {arg_v[bad, 0]}, "
+                f"{arg_v[bad, 1]}) is not a known opcode or refers to a slot, constant "
+                f"or side-table entry that does not exist before it")
+        bad = _first_bad_guard(&self.view, self.n_slots, const_v.shape[0])
+        if bad >= 0:
+            raise ValueError(f"guard {bad} is not a comparison of existing slots")
+        for i in range(self.n_out):
+            if not _slot_ok(out_v[i], self.n_slots):
+                raise ValueError(f"output {i} refers to slot {out_v[i]}, outside 0..{self.n_slots - 1}")
+
+    def __dealloc__(self):
+        free(self.cache)
+
+    # -- work space: one cached block, taken by one caller at a time --------
+
+    cdef real_t* _take(self, Py_ssize_t n) except NULL:
+        cdef real_t* block
+        if not self.cache_busy:
+            if self.cache_size < n:
+                free(self.cache)
+                self.cache = <real_t*>malloc(n * sizeof(real_t))
+                self.cache_size = n if self.cache != NULL else 0
+                if self.cache == NULL:
+                    raise MemoryError()
+            self.cache_busy = True
+            return self.cache
+        # Another thread is replaying this tape: use a private block.
+        block = <real_t*>malloc(n * sizeof(real_t))
+        if block == NULL:
+            raise MemoryError()
+        return block
+
+    cdef void _give(self, real_t* block) noexcept:
+        if block == self.cache:
+            self.cache_busy = False
+        else:
+            free(block)
+
+    cdef int _raise_branch(self, Py_ssize_t g, Py_ssize_t p) except -1:
+        raise self.branch_error(g, p)
+
+    # -- generic sweeps over caller-owned arrays (batches, many directions) -
+
+    def values(self, real_t[:, ::1] val):
+        """Fill every slot of ``val`` (n_slots, B) from its input rows;
+        raise the branch error if a guard fails."""
+        cdef Py_ssize_t g, p = 0, B = val.shape[1]
+        if val.shape[0] != self.n_slots:
+            raise ValueError("work array has the wrong number of slots")
+        with nogil:
+            forward0(&self.view, &val[0, 0], B, 0, self.view.n_ops)
+            g = first_failed_guard(&self.view, &val[0, 0], B, &p)
+        if g >= 0:
+            self._raise_branch(g, p)
+
+    def tangents(self, real_t[:, ::1] val, real_t[:, :, ::1] dot):
+        """Values and tangents: val (n_slots, B), dot (n_slots, B, K) with
+        input rows filled."""
+        cdef Py_ssize_t g, p = 0, B = val.shape[1], K = dot.shape[2]
+        if val.shape[0] != self.n_slots or dot.shape[0] != self.n_slots or dot.shape[1] != B:
+            raise ValueError("work arrays have the wrong shape")
+        with nogil:
+            forward1(&self.view, &val[0, 0], &dot[0, 0, 0], B, K)
+            g = first_failed_guard(&self.view, &val[0, 0], B, &p)
+        if g >= 0:
+            self._raise_branch(g, p)
+
+    def adjoints(self, const real_t[:, ::1] val, real_t[:, :, ::1] bar):
+        """Reverse sweep: val from :meth:`values`, bar (n_slots, B, K) seeded."""
+        cdef Py_ssize_t B = val.shape[1], K = bar.shape[2]
+        if val.shape[0] != self.n_slots or bar.shape[0] != self.n_slots or bar.shape[1] != B:
+            raise ValueError("work arrays have the wrong shape")
+        with nogil:
+            reverse1(&self.view, &val[0, 0], &bar[0, 0, 0], B, K)
+
+    # -- one point, one direction: the fast paths ---------------------------
+
+    def value_point(self, const real_t[::1] x, const real_t[::1] params):
+        """Output values at one point, as a new float64 array."""
+        cdef Py_ssize_t i, g, p = 0
+        cdef cnp.ndarray result
+        cdef real_t* out
+        cdef real_t* val = self._take(self.n_slots)
+        try:
+            self._load(val, x, params)
+            with nogil:
+                forward0(&self.view, val, 1, 0, self.view.n_ops)
+                g = first_failed_guard(&self.view, val, 1, &p)
+            if g >= 0:
+                self._raise_branch(g, p)
+            result = cnp.PyArray_EMPTY(1, [self.n_out], cnp.NPY_FLOAT64, 0)
+            out = <real_t*>cnp.PyArray_DATA(result)
+            for i in range(self.n_out):
+                out[i] = val[self.out_ptr[i]]
+            return result
+        finally:
+            self._give(val)
+
+    def gradient_point(self, const real_t[::1] x, const real_t[::1] params):
+        """``(value, gradient)`` of a scalar output at one point."""
+        cdef Py_ssize_t g, p = 0, n = self.n_slots
+        cdef cnp.ndarray result
+        cdef real_t value
+        cdef real_t* work = self._take(2 * n)
+        cdef real_t* val = work
+        cdef real_t* bar = work + n
+        if self.n_out != 1:
+            self._give(work)
+            raise ValueError("gradient_point needs exactly one output")
+        try:
+            self._load(val, x, params)
+            with nogil:
+                forward0(&self.view, val, 1, 0, self.view.n_ops)
+                g = first_failed_guard(&self.view, val, 1, &p)
+                if g < 0:
+                    memset(bar, 0, n * sizeof(real_t))
+                    bar[self.out_ptr[0]] = 1.0
+                    reverse1(&self.view, val, bar, 1, 1)
+            if g >= 0:
+                self._raise_branch(g, p)
+            value = val[self.out_ptr[0]]
+            result = cnp.PyArray_EMPTY(1, [self.n_inputs], cnp.NPY_FLOAT64, 0)
+            if self.n_inputs:
+                memcpy(cnp.PyArray_DATA(result), bar, self.n_inputs * sizeof(real_t))
+            return value, result
+        finally:
+            self._give(work)
+
+    cdef int _load(self, real_t* val, const real_t[::1] x, const real_t[::1] params) except -1:
+        if x.shape[0] != self.n_inputs or params.shape[0] != self.n_params:
+            raise ValueError("input or parameter vector has the wrong length")
+        if self.n_inputs:
+            memcpy(val, &x[0], self.n_inputs * sizeof(real_t))
+        if self.n_params:
+            memcpy(val + self.n_inputs, &params[0], self.n_params * sizeof(real_t))
+        return 0

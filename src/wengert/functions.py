@@ -1,0 +1,167 @@
+"""``wg.sin``, ``wg.where`` ...: functions that work on traced values and,
+unchanged, on plain floats and arrays (where they are NumPy's)."""
+import builtins
+
+import numpy as np
+
+from wengert import tracing
+from wengert._recorder import Active
+
+
+def _traced(*values):
+    return builtins.any(isinstance(v, (Active, tracing.TracedArray, tracing.Comparison))
+                        or (isinstance(v, (list, tuple)) and _traced(*v)) for v in values)
+
+
+def _unary(name, numpy_function, doc):
+    def function(x):
+        if _traced(x):
+            return tracing.apply_unary(name, x)
+        return numpy_function(x)
+    function.__name__ = function.__qualname__ = name if name != "sigmoid" else "sigmoid"
+    function.__doc__ = doc
+    return function
+
+
+def _binary(name, numpy_function, doc):
+    def function(a, b):
+        if _traced(a, b):
+            return tracing.apply_binary(name, a, b)
+        return numpy_function(a, b)
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    return function
+
+
+def _doc(name, what):
+    return f"""{what}, elementwise; records one operation per element on traced values.
+
+    Examples
+    --------
+    >>> import numpy as np, wengert as wg
+    >>> tape = wg.record(lambda x: wg.{name}(x), np.array([0.5]))
+    >>> tape.forward([0.5]).shape
+    (1,)
+    """
+
+
+def _sigmoid_numpy(x):
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _erf_numpy(x):
+    from scipy.special import erf as scipy_erf
+    return scipy_erf(x)
+
+
+sin = _unary("sin", np.sin, _doc("sin", "Sine"))
+cos = _unary("cos", np.cos, _doc("cos", "Cosine"))
+tan = _unary("tan", np.tan, _doc("tan", "Tangent"))
+arcsin = _unary("arcsin", np.arcsin, _doc("arcsin", "Inverse sine"))
+arccos = _unary("arccos", np.arccos, _doc("arccos", "Inverse cosine"))
+arctan = _unary("arctan", np.arctan, _doc("arctan", "Inverse tangent"))
+sinh = _unary("sinh", np.sinh, _doc("sinh", "Hyperbolic sine"))
+cosh = _unary("cosh", np.cosh, _doc("cosh", "Hyperbolic cosine"))
+tanh = _unary("tanh", np.tanh, _doc("tanh", "Hyperbolic tangent"))
+arcsinh = _unary("arcsinh", np.arcsinh, _doc("arcsinh", "Inverse hyperbolic sine"))
+arccosh = _unary("arccosh", np.arccosh, _doc("arccosh", "Inverse hyperbolic cosine (x >= 1)"))
+arctanh = _unary("arctanh", np.arctanh, _doc("arctanh", "Inverse hyperbolic tangent"))
+exp = _unary("exp", np.exp, _doc("exp", "Exponential"))
+expm1 = _unary("expm1", np.expm1, _doc("expm1", "exp(x) - 1, accurate near 0"))
+log = _unary("log", np.log, _doc("log", "Natural logarithm"))
+log1p = _unary("log1p", np.log1p, _doc("log1p", "log(1 + x), accurate near 0"))
+log2 = _unary("log2", np.log2, _doc("log2", "Base-2 logarithm"))
+log10 = _unary("log10", np.log10, _doc("log10", "Base-10 logarithm"))
+sqrt = _unary("sqrt", np.sqrt, _doc("sqrt", "Square root (derivative inf at 0)"))
+cbrt = _unary("cbrt", np.cbrt, _doc("cbrt", "Cube root"))
+square = _unary("square", np.square, _doc("square", "x * x"))
+reciprocal = _unary("reciprocal", lambda x: 1.0 / np.asarray(x, dtype=float),
+                    _doc("reciprocal", "1 / x"))
+abs = _unary("abs", np.abs, _doc("abs", "Absolute value (derivative 0 at 0)"))
+sign = _unary("sign", np.sign, _doc("sign", "Sign (derivative 0)"))
+sigmoid = _unary("sigmoid", _sigmoid_numpy, _doc("sigmoid", "Logistic sigmoid 1 / (1 + exp(-x))"))
+erf = _unary("erf", _erf_numpy, _doc("erf", "Error function"))
+
+arctan2 = _binary("arctan2", np.arctan2, "Four-quadrant inverse tangent of a / b, elementwise.")
+hypot = _binary("hypot", np.hypot, "sqrt(a**2 + b**2) without overflow, elementwise.")
+maximum = _binary("maximum", np.maximum,
+                  "Elementwise maximum; at a tie each argument gets half the derivative.")
+minimum = _binary("minimum", np.minimum,
+                  "Elementwise minimum; at a tie each argument gets half the derivative.")
+logaddexp = _binary("logaddexp", np.logaddexp, "log(exp(a) + exp(b)) without overflow, elementwise.")
+
+
+def power(a, b):
+    """``a ** b`` elementwise (variable or constant base and exponent)."""
+    if _traced(a, b):
+        return tracing.power(a, b) if not _traced(b) or _traced(a) else tracing.apply_binary("pow", a, b)
+    return np.power(a, b)
+
+
+def where(condition, x, y):
+    """Branch-free select: ``x`` where ``condition`` holds, else ``y``.
+
+    Both branches are recorded and the condition is evaluated at every
+    replay, so the tape stays valid everywhere (no guard). Derivatives flow
+    only into the branch taken: a NaN or inf in the other never leaks.
+
+    Examples
+    --------
+    >>> import numpy as np, wengert as wg
+    >>> tape = wg.record(lambda x: wg.where(x > 0, np.sqrt(x), 0.0), np.array([4.0, -1.0]))
+    >>> tape.gradient  # doctest: +ELLIPSIS
+    <bound method Tape.gradient of ...>
+    >>> tape.jacobian([4.0, -1.0]).tolist()
+    [[0.25, 0.0], [0.0, 0.0]]
+    """
+    return tracing.where(condition, x, y)
+
+
+def sum(x, axis=None, keepdims=False):
+    """Sum (a pairwise tree of additions on traced values)."""
+    return np.sum(x, axis=axis, keepdims=keepdims) if not _traced(x) else tracing.reduce("add", x, axis, keepdims)
+
+
+def prod(x, axis=None, keepdims=False):
+    """Product (a pairwise tree of multiplications on traced values)."""
+    return np.prod(x, axis=axis, keepdims=keepdims) if not _traced(x) else tracing.reduce("mul", x, axis, keepdims)
+
+
+def dot(a, b):
+    """``np.dot`` for traced or plain operands."""
+    return tracing.dot(a, b) if _traced(a, b) else np.dot(a, b)
+
+
+def clip(x, a_min=None, a_max=None):
+    """``np.clip`` as maximum/minimum operations (no guards)."""
+    return tracing.clip(x, a_min, a_max) if _traced(x, a_min, a_max) else np.clip(x, a_min, a_max)
+
+
+def array(values):
+    """An array from (nested lists of) traced values and numbers.
+
+    ``np.array`` cannot hold traced values; use this (or ``np.stack``).
+
+    Examples
+    --------
+    >>> import numpy as np, wengert as wg
+    >>> tape = wg.record(lambda x: wg.array([x[0] * x[1], 1.0]), np.ones(2))
+    >>> tape.forward([2.0, 3.0]).tolist()
+    [6.0, 1.0]
+    """
+    return tracing.asarray(values) if _traced(values) or (
+        isinstance(values, np.ndarray) and values.dtype == object) else np.asarray(values, dtype=float)
+
+
+def stack(arrays, axis=0):
+    """``np.stack`` for traced or plain arrays."""
+    return np.stack(list(arrays), axis=axis) if not _traced(*arrays) else \
+        tracing._HANDLED[np.stack](list(arrays), axis=axis)
+
+
+def concatenate(arrays, axis=0):
+    """``np.concatenate`` for traced or plain arrays."""
+    return np.concatenate(list(arrays), axis=axis) if not _traced(*arrays) else \
+        tracing._HANDLED[np.concatenate](list(arrays), axis=axis)

@@ -1,0 +1,570 @@
+"""The Tape: a recorded Wengert list and the drivers that replay it."""
+from __future__ import annotations
+
+import numpy as np
+
+from wengert import _opcodes as ops
+from wengert._errors import (ArgumentError, BranchChangedError, ShapeError,
+                             TapeFormatError)
+from wengert._opcodes import Kind
+from wengert._sweeps import Engine
+
+_VALID_CODES = ops.valid_codes()
+# Bytes of tangent or adjoint storage one jacobian chunk may use.
+_CHUNK_BYTES = 64 * 2**20
+_MAX_CHUNK = 64
+
+
+def _shape_text(shape):
+    return str(tuple(shape))
+
+
+class Tape:
+    """A recorded function ``f(x, *params)``, replayable at any point.
+
+    Create one with :func:`wengert.record`. The tape holds the operations as
+    flat arrays; compiled sweeps replay them for values, directional
+    derivatives (``jvp``), adjoints (``vjp``, ``gradient``) and Jacobians.
+
+    Attributes
+    ----------
+    n_inputs, n_params, n_outputs, n_ops : int
+        Elements of ``x``, of the dynamic parameters, of the output, and the
+        number of recorded operations (``len(tape)``).
+    in_shape, out_shape : tuple
+        Shapes of ``x`` and of ``f(x)``.
+
+    Examples
+    --------
+    >>> import numpy as np, wengert as wg
+    >>> tape = wg.record(lambda x: np.log(x[0]) + x[0] * x[1] - np.sin(x[1]), [2.0, 5.0])
+    >>> round(tape.forward([2.0, 5.0]), 3)
+    11.652
+    >>> tape.gradient([2.0, 5.0]).round(3).tolist()
+    [5.5, 1.716]
+    """
+
+    def __init__(self, *, opcodes, args, consts, aux, outputs, in_shape, out_shape,
+                 param_specs=(), guards=(), n_params=None):
+        in_shape = tuple(int(s) for s in in_shape)
+        out_shape = tuple(int(s) for s in out_shape)
+        self.in_shape = in_shape
+        self.out_shape = out_shape
+        self._param_specs = list(param_specs)
+        param_parts = [spec[3].reshape(-1) for spec in self._param_specs if spec[0] == "param"]
+        self._recorded_params = (np.concatenate(param_parts) if param_parts
+                                 else np.zeros(0)).astype(np.float64)
+        self._has_static = any(spec[0] == "static" for spec in self._param_specs)
+        n_inputs = int(np.prod(in_shape))
+        if n_params is None:
+            n_params = self._recorded_params.size
+        guards = list(guards)
+        self._guard_info = [(g[4], g[5], bool(g[3])) for g in guards]
+        try:
+            self._engine = Engine(
+                opcodes, args, consts, aux, outputs, n_inputs, n_params,
+                np.array([g[0] for g in guards], dtype=np.uint8),
+                np.array([(g[1], g[2]) for g in guards], dtype=np.int32).reshape(-1, 2),
+                np.array([g[3] for g in guards], dtype=np.uint8),
+                _VALID_CODES)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise TapeFormatError(f"invalid tape: {exc}") from exc
+        if self._engine.outputs.size != int(np.prod(out_shape)):
+            raise TapeFormatError(
+                f"invalid tape: {self._engine.outputs.size} output slots for output shape {out_shape}")
+        self._engine.branch_error = self._branch_error
+        self.n_inputs = n_inputs
+        self.n_params = int(n_params)
+        self.n_outputs = int(self._engine.outputs.size)
+        self.n_ops = int(self._engine.opcodes.size)
+        self._scalar_out = out_shape == ()
+
+    # -- description -----------------------------------------------------------
+
+    def __len__(self):
+        return self.n_ops
+
+    @property
+    def n_guards(self):
+        return len(self._guard_info)
+
+    def __repr__(self):
+        return (f"<wengert.Tape: {self.n_ops} operations, inputs {self.in_shape}, "
+                f"outputs {self.out_shape}, {self.n_params} parameters, "
+                f"{self.n_guards} guards>")
+
+    def _branch_error(self, guard, point):
+        where, text, expected = self._guard_info[guard]
+        row = f" at batch row {point}" if self._batched_call else ""
+        return BranchChangedError(
+            f"the comparison `{text}` recorded at {where} was {expected} when the tape "
+            f"was recorded but is {not expected} at this point{row}: the tape is only "
+            "valid where every branch goes the same way. Record again at this point "
+            "(wg.grad and the other wg.* transforms do that for you), or use wg.where "
+            "to record both branches.")
+
+    _batched_call = False
+
+    # -- arguments --------------------------------------------------------------
+
+    def _inputs(self, x):
+        """(flat single point, None) or (points as (n_inputs, B), B)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape == self.in_shape:
+            return x.reshape(-1), None
+        if x.ndim == len(self.in_shape) + 1 and x.shape[1:] == self.in_shape:
+            return np.ascontiguousarray(x.reshape(x.shape[0], -1).T), x.shape[0]
+        raise ShapeError(
+            f"x has shape {_shape_text(x.shape)}, but this tape was recorded for inputs of "
+            f"shape {_shape_text(self.in_shape)} (or a batch of shape "
+            f"(B,) + {_shape_text(self.in_shape)})")
+
+    def _params(self, extras):
+        if not extras:
+            return self._recorded_params
+        if len(extras) > len(self._param_specs):
+            raise ArgumentError(
+                f"{len(extras)} extra arguments given, but the function was recorded "
+                f"with {len(self._param_specs)}")
+        values = []
+        for i, spec in enumerate(self._param_specs):
+            if spec[0] == "param":
+                if i < len(extras):
+                    value = np.asarray(extras[i], dtype=np.float64)
+                    if value.shape != spec[1]:
+                        raise ShapeError(
+                            f"extra argument {i} (a dynamic parameter) has shape "
+                            f"{_shape_text(value.shape)}; it was recorded with shape "
+                            f"{_shape_text(spec[1])}")
+                    values.append(value.reshape(-1))
+                else:
+                    values.append(spec[3].reshape(-1))
+            elif i < len(extras) and not _same_static(extras[i], spec[1]):
+                raise ArgumentError(
+                    f"static argument changed: extra argument {i} was recorded as "
+                    f"{spec[1]!r} and is now {extras[i]!r}; record again (static "
+                    "arguments are baked into the tape; pass floats or float arrays "
+                    "to make them replaceable parameters)")
+        return np.concatenate(values) if values else self._recorded_params
+
+    def _work_values(self, X, B, params):
+        val = np.empty((self._engine.n_slots, B))
+        val[:self.n_inputs] = X
+        val[self.n_inputs:self._engine.first] = params[:, None]
+        return val
+
+    def _shape_out(self, flat, B, tail=()):
+        """Reshape (B, n_outputs, *tail) or (n_outputs, *tail) results."""
+        shape = self.out_shape + tuple(tail)
+        if B is None:
+            out = flat.reshape(shape)
+            return float(out) if out.ndim == 0 else out
+        return flat.reshape((B,) + shape)
+
+    # -- values -------------------------------------------------------------------
+
+    def forward(self, x, *args):
+        """Values of ``f`` at ``x`` (or at each point of a batch).
+
+        Parameters
+        ----------
+        x : float or array_like
+            A point of the recorded shape, or a batch ``(B,) + x.shape``.
+        *args
+            New values of the dynamic parameters (omitted: the recorded ones).
+
+        Returns
+        -------
+        float or ndarray
+            ``f(x)``; a Python float for a scalar output at one point.
+
+        Examples
+        --------
+        >>> import numpy as np, wengert as wg
+        >>> tape = wg.record(lambda x: x ** 2, np.zeros(2))
+        >>> tape.forward([1.0, 3.0]).tolist()
+        [1.0, 9.0]
+        """
+        X, B = self._inputs(x)
+        params = self._params(args)
+        if B is None:
+            return self._shape_out(self._engine.value_point(X, params), None)
+        val = self._work_values(X, B, params)
+        self._replay_values(val)
+        return self._shape_out(val[self._engine.outputs].T.copy(), B)
+
+    __call__ = forward
+
+    def _replay_values(self, val):
+        self._batched_call = True
+        try:
+            self._engine.values(val)
+        finally:
+            self._batched_call = False
+
+    # -- gradient --------------------------------------------------------------
+
+    def gradient(self, x, *args):
+        """Gradient of a scalar output: an array of ``x.shape``.
+
+        Reverse mode: one sweep forward for values, one backward for adjoints,
+        whatever the number of inputs. A batch ``(B,) + x.shape`` gives
+        ``(B,) + x.shape``.
+
+        Examples
+        --------
+        >>> import numpy as np, wengert as wg
+        >>> tape = wg.record(lambda x: np.sum(x ** 3), np.ones(3))
+        >>> tape.gradient([1.0, 2.0, 3.0]).tolist()
+        [3.0, 12.0, 27.0]
+        """
+        return self._value_and_gradient(x, args)[1]
+
+    def value_and_gradient(self, x, *args):
+        """``(f(x), gradient)`` of a scalar output, sharing one sweep."""
+        return self._value_and_gradient(x, args)
+
+    def _value_and_gradient(self, x, args):
+        if not self._scalar_out:
+            raise ShapeError(
+                f"gradient needs a scalar output, but this tape's output has shape "
+                f"{_shape_text(self.out_shape)}; use vjp(x, w) or jacobian(x)")
+        X, B = self._inputs(x)
+        params = self._params(args)
+        if B is None:
+            value, grad = self._engine.gradient_point(X, params)
+            return value, (float(grad[0]) if self.in_shape == () else grad.reshape(self.in_shape))
+        val = self._work_values(X, B, params)
+        self._replay_values(val)
+        bar = np.zeros((self._engine.n_slots, B, 1))
+        bar[self._engine.outputs[0], :, 0] = 1.0
+        self._engine.adjoints(val, bar)
+        grad = bar[:self.n_inputs, :, 0].T.reshape((B,) + self.in_shape)
+        return val[self._engine.outputs[0]].copy(), grad
+
+    # -- directional derivatives ---------------------------------------------------
+
+    def _directions(self, v, B, lead_shape, name, what):
+        """Arrange seeds as (n, B_or_1, K); returns (seeds, k or None)."""
+        v = np.asarray(v, dtype=np.float64)
+        n = int(np.prod(lead_shape))
+        batch = () if B is None else (B,)
+        if B is not None and v.shape == batch + lead_shape:
+            return v.reshape(B, n).T[:, :, None], None
+        if B is not None and v.ndim == len(lead_shape) + 2 and v.shape[:-1] == batch + lead_shape:
+            return np.moveaxis(v.reshape(B, n, v.shape[-1]), 0, 1), v.shape[-1]
+        if v.shape == lead_shape:
+            return np.broadcast_to(v.reshape(n, 1, 1), (n, B or 1, 1)), None
+        if v.ndim == len(lead_shape) + 1 and v.shape[:-1] == lead_shape:
+            k = v.shape[-1]
+            return np.broadcast_to(v.reshape(n, 1, k), (n, B or 1, k)), k
+        raise ShapeError(
+            f"{name} has shape {_shape_text(v.shape)}; expected {what} "
+            f"{_shape_text(lead_shape)} or {_shape_text(lead_shape)} + (k,)"
+            + ("" if B is None else f", optionally with the batch axis ({B},) in front"))
+
+    def jvp(self, x, v, *args):
+        """Jacobian-vector product ``J(x) @ v`` by forward mode.
+
+        Parameters
+        ----------
+        x : array_like
+            A point (or a batch of points).
+        v : array_like
+            A direction of ``x.shape``, or ``x.shape + (k,)`` for k directions
+            propagated in one sweep.
+
+        Returns
+        -------
+        ndarray or float
+            ``out.shape`` (``+ (k,)``), with a leading batch axis for a batch.
+
+        Examples
+        --------
+        >>> import numpy as np, wengert as wg
+        >>> tape = wg.record(lambda x: x[0] * x[1], np.ones(2))
+        >>> tape.jvp([2.0, 3.0], [1.0, 0.0])
+        3.0
+        """
+        X, B = self._inputs(x)
+        params = self._params(args)
+        seeds, k = self._directions(v, B, self.in_shape, "v", "the input shape")
+        Bw = B or 1
+        K = seeds.shape[2]
+        val = self._work_values(X.reshape(self.n_inputs, -1), Bw, params)
+        dot = np.zeros((self._engine.n_slots, Bw, K))
+        dot[:self.n_inputs] = seeds
+        self._replay(self._engine.tangents, val, dot, B)
+        result = dot[self._engine.outputs]              # (n_out, B, K)
+        if B is None:
+            result = result[:, 0, :]
+            return self._shape_out(result if k is not None else result[:, 0], None,
+                                   (k,) if k is not None else ())
+        result = np.moveaxis(result, 1, 0)              # (B, n_out, K)
+        return self._shape_out(result if k is not None else result[:, :, 0], B,
+                               (k,) if k is not None else ())
+
+    def _replay(self, sweep, val, work, B):
+        self._batched_call = B is not None
+        try:
+            sweep(val, work)
+        finally:
+            self._batched_call = False
+
+    def vjp(self, x, w, *args):
+        """Vector-Jacobian product ``w @ J(x)`` by reverse mode.
+
+        Parameters
+        ----------
+        x : array_like
+            A point (or a batch of points).
+        w : array_like
+            An output weight of ``out.shape``, or ``(k,) + out.shape`` for k
+            weights propagated in one sweep.
+
+        Returns
+        -------
+        ndarray or float
+            ``x.shape`` (``(k,) + x.shape``), with a leading batch axis for a batch.
+
+        Examples
+        --------
+        >>> import numpy as np, wengert as wg
+        >>> tape = wg.record(lambda x: np.stack([x[0] * x[1], x[1]]), np.ones(2))
+        >>> tape.vjp([2.0, 3.0], [1.0, 1.0]).tolist()
+        [3.0, 3.0]
+        """
+        X, B = self._inputs(x)
+        params = self._params(args)
+        w = np.asarray(w, dtype=np.float64)
+        # Weights come as (k,) + out.shape: move k last to reuse _directions.
+        lead = self.out_shape
+        if B is not None and w.shape == (B,) + lead:
+            pass
+        elif B is not None and w.ndim == len(lead) + 2 and w.shape[0] == B and w.shape[2:] == lead:
+            w = np.moveaxis(w, 1, -1)
+        elif w.ndim == len(lead) + 1 and w.shape[1:] == lead:
+            w = np.moveaxis(w, 0, -1)
+        seeds, k = self._directions(w, B, lead, "w", "the output shape")
+        Bw = B or 1
+        K = seeds.shape[2]
+        val = self._work_values(X.reshape(self.n_inputs, -1), Bw, params)
+        self._replay_values_maybe_batched(val, B)
+        bar = np.zeros((self._engine.n_slots, Bw, K))
+        np.add.at(bar, self._engine.outputs, seeds)
+        self._engine.adjoints(val, bar)
+        grad = bar[:self.n_inputs]                      # (n_in, B, K)
+        grad = np.moveaxis(grad, 0, -1)                 # (B, K, n_in)
+        if k is None:
+            grad = grad[:, 0, :]
+        shape = ((k,) if k is not None else ()) + self.in_shape
+        if B is None:
+            out = grad[0].reshape(shape)
+            return float(out) if out.ndim == 0 else out
+        return grad.reshape((B,) + shape)
+
+    def _replay_values_maybe_batched(self, val, B):
+        self._batched_call = B is not None
+        try:
+            self._engine.values(val)
+        finally:
+            self._batched_call = False
+
+    # -- Jacobian -------------------------------------------------------------------
+
+    def jacobian(self, x, *args, mode="auto"):
+        """The Jacobian ``df/dx`` of shape ``out.shape + x.shape``.
+
+        Parameters
+        ----------
+        mode : {"auto", "forward", "reverse"}
+            Forward mode costs one tangent per input, reverse mode one adjoint
+            per output; "auto" picks the side with fewer. Directions go in
+            chunks so that memory stays bounded.
+
+        Examples
+        --------
+        >>> import numpy as np, wengert as wg
+        >>> tape = wg.record(lambda x: np.stack([x[0] * x[1], np.sin(x[0])]), np.ones(2))
+        >>> tape.jacobian([0.0, 2.0]).tolist()
+        [[2.0, 0.0], [1.0, 0.0]]
+        """
+        if mode not in ("auto", "forward", "reverse"):
+            raise ArgumentError(f"mode must be 'auto', 'forward' or 'reverse', not {mode!r}")
+        if mode == "auto":
+            mode = "forward" if self.n_inputs <= self.n_outputs else "reverse"
+        X, B = self._inputs(x)
+        params = self._params(args)
+        Bw = B or 1
+        n_in, n_out, n_slots = self.n_inputs, self.n_outputs, self._engine.n_slots
+        J = np.zeros((Bw, n_out, n_in))
+        n_dirs = n_in if mode == "forward" else n_out
+        chunk = int(max(1, min(n_dirs, _MAX_CHUNK, _CHUNK_BYTES // max(1, 8 * n_slots * Bw))))
+        val = self._work_values(X.reshape(n_in, -1), Bw, params)
+        outputs = self._engine.outputs
+        if mode == "forward":
+            for start in range(0, n_dirs, chunk):
+                K = min(chunk, n_dirs - start)
+                dot = np.zeros((n_slots, Bw, K))
+                dot[start + np.arange(K), :, np.arange(K)] = 1.0
+                self._replay(self._engine.tangents, val, dot, B)
+                J[:, :, start:start + K] = np.moveaxis(dot[outputs], 1, 0)
+        else:
+            self._replay_values_maybe_batched(val, B)
+            for start in range(0, n_dirs, chunk):
+                K = min(chunk, n_dirs - start)
+                bar = np.zeros((n_slots, Bw, K))
+                np.add.at(bar, (outputs[start:start + K], slice(None), np.arange(K)), 1.0)
+                self._engine.adjoints(val, bar)
+                J[:, start:start + K, :] = np.moveaxis(bar[:n_in], 0, -1)
+        shape = self.out_shape + self.in_shape
+        if B is None:
+            out = J[0].reshape(shape)
+            return float(out) if out.ndim == 0 else out
+        return J.reshape((B,) + shape)
+
+    # -- second order and sparsity: not built yet -----------------------------------
+
+    def hessian(self, x, *args, **kwargs):
+        """Not available yet: second-order sweeps are still to be built."""
+        raise NotImplementedError(
+            "tape.hessian needs the second-order (forward-over-reverse) sweeps, which "
+            "are not built yet; use tape.jacobian of a gradient tape or finite "
+            "differences of tape.gradient meanwhile")
+
+    def hvp(self, x, v, *args, **kwargs):
+        """Not available yet: second-order sweeps are still to be built."""
+        raise NotImplementedError(
+            "tape.hvp needs the second-order (forward-over-reverse) sweeps, which are "
+            "not built yet")
+
+    # -- the Wengert list ---------------------------------------------------------------
+
+    def listing(self, x=None, *args):
+        """The Wengert list as text, one line per slot, with values at ``x``.
+
+        Inputs are numbered ``v[1-n] .. v[0]`` and operations ``v[1] ..``, as
+        in the survey by Baydin et al.; values are shown with 6 significant
+        digits.
+
+        Examples
+        --------
+        >>> import numpy as np, wengert as wg
+        >>> tape = wg.record(lambda x: np.sin(x[0]) * x[1], np.ones(2))
+        >>> print(tape.listing([0.0, 2.0]))          # doctest: +NORMALIZE_WHITESPACE
+        v[-1] = x[0]                =  0
+        v[0]  = x[1]                =  2
+        v[1]  = sin(v[-1])          =  0
+        v[2]  = v[1] * v[0]         =  0
+        y     = v[2]                =  0
+        """
+        eng = self._engine
+        values = None
+        if x is not None:
+            X, B = self._inputs(x)
+            if B is not None:
+                raise ShapeError("listing shows one point; pass x of the recorded shape")
+            val = self._work_values(X.reshape(self.n_inputs, 1), 1, self._params(args))
+            self._engine.values(val)
+            values = val[:, 0]
+        name = _slot_namer(self.n_inputs, eng.first)
+        rows = []
+        for s in range(eng.first):
+            if s < self.n_inputs:
+                rows.append((name(s), f"x[{s}]", s))
+            else:
+                rows.append((name(s), f"p[{s - self.n_inputs}]", s))
+        consts, aux = eng.consts, eng.aux
+        for i, (code, (a0, a1)) in enumerate(zip(eng.opcodes, eng.args)):
+            rows.append((name(eng.first + i), _expression(int(code), int(a0), int(a1), consts, aux, name),
+                         eng.first + i))
+        for j, s in enumerate(eng.outputs):
+            label = "y" if self.n_outputs == 1 else f"y[{j}]"
+            rows.append((label, name(int(s)), int(s)))
+        width_l = max(len(r[0]) for r in rows)
+        width_e = max(len(r[1]) for r in rows)
+        lines = []
+        for label, expr, slot in rows:
+            text = f"{label:<{width_l}} = {expr:<{width_e}}"
+            if values is not None:
+                text += f" = {values[slot]: .6g}"
+            lines.append(text.rstrip())
+        return "\n".join(lines)
+
+
+def _slot_namer(n_inputs, first):
+    def name(s):
+        if s < n_inputs:
+            return f"v[{s - n_inputs + 1}]"
+        if s < first:
+            return f"p[{s - n_inputs}]"
+        return f"v[{s - first + 1}]"
+    return name
+
+
+_INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**",
+          **ops.COMPARISON_SYMBOL}
+
+
+def _expression(code, a0, a1, consts, aux, name):
+    op, kind = ops.split(code)
+    if op.name == "const":
+        return f"{consts[a0]!r}"
+    if op.name == "select":
+        return f"{name(aux[a1])} if {name(a0)} else {name(aux[a1 + 1])}"
+    if kind == Kind.UNARY:
+        return f"-{name(a0)}" if op.name == "neg" else f"{op.name}({name(a0)})"
+    left = f"{consts[a0]:g}" if kind == Kind.CV else name(a0)
+    right = f"{consts[a1]:g}" if kind == Kind.VC else name(a1)
+    if op.name in _INFIX:
+        return f"{left} {_INFIX[op.name]} {right}"
+    return f"{op.name}({left}, {right})"
+
+
+def _same_static(new, old):
+    if new is old:
+        return True
+    try:
+        same = new == old
+        if isinstance(same, np.ndarray):
+            return bool(np.array_equal(new, old))
+        return bool(same)
+    except Exception:
+        return False
+
+
+def record(f, x, *args):
+    """Run ``f(x, *args)`` once on traced values and return its :class:`Tape`.
+
+    Parameters
+    ----------
+    f : callable
+        A function of NumPy code: arithmetic, ufuncs (``np.sin`` ...), common
+        array functions, indexing. Python ``if`` on traced values records a
+        guard; use :func:`wengert.where` for branch-free selects.
+    x : float or array_like
+        The point to record at; its shape is the tape's input shape.
+    *args
+        Extra arguments. Floats and float arrays become dynamic parameters
+        (replaceable at replay: ``tape.gradient(x, new_value)``); anything
+        else is static and baked into the tape.
+
+    Returns
+    -------
+    Tape
+
+    Examples
+    --------
+    >>> import numpy as np, wengert as wg
+    >>> def f(x):
+    ...     return np.log(x[0]) + x[0] * x[1] - np.sin(x[1])
+    >>> tape = wg.record(f, np.array([2.0, 5.0]))
+    >>> round(tape.forward([2.0, 5.0]), 4)
+    11.6521
+    """
+    from wengert.tracing import trace
+    x_arr = np.asarray(x, dtype=np.float64)
+    rec, out_slots, out_shape, specs, params = trace(f, x_arr, args)
+    arrays = rec.arrays()
+    return Tape(outputs=out_slots, in_shape=x_arr.shape, out_shape=out_shape,
+                param_specs=specs, guards=rec.guards, n_params=params.size, **arrays)

@@ -1,0 +1,938 @@
+"""Recording: traced arrays, comparisons and guards, NumPy dispatch.
+
+A traced array is a NumPy integer array of slot indices plus the recorder it
+belongs to, so indexing, slicing, reshaping, transposing and concatenating
+are NumPy operations on the index array and cost no tape operations. An
+elementwise operation on n elements appends n tape operations in one
+vectorised call. Traced scalars are the Cython type :class:`Active`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from wengert import _opcodes as ops
+from wengert._errors import ShapeError, TracingError, WengertError
+from wengert._opcodes import Kind
+from wengert._recorder import Active, Recorder, hooks, make_active
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+_CODE = {op.name: op.base for op in ops.OPERATIONS}
+_SELECT = _CODE["select"]
+_CONST = _CODE["const"]
+
+
+# ---- operands ---------------------------------------------------------------
+#
+# Inside this module every argument is turned into an operand: either slot
+# indices (``is_slots`` True) or constant values, each a NumPy array.
+
+class _Operand:
+    __slots__ = ("is_slots", "data")
+
+    def __init__(self, is_slots, data):
+        self.is_slots = is_slots
+        self.data = data
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+
+def _recorder_of(values):
+    """The one recorder behind the traced values among ``values``."""
+    found = None
+    for v in values:
+        rec = None
+        if isinstance(v, (Active, TracedArray, Comparison)):
+            rec = v.recorder
+        elif isinstance(v, (list, tuple)) or (isinstance(v, np.ndarray) and v.dtype == object):
+            rec = _recorder_of(list(np.asarray(v, dtype=object).ravel()) if isinstance(v, np.ndarray)
+                               else v)
+        if rec is not None:
+            if found is not None and rec is not found:
+                raise TracingError(
+                    "traced values from two different recordings were mixed; pass "
+                    "values into the recorded function as arguments instead of "
+                    "capturing them from another recording")
+            found = rec
+    return found
+
+
+def _operand(rec, x):
+    """Turn a traced value, a comparison or a constant into an operand."""
+    if isinstance(x, TracedArray):
+        return _Operand(True, x.slots)
+    if isinstance(x, Active):
+        return _Operand(True, np.array(x.slot, dtype=np.intp))
+    if isinstance(x, Comparison):
+        return _Operand(True, x.indicator_slots())
+    if isinstance(x, np.ndarray) and x.dtype == object:
+        return _Operand(True, asarray(x, rec).slots_array())
+    if isinstance(x, (list, tuple)) and _recorder_of(x) is not None:
+        return _Operand(True, asarray(x, rec).slots_array())
+    try:
+        data = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TracingError(
+            f"cannot use a {type(x).__name__} as an operand of a traced operation; "
+            "pass floats, NumPy arrays or traced values") from exc
+    return _Operand(False, data)
+
+
+def _slots_of(rec, operand):
+    """Slot indices of an operand, materialising constants with const ops."""
+    if operand.is_slots:
+        return operand.data
+    values = operand.data
+    flat = np.ascontiguousarray(values).reshape(-1)
+    if flat.size == 0:
+        return np.empty(values.shape, dtype=np.intp)
+    if np.all(flat == flat[0]) and not np.isnan(flat[0]) and flat.size > 1:
+        index = rec.constant_index(float(flat[0]))
+        first = rec.push_one(_CONST, index)
+        return np.full(values.shape, first, dtype=np.intp)
+    indices = rec.add_constants(flat)
+    first = rec.push_many(_CONST, indices)
+    return np.arange(first, first + flat.size, dtype=np.intp).reshape(values.shape)
+
+
+def wrap(rec, slots):
+    """A traced value over ``slots``: an Active for 0-d, else a TracedArray."""
+    slots = np.asarray(slots)
+    if slots.ndim == 0:
+        return make_active(rec, int(slots))
+    return TracedArray(rec, slots)
+
+
+def _constant_indices(rec, values, shape):
+    flat = np.broadcast_to(values, shape)
+    if values.size == 1:
+        return np.full(shape, rec.constant_index(float(values.reshape(-1)[0])), dtype=np.intp)
+    return rec.add_constants(np.ascontiguousarray(flat).reshape(-1)).reshape(shape)
+
+
+def apply_unary(name, x, rec=None):
+    rec = rec or _recorder_of([x])
+    operand = _operand(rec, x)
+    if not operand.is_slots:
+        return ops.BY_NAME[name].reference(operand.data)
+    slots = operand.data
+    if slots.ndim == 0:
+        return make_active(rec, rec.push_one(_CODE[name], int(slots)))
+    flat = slots.reshape(-1)
+    first = rec.push_many(_CODE[name], flat)
+    return TracedArray(rec, np.arange(first, first + flat.size, dtype=np.intp).reshape(slots.shape))
+
+
+def _binary_code(name, kind):
+    return (int(kind) << ops.KIND_SHIFT) | _CODE[name]
+
+
+def _binary_operands(rec, a, b):
+    """Broadcast operands; returns (kind, a_indices, b_indices, shape)."""
+    A = _operand(rec, a)
+    B = _operand(rec, b)
+    try:
+        shape = np.broadcast_shapes(A.shape, B.shape)
+    except ValueError as exc:
+        raise ShapeError(f"operands could not be broadcast together with shapes "
+                         f"{A.shape} {B.shape}") from exc
+    if A.is_slots and B.is_slots:
+        return Kind.VV, np.broadcast_to(A.data, shape), np.broadcast_to(B.data, shape), shape
+    if A.is_slots:
+        return Kind.VC, np.broadcast_to(A.data, shape), _constant_indices(rec, B.data, shape), shape
+    if B.is_slots:
+        return Kind.CV, _constant_indices(rec, A.data, shape), np.broadcast_to(B.data, shape), shape
+    return None, A.data, B.data, shape
+
+
+def apply_binary(name, a, b, rec=None):
+    rec = rec or _recorder_of([a, b])
+    kind, ia, ib, shape = _binary_operands(rec, a, b)
+    if kind is None:
+        return ops.BY_NAME[name].reference(ia, ib)
+    code = _binary_code(name, kind)
+    if shape == ():
+        return make_active(rec, rec.push_one(code, int(ia), int(ib)))
+    ia = np.ascontiguousarray(ia).reshape(-1)
+    ib = np.ascontiguousarray(ib).reshape(-1)
+    first = rec.push_many(code, ia, ib)
+    return TracedArray(rec, np.arange(first, first + ia.size, dtype=np.intp).reshape(shape))
+
+
+def power(a, b):
+    """``a ** b`` with the cheap special cases for constant exponents."""
+    if isinstance(b, (int, float, np.integer, np.floating)) and not isinstance(b, bool):
+        if b == 2:
+            return apply_unary("square", a)
+        if b == 1:
+            return a
+        if b == -1:
+            return apply_unary("reciprocal", a)
+        if b == 0.5:
+            return apply_unary("sqrt", a)
+    return apply_binary("pow", a, b)
+
+
+# ---- comparisons and guards -------------------------------------------------
+
+def _user_location():
+    """``file:line`` of the innermost frame outside this package."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not os.path.abspath(filename).startswith(_PACKAGE_DIR):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "<unknown>"
+
+
+class Comparison:
+    """The result of comparing traced values (``x > 0``).
+
+    Nothing is recorded until it is used. Converting it to ``bool`` (an
+    ``if``, ``while``, ``and``/``or``) records a *guard*: a replay where the
+    outcome differs raises :class:`wengert.BranchChangedError`. Passing it to
+    :func:`wengert.where` records a select instead, valid everywhere; using
+    it in arithmetic records a 0/1 indicator with zero derivative.
+    """
+
+    __array_priority__ = 100
+
+    def __init__(self, rec, name, kind, a, b, shape):
+        self.recorder = rec
+        self.name = name
+        self.kind = kind
+        self._a = a
+        self._b = b
+        self.shape = shape
+        self._indicator = None
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape))
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d comparison")
+        return self.shape[0]
+
+    def indicator_slots(self):
+        """Slots holding 1.0 where the comparison holds, else 0.0."""
+        if self._indicator is None:
+            self._indicator = _slots_of_result(
+                apply_binary_indices(self.recorder, self.name, self.kind, self._a, self._b, self.shape))
+        return self._indicator
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(
+                "The truth value of an array with more than one element is ambiguous. "
+                "Use a.any() or a.all()")
+        a0 = int(np.asarray(self._a).reshape(-1)[0])
+        a1 = int(np.asarray(self._b).reshape(-1)[0])
+        code = _binary_code(self.name, self.kind)
+        outcome = self.recorder.compare(code, a0, a1)
+        text = f"{_describe(self.recorder, self.kind, a0, a1, self.name)}"
+        self.recorder.add_guard(code, a0, a1, outcome, _user_location(), text)
+        return outcome
+
+    def __invert__(self):
+        # Under NaN, not(a < b) differs from a >= b; an indicator keeps IEEE meaning.
+        return _IndicatorCondition(self.recorder, apply_binary("sub", 1.0, wrap(self.recorder, self.indicator_slots())))
+
+    def __and__(self, other):
+        return _IndicatorCondition(self.recorder, apply_binary("mul", self._as_value(), _condition_value(other)))
+
+    def __or__(self, other):
+        return _IndicatorCondition(self.recorder, apply_binary("maximum", self._as_value(), _condition_value(other)))
+
+    __rand__ = __and__
+    __ror__ = __or__
+
+    def _as_value(self):
+        return wrap(self.recorder, self.indicator_slots())
+
+    # Arithmetic with a comparison uses its 0/1 indicator (no guard).
+    def __mul__(self, other): return apply_binary("mul", self._as_value(), other)
+    def __rmul__(self, other): return apply_binary("mul", other, self._as_value())
+    def __add__(self, other): return apply_binary("add", self._as_value(), other)
+    def __radd__(self, other): return apply_binary("add", other, self._as_value())
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return _array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return _array_function(func, types, args, kwargs)
+
+    def __repr__(self):
+        return f"<traced comparison {ops.COMPARISON_SYMBOL[self.name]} shape={self.shape}>"
+
+
+class _IndicatorCondition(Comparison):
+    """A condition already held as 0/1 indicator slots (from ~, &, |)."""
+
+    def __init__(self, rec, value):
+        slots = np.asarray(value.slots if isinstance(value, TracedArray) else value.slot)
+        super().__init__(rec, "ne", Kind.VC, slots, None, slots.shape)
+        self._indicator = slots
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(
+                "The truth value of an array with more than one element is ambiguous. "
+                "Use a.any() or a.all()")
+        slot = int(self._indicator.reshape(-1)[0])
+        zero = self.recorder.constant_index(0.0)
+        code = _binary_code("ne", Kind.VC)
+        outcome = self.recorder.compare(code, slot, zero)
+        self.recorder.add_guard(code, slot, zero, outcome, _user_location(), f"v{slot} != 0")
+        return outcome
+
+
+def _condition_value(c):
+    if isinstance(c, Comparison):
+        return c._as_value()
+    return c
+
+
+def _slots_of_result(traced):
+    return np.asarray(traced.slots if isinstance(traced, TracedArray) else traced.slot)
+
+
+def apply_binary_indices(rec, name, kind, ia, ib, shape):
+    code = _binary_code(name, kind)
+    if shape == ():
+        return make_active(rec, rec.push_one(code, int(ia), int(ib)))
+    ia = np.ascontiguousarray(np.broadcast_to(ia, shape)).reshape(-1)
+    ib = np.ascontiguousarray(np.broadcast_to(ib, shape)).reshape(-1)
+    first = rec.push_many(code, ia, ib)
+    return TracedArray(rec, np.arange(first, first + ia.size, dtype=np.intp).reshape(shape))
+
+
+def _describe(rec, kind, a0, a1, name):
+    left = f"{rec.constants_of(a0)!r}" if kind == Kind.CV else f"v{a0}"
+    right = f"{rec.constants_of(a1)!r}" if kind == Kind.VC else f"v{a1}"
+    return f"{left} {ops.COMPARISON_SYMBOL[name]} {right}"
+
+
+_COMPARE_NAME = {_CODE[n]: n for n in ops.COMPARISONS}
+
+
+def compare(name, a, b):
+    """Build a :class:`Comparison` (records nothing yet)."""
+    if isinstance(name, int):
+        name = _COMPARE_NAME[name]
+    rec = _recorder_of([a, b])
+    kind, ia, ib, shape = _binary_operands(rec, a, b)
+    if kind is None:
+        return ops.BY_NAME[name].reference(ia, ib).astype(bool)
+    return Comparison(rec, name, kind, ia, ib, shape)
+
+
+# ---- traced arrays -----------------------------------------------------------
+
+class TracedArray:
+    """A traced array: slot indices (an integer ndarray) and their recorder.
+
+    Supports indexing, slicing, assignment, reshape, transpose, arithmetic
+    operators, comparisons, NumPy ufuncs and the common array functions.
+    """
+
+    __array_priority__ = 100
+
+    def __init__(self, rec, slots):
+        self.recorder = rec
+        self.slots = slots
+
+    # -- array metadata -------------------------------------------------------
+    shape = property(lambda self: self.slots.shape)
+    ndim = property(lambda self: self.slots.ndim)
+    size = property(lambda self: self.slots.size)
+    dtype = np.dtype(np.float64)
+
+    def __len__(self):
+        return len(self.slots)
+
+    def __iter__(self):
+        for i in range(len(self.slots)):
+            yield self[i]
+
+    def __repr__(self):
+        return f"<traced array shape={self.shape}>"
+
+    def slots_array(self):
+        return self.slots
+
+    @property
+    def value(self):
+        """Values recorded at the recording point (for inspection)."""
+        return self.recorder.values_of(self.slots)
+
+    # -- indexing costs no tape operations -------------------------------------
+
+    def __getitem__(self, index):
+        if type(index) is int:
+            slot = self.slots[index]
+            if self.slots.ndim == 1:
+                return make_active(self.recorder, int(slot))
+            return TracedArray(self.recorder, slot)
+        if isinstance(index, (Active, TracedArray, Comparison)):
+            raise TracingError(
+                "a traced value cannot be used as an index: the recorded tape would "
+                "not know which element to read at another point; use wg.where")
+        return wrap(self.recorder, self.slots[index])
+
+    def __setitem__(self, index, value):
+        rec = self.recorder
+        self.slots[index] = _slots_of(rec, _operand(rec, value))
+
+    # -- shape manipulation ----------------------------------------------------
+
+    def reshape(self, *shape, order="C"):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return wrap(self.recorder, self.slots.reshape(shape, order=order))
+
+    def ravel(self, order="C"):
+        return wrap(self.recorder, self.slots.ravel(order))
+
+    def flatten(self, order="C"):
+        return wrap(self.recorder, self.slots.flatten(order))
+
+    def transpose(self, *axes):
+        return wrap(self.recorder, self.slots.transpose(*axes))
+
+    T = property(lambda self: self.transpose())
+
+    def squeeze(self, axis=None):
+        return wrap(self.recorder, self.slots.squeeze(axis))
+
+    def copy(self):
+        return TracedArray(self.recorder, self.slots.copy())
+
+    def astype(self, dtype, copy=True):
+        if np.dtype(dtype).kind != "f":
+            raise TracingError(f"a traced array cannot be converted to {np.dtype(dtype)}")
+        return self.copy() if copy else self
+
+    def item(self, *args):
+        raise TracingError("a traced value cannot become a Python float: item() is "
+                           "not available while recording")
+
+    def tolist(self):
+        return [x.tolist() if isinstance(x, TracedArray) else x for x in self]
+
+    # -- reductions and products -------------------------------------------------
+
+    def sum(self, axis=None, keepdims=False):
+        return reduce("add", self, axis, keepdims)
+
+    def prod(self, axis=None, keepdims=False):
+        return reduce("mul", self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return reduce("maximum", self, axis, keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        return reduce("minimum", self, axis, keepdims)
+
+    def dot(self, other):
+        return dot(self, other)
+
+    def clip(self, a_min=None, a_max=None):
+        return clip(self, a_min, a_max)
+
+    # -- operators --------------------------------------------------------------
+
+    def __add__(self, other): return apply_binary("add", self, other)
+    def __radd__(self, other): return apply_binary("add", other, self)
+    def __sub__(self, other): return apply_binary("sub", self, other)
+    def __rsub__(self, other): return apply_binary("sub", other, self)
+    def __mul__(self, other): return apply_binary("mul", self, other)
+    def __rmul__(self, other): return apply_binary("mul", other, self)
+    def __truediv__(self, other): return apply_binary("div", self, other)
+    def __rtruediv__(self, other): return apply_binary("div", other, self)
+    def __pow__(self, other): return power(self, other)
+    def __rpow__(self, other): return apply_binary("pow", other, self)
+    def __matmul__(self, other): return matmul(self, other)
+    def __rmatmul__(self, other): return matmul(other, self)
+    def __neg__(self): return apply_unary("neg", self)
+    def __pos__(self): return self
+    def __abs__(self): return apply_unary("abs", self)
+
+    def _inplace(self, result):
+        self.slots[...] = _slots_of(self.recorder, _operand(self.recorder, result))
+        return self
+
+    def __iadd__(self, other): return self._inplace(self + other)
+    def __isub__(self, other): return self._inplace(self - other)
+    def __imul__(self, other): return self._inplace(self * other)
+    def __itruediv__(self, other): return self._inplace(self / other)
+    def __ipow__(self, other): return self._inplace(self ** other)
+
+    def __lt__(self, other): return compare("lt", self, other)
+    def __le__(self, other): return compare("le", self, other)
+    def __gt__(self, other): return compare("gt", self, other)
+    def __ge__(self, other): return compare("ge", self, other)
+    def __eq__(self, other): return compare("eq", self, other)
+    def __ne__(self, other): return compare("ne", self, other)
+    __hash__ = None
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(
+                "The truth value of an array with more than one element is ambiguous. "
+                "Use a.any() or a.all()")
+        return bool(compare("ne", self, 0.0))
+
+    def __float__(self):
+        raise TracingError(
+            "a traced value cannot become a Python float: wengert records operations "
+            "on traced values; use the NumPy ufuncs (np.sin, ...) or wg.* functions "
+            "instead of math.*, and build arrays with np.stack / wg.array")
+
+    __int__ = __float__
+    __index__ = __float__
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return _array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return _array_function(func, types, args, kwargs)
+
+
+def asarray(obj, rec=None):
+    """A traced array (or scalar) from traced values, constants, nested lists
+    and object arrays of them. Constants become constant tape entries."""
+    if isinstance(obj, (TracedArray, Active)):
+        return obj
+    if rec is None:
+        rec = _recorder_of([obj])
+    if rec is None:
+        return np.asarray(obj, dtype=np.float64)
+    if isinstance(obj, Comparison):
+        return wrap(rec, obj.indicator_slots())
+    if isinstance(obj, (list, tuple)) or (isinstance(obj, np.ndarray) and obj.dtype == object):
+        parts = [_slots_of(rec, _operand(rec, asarray(item, rec))) for item in obj]
+        if not parts:
+            return np.zeros(0)
+        return wrap(rec, np.stack([np.asarray(p) for p in parts]))
+    return wrap(rec, _slots_of(rec, _operand(rec, obj)))
+
+
+# ---- reductions ----------------------------------------------------------------
+
+def reduce(name, x, axis=None, keepdims=False):
+    """Reduce along ``axis`` by a pairwise tree of ``name`` operations.
+
+    A tree has the same n-1 operations as a running sum, but rounding errors
+    grow like log n (as in NumPy's pairwise summation) and the replay has no
+    loop-carried dependency.
+    """
+    rec = _recorder_of([x])
+    if rec is None:
+        return {"add": np.sum, "mul": np.prod, "maximum": np.max, "minimum": np.min}[name](
+            x, axis=axis, keepdims=keepdims)
+    slots = np.asarray(asarray(x, rec).slots_array() if not isinstance(x, Active) else x.slot)
+    if axis is None:
+        axes = tuple(range(slots.ndim))
+    else:
+        axes = tuple(a % slots.ndim for a in np.atleast_1d(axis)) if slots.ndim else ()
+    kept = [a for a in range(slots.ndim) if a not in axes]
+    out_shape = tuple(slots.shape[a] for a in kept)
+    length = int(np.prod([slots.shape[a] for a in axes])) if axes else 1
+    rows = np.transpose(slots, kept + list(axes)).reshape(int(np.prod(out_shape)), length)
+    if length == 0:
+        if name not in ("add", "mul"):
+            raise ValueError(f"zero-size array to reduction operation {name} which has no identity")
+        result = _slots_of(rec, _Operand(False, np.full(out_shape, 0.0 if name == "add" else 1.0)))
+    else:
+        code = _binary_code(name, Kind.VV)
+        while rows.shape[1] > 1:
+            half = rows.shape[1] // 2
+            left = rows[:, 0:2 * half:2].reshape(-1)
+            right = rows[:, 1:2 * half:2].reshape(-1)
+            first = rec.push_many(code, left, right)
+            paired = np.arange(first, first + left.size, dtype=np.intp).reshape(rows.shape[0], half)
+            if rows.shape[1] % 2:
+                paired = np.concatenate([paired, rows[:, -1:]], axis=1)
+            rows = paired
+        result = rows.reshape(out_shape)
+    if keepdims:
+        result = np.expand_dims(result, axes)
+    return wrap(rec, result)
+
+
+def mean(x, axis=None, keepdims=False):
+    total = reduce("add", x, axis, keepdims)
+    shape = np.shape(x.slots if isinstance(x, TracedArray) else ())
+    axes = range(len(shape)) if axis is None else np.atleast_1d(axis)
+    count = int(np.prod([shape[a] for a in axes])) if shape else 1
+    return apply_binary("div", total, float(count))
+
+
+def matmul(a, b):
+    """Matrix product with NumPy's shape rules; each entry is a tree sum."""
+    rec = _recorder_of([a, b])
+    A = asarray(a, rec)
+    B = asarray(b, rec)
+    a_shape, b_shape = np.shape(_raw(A)), np.shape(_raw(B))
+    if len(a_shape) == 0 or len(b_shape) == 0:
+        raise ValueError("matmul: Input operand does not have enough dimensions")
+    A2 = _expand(A, -2) if len(a_shape) == 1 else A
+    B2 = _expand(B, -1) if len(b_shape) == 1 else B
+    if np.shape(_raw(A2))[-1] != np.shape(_raw(B2))[-2]:
+        raise ShapeError(f"matmul: shapes {a_shape} and {b_shape} are not aligned")
+    products = apply_binary("mul", _expand(A2, -1), _expand(B2, -3))
+    result = reduce("add", products, axis=-2)
+    if len(b_shape) == 1:
+        result = _squeeze(result, -1)
+    if len(a_shape) == 1:
+        result = _squeeze(result, -2 if len(b_shape) > 1 else -1)
+    return result
+
+
+def _raw(x):
+    if isinstance(x, TracedArray):
+        return x.slots
+    if isinstance(x, Active):
+        return np.asarray(x.slot)
+    return np.asarray(x)
+
+
+def _expand(x, axis):
+    if isinstance(x, TracedArray):
+        return TracedArray(x.recorder, np.expand_dims(x.slots, axis))
+    return np.expand_dims(x, axis)
+
+
+def _squeeze(x, axis):
+    if isinstance(x, TracedArray):
+        return wrap(x.recorder, np.squeeze(x.slots, axis))
+    if isinstance(x, Active):
+        return x
+    return np.squeeze(x, axis)
+
+
+def dot(a, b):
+    """``np.dot`` semantics for 0-, 1- and 2-d operands."""
+    sa, sb = np.shape(_raw(a)), np.shape(_raw(b))
+    if len(sa) == 0 or len(sb) == 0:
+        return apply_binary("mul", a, b)
+    if len(sb) <= 2:
+        return matmul(a, b)
+    raise TracingError("np.dot of arrays with more than two dimensions is not "
+                       "supported on traced values; use np.einsum-free matmul")
+
+
+def where(condition, x, y):
+    """Select elementwise: ``x`` where ``condition`` holds, else ``y``.
+
+    Both branches are recorded, the condition is evaluated at every replay
+    (no guard), and derivatives flow only through the branch taken: a NaN or
+    inf in the other branch never reaches a gradient.
+
+    Examples
+    --------
+    >>> import numpy as np, wengert as wg
+    >>> tape = wg.record(lambda x: wg.where(x > 0, np.sqrt(x), 0.0), np.array([4.0, -1.0]))
+    >>> tape.jacobian([4.0, -1.0]).tolist()
+    [[0.25, 0.0], [0.0, 0.0]]
+    """
+    rec = _recorder_of([condition, x, y])
+    if rec is None:
+        return np.where(condition, x, y)
+    if isinstance(condition, Comparison):
+        cond = condition.indicator_slots()
+    elif isinstance(condition, (TracedArray, Active)):
+        cond = _slots_of_result(compare("ne", condition, 0.0)._as_value())
+    else:
+        # A concrete condition is decided now, at record time.
+        mask = np.asarray(condition, dtype=bool)
+        xs = _slots_of(rec, _operand(rec, x))
+        ys = _slots_of(rec, _operand(rec, y))
+        return wrap(rec, np.where(mask, xs, ys))
+    xs = _slots_of(rec, _operand(rec, x))
+    ys = _slots_of(rec, _operand(rec, y))
+    try:
+        shape = np.broadcast_shapes(cond.shape, xs.shape, ys.shape)
+    except ValueError as exc:
+        raise ShapeError(f"where: shapes {cond.shape}, {xs.shape}, {ys.shape} do not broadcast") from exc
+    flat = [np.ascontiguousarray(np.broadcast_to(s, shape)).reshape(-1) for s in (cond, xs, ys)]
+    first = rec.push_select_many(*flat)
+    return wrap(rec, np.arange(first, first + flat[0].size, dtype=np.intp).reshape(shape))
+
+
+def clip(x, a_min=None, a_max=None):
+    if a_min is not None:
+        x = apply_binary("maximum", x, a_min)
+    if a_max is not None:
+        x = apply_binary("minimum", x, a_max)
+    return x
+
+
+# ---- NumPy protocols -----------------------------------------------------------
+
+_UFUNC_UNARY = {
+    np.negative: "neg", np.square: "square", np.sqrt: "sqrt", np.cbrt: "cbrt",
+    np.reciprocal: "reciprocal", np.exp: "exp", np.expm1: "expm1", np.log: "log",
+    np.log1p: "log1p", np.log2: "log2", np.log10: "log10", np.sin: "sin",
+    np.cos: "cos", np.tan: "tan", np.arcsin: "arcsin", np.arccos: "arccos",
+    np.arctan: "arctan", np.sinh: "sinh", np.cosh: "cosh", np.tanh: "tanh",
+    np.arcsinh: "arcsinh", np.arccosh: "arccosh", np.arctanh: "arctanh",
+    np.absolute: "abs", np.fabs: "abs", np.sign: "sign",
+}
+_UFUNC_BINARY = {
+    np.add: "add", np.subtract: "sub", np.multiply: "mul", np.true_divide: "div",
+    np.arctan2: "arctan2", np.hypot: "hypot", np.minimum: "minimum",
+    np.maximum: "maximum", np.logaddexp: "logaddexp",
+}
+_UFUNC_COMPARE = {
+    np.less: "lt", np.less_equal: "le", np.greater: "gt", np.greater_equal: "ge",
+    np.equal: "eq", np.not_equal: "ne",
+}
+# scipy.special ufuncs, matched by name so scipy is not imported here.
+_UFUNC_BY_NAME = {"expit": "sigmoid", "erf": "erf"}
+_REDUCE = {np.add: "add", np.multiply: "mul", np.maximum: "maximum", np.minimum: "minimum"}
+
+
+def _array_ufunc(ufunc, method, inputs, kwargs):
+    out = kwargs.pop("out", None)
+    if kwargs.get("where", True) is not True or kwargs.get("dtype") not in (None, float, np.float64):
+        raise TracingError(f"np.{ufunc.__name__} with where= or dtype= is not supported on traced values")
+    kwargs.pop("where", None)
+    kwargs.pop("dtype", None)
+    kwargs.pop("casting", None)
+    if method == "reduce" and ufunc in _REDUCE:
+        result = reduce(_REDUCE[ufunc], inputs[0], kwargs.pop("axis", 0), kwargs.pop("keepdims", False))
+    elif method != "__call__":
+        raise TracingError(f"np.{ufunc.__name__}.{method} is not supported on traced values")
+    elif kwargs:
+        raise TracingError(f"np.{ufunc.__name__} with {sorted(kwargs)} is not supported on traced values")
+    elif ufunc in _UFUNC_UNARY:
+        result = apply_unary(_UFUNC_UNARY[ufunc], inputs[0])
+    elif ufunc in _UFUNC_BINARY:
+        result = apply_binary(_UFUNC_BINARY[ufunc], *inputs)
+    elif ufunc in _UFUNC_COMPARE:
+        result = compare(_UFUNC_COMPARE[ufunc], *inputs)
+    elif ufunc is np.power or ufunc is np.float_power:
+        result = power(*inputs)
+    elif ufunc is np.positive:
+        result = inputs[0]
+    elif ufunc is np.exp2:
+        result = apply_binary("pow", 2.0, inputs[0])
+    elif ufunc.__name__ in _UFUNC_BY_NAME:
+        result = apply_unary(_UFUNC_BY_NAME[ufunc.__name__], inputs[0])
+    else:
+        raise TracingError(
+            f"np.{ufunc.__name__} is not supported on traced values; the supported "
+            f"ufuncs are listed in wengert.tracing (for example np.sin, np.exp, np.maximum)")
+    if out is not None:
+        target = out[0] if isinstance(out, tuple) else out
+        if not isinstance(target, TracedArray):
+            raise TracingError(
+                f"np.{ufunc.__name__}(..., out=) needs a traced array as out; a float "
+                "array cannot hold traced values")
+        target[...] = result
+        return target
+    return result
+
+
+def _structural(func):
+    """Wrap a NumPy function that only moves elements: apply it to slots."""
+    def run(*args, **kwargs):
+        rec = _recorder_of(list(args) + list(kwargs.values()))
+        def to_slots(v):
+            if isinstance(v, (TracedArray, Active, Comparison)) or (
+                    isinstance(v, np.ndarray) and v.dtype.kind in "fiub" and rec is not None):
+                return _slots_of(rec, _operand(rec, v))
+            if isinstance(v, (list, tuple)):
+                return type(v)(to_slots(item) for item in v)
+            return v
+        result = func(*[to_slots(a) for a in args], **kwargs)
+        if isinstance(result, (list, tuple)):
+            return type(result)(wrap(rec, r) for r in result)
+        return wrap(rec, result)
+    return run
+
+
+def _like(fill):
+    def run(a, *args, **kwargs):
+        return np.full(np.shape(_raw(a)), fill, dtype=np.float64)
+    return run
+
+
+def _sum(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
+    return reduce("add", a, axis, keepdims)
+
+
+def _prod(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
+    return reduce("mul", a, axis, keepdims)
+
+
+def _max(a, axis=None, out=None, keepdims=False, **kw):
+    return reduce("maximum", a, axis, keepdims)
+
+
+def _min(a, axis=None, out=None, keepdims=False, **kw):
+    return reduce("minimum", a, axis, keepdims)
+
+
+def _mean(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
+    return mean(a, axis, keepdims)
+
+
+def _norm(x, ord=None, axis=None, keepdims=False):
+    if ord not in (None, 2, "fro") or (axis is not None and ord == "fro"):
+        raise TracingError("np.linalg.norm on traced values supports only the 2-norm")
+    return apply_unary("sqrt", reduce("add", apply_unary("square", x), axis, keepdims))
+
+
+def _diff(a, n=1, axis=-1):
+    for _ in range(n):
+        slots = _raw(a)
+        upper = np.take(slots, np.arange(1, slots.shape[axis]), axis=axis)
+        lower = np.take(slots, np.arange(0, slots.shape[axis] - 1), axis=axis)
+        rec = a.recorder
+        a = apply_binary("sub", wrap(rec, upper), wrap(rec, lower))
+    return a
+
+
+def _cumsum(a, axis=None, dtype=None, out=None):
+    rec = _recorder_of([a])
+    slots = _raw(asarray(a, rec))
+    if axis is None:
+        slots, axis = slots.reshape(-1), 0
+    moved = np.moveaxis(slots, axis, -1).copy()
+    code = _binary_code("add", Kind.VV)
+    for k in range(1, moved.shape[-1]):
+        left = moved[..., k - 1].reshape(-1)
+        right = moved[..., k].reshape(-1)
+        first = rec.push_many(code, left, right)
+        moved[..., k] = np.arange(first, first + left.size).reshape(moved.shape[:-1])
+    return wrap(rec, np.moveaxis(moved, -1, axis))
+
+
+def _outer(a, b, out=None):
+    return apply_binary("mul", _expand(asarray(a).reshape(-1) if not isinstance(a, np.ndarray) else a.reshape(-1), -1),
+                        asarray(b).reshape(-1) if not isinstance(b, np.ndarray) else b.reshape(-1))
+
+
+def _inner(a, b):
+    return reduce("add", apply_binary("mul", a, b), axis=-1)
+
+
+def _vdot(a, b):
+    return reduce("add", apply_binary("mul", _flat(a), _flat(b)))
+
+
+def _flat(x):
+    return x.reshape(-1) if hasattr(x, "reshape") else np.ravel(x)
+
+
+def _trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    return reduce("add", _structural(np.diagonal)(a, offset, axis1, axis2), axis=-1)
+
+
+def _shape(a):
+    return np.shape(_raw(a))
+
+
+_HANDLED = {
+    np.sum: _sum, np.prod: _prod, np.mean: _mean, np.max: _max, np.min: _min,
+    np.amax: _max, np.amin: _min,
+    np.dot: lambda a, b, out=None: dot(a, b), np.matmul: lambda a, b, **kw: matmul(a, b),
+    np.inner: _inner, np.outer: _outer, np.vdot: _vdot, np.trace: _trace,
+    np.where: where, np.clip: lambda a, a_min=None, a_max=None, out=None, **kw: clip(a, a_min, a_max),
+    np.linalg.norm: _norm, np.diff: _diff, np.cumsum: _cumsum,
+    np.shape: _shape, np.ndim: lambda a: len(_shape(a)),
+    np.size: lambda a, axis=None: int(np.prod(_shape(a))) if axis is None else _shape(a)[axis],
+    np.zeros_like: _like(0.0), np.ones_like: _like(1.0),
+    np.full_like: lambda a, fill_value, *args, **kw: np.full(_shape(a), fill_value, dtype=float),
+    np.empty_like: _like(0.0),
+}
+for _f in (np.concatenate, np.stack, np.hstack, np.vstack, np.column_stack,
+           np.reshape, np.transpose, np.ravel, np.squeeze, np.expand_dims,
+           np.atleast_1d, np.atleast_2d, np.flip, np.roll, np.broadcast_to,
+           np.moveaxis, np.swapaxes, np.take, np.tile, np.repeat, np.diagonal,
+           np.copy, np.append, np.split, np.array_split, np.fliplr, np.flipud,
+           np.triu, np.tril, np.diag):
+    _HANDLED[_f] = _structural(_f)
+
+
+def _array_function(func, types, args, kwargs):
+    handler = _HANDLED.get(func)
+    if handler is None:
+        raise TracingError(
+            f"np.{func.__name__} is not supported on traced values yet; the supported "
+            "functions are the keys of wengert.tracing._HANDLED. Compose it from "
+            "supported operations or ask for it.")
+    return handler(*args, **kwargs)
+
+
+hooks["compare"] = compare
+hooks["ufunc"] = _array_ufunc
+hooks["function"] = _array_function
+
+
+# ---- recording -------------------------------------------------------------------
+
+def _is_dynamic(arg):
+    """Floats and float arrays are dynamic parameters; the rest is static."""
+    if isinstance(arg, bool):
+        return False
+    if isinstance(arg, (float, np.floating)):
+        return True
+    return isinstance(arg, np.ndarray) and arg.dtype.kind == "f"
+
+
+def trace(f, x, extras):
+    """Run ``f`` on traced values. Returns (recorder, output slots, out shape,
+    parameter specs)."""
+    x = np.asarray(x, dtype=np.float64)
+    specs = []
+    params = []
+    offset = x.size
+    for arg in extras:
+        if _is_dynamic(arg):
+            value = np.asarray(arg, dtype=np.float64)
+            specs.append(("param", value.shape, offset, value.copy()))
+            params.append(value.reshape(-1))
+            offset += value.size
+        else:
+            specs.append(("static", arg))
+    param_values = np.concatenate(params) if params else np.zeros(0)
+    rec = Recorder(x.reshape(-1), param_values)
+    traced_x = wrap(rec, np.arange(x.size, dtype=np.intp).reshape(x.shape))
+    traced_args = []
+    for spec in specs:
+        if spec[0] == "param":
+            _, shape, start, _ = spec
+            traced_args.append(wrap(rec, np.arange(start, start + int(np.prod(shape)),
+                                                   dtype=np.intp).reshape(shape)))
+        else:
+            traced_args.append(spec[1])
+    result = f(traced_x, *traced_args)
+    if result is None:
+        raise WengertError("the recorded function returned None; it must return "
+                           "its output (a traced value, an array or a float)")
+    if isinstance(result, Comparison):
+        raise TracingError("the recorded function returned a comparison; return "
+                           "wg.where(...) or an arithmetic value instead")
+    out = asarray(result, rec)
+    if not isinstance(out, (TracedArray, Active)):
+        out = wrap(rec, _slots_of(rec, _Operand(False, np.asarray(out, dtype=np.float64))))
+    slots = np.asarray(_raw(out))
+    return rec, slots.reshape(-1), slots.shape, specs, param_values
