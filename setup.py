@@ -26,12 +26,18 @@ if os.name == "nt":
 else:
     compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
 
+# The sweeps dispatch to per-operation kernels that are `cdef inline`; GCC
+# left the larger dispatchers as calls, costing ~40% of a gradient. Forcing
+# inlining on GCC/Clang keeps every kernel inside its sweep loop.
+inline_macro = [] if (os.name == "nt" or DEBUG) else [
+    ("CYTHON_INLINE", "inline __attribute__((always_inline))")]
+
 extensions = [
     Extension(
         f"wengert.{name}",
         [f"src/wengert/{name}.pyx"],
         include_dirs=[numpy.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + inline_macro,
         extra_compile_args=compile_args,
     )
     for name in ("_sweeps", "_recorder")

@@ -40,6 +40,7 @@ cdef class Recorder:
     cdef Py_ssize_t cap_ops, cap_consts, cap_aux
     cdef dict _const_ids
     cdef readonly list guards
+    cdef bint _finished
 
     def __cinit__(self, inputs, params):
         cdef real_t[::1] x = np.ascontiguousarray(inputs, np.float64).reshape(-1)
@@ -60,6 +61,7 @@ cdef class Recorder:
         self._values[self.n_inputs:] = q
         self._const_ids = {}
         self.guards = []
+        self._finished = False
         self._reserve_ops(256)
         self._reserve_consts(64)
         self._reserve_aux(16)
@@ -70,6 +72,10 @@ cdef class Recorder:
         cdef Py_ssize_t need = self.n_ops + extra, cap
         if need <= self.cap_ops:
             return 0
+        if self._finished:
+            raise TracingError(
+                "this recording is finished: a traced value escaped from the recorded "
+                "function and was used afterwards; return it instead")
         if self.first + need > MAX_SLOTS:
             raise WengertError(
                 f"the tape would exceed {MAX_SLOTS} slots (32-bit indices); "
@@ -88,6 +94,9 @@ cdef class Recorder:
         return 0
 
     cdef int _reserve_consts(self, Py_ssize_t extra) except -1:
+        if self._finished:
+            raise TracingError("this recording is finished; a traced value escaped from "
+                               "the recorded function: return it instead")
         cdef Py_ssize_t need = self.n_consts + extra
         if need <= self.cap_consts:
             return 0
@@ -98,6 +107,9 @@ cdef class Recorder:
         return 0
 
     cdef int _reserve_aux(self, Py_ssize_t extra) except -1:
+        if self._finished:
+            raise TracingError("this recording is finished; a traced value escaped from "
+                               "the recorded function: return it instead")
         cdef Py_ssize_t need = self.n_aux + extra
         if need <= self.cap_aux:
             return 0
@@ -112,7 +124,7 @@ cdef class Recorder:
     cdef Py_ssize_t push(self, int code, Py_ssize_t a0, Py_ssize_t a1) except -1:
         """Append one operation, evaluate it, return its slot."""
         cdef Py_ssize_t i = self.n_ops
-        if i == self.cap_ops:
+        if i >= self.cap_ops:
             self._reserve_ops(1)
         self.op_p[i] = <opcode_t>code
         self.arg_p[2 * i] = <index_t>a0
@@ -129,7 +141,7 @@ cdef class Recorder:
             found = self._const_ids.get(c)
             if found is not None:
                 return found
-        if self.n_consts == self.cap_consts:
+        if self.n_consts >= self.cap_consts:
             self._reserve_consts(1)
         k = self.n_consts
         self.const_p[k] = c
@@ -200,6 +212,9 @@ cdef class Recorder:
     def compare(self, int code, Py_ssize_t a0, Py_ssize_t a1):
         """Outcome of a comparison opcode on recorded operands, computed by
         the kernel the guard check uses at replay."""
+        if self._finished:
+            raise TracingError("this recording is finished; a comparison of traced values "
+                               "escaped from the recorded function")
         cdef int kind = code >> KIND_SHIFT
         cdef real_t av = self.const_p[a0] if kind == KIND_CV else self.val_p[a0]
         cdef real_t bv = self.const_p[a1] if kind == KIND_VC else self.val_p[a1]
@@ -209,13 +224,33 @@ cdef class Recorder:
         self.guards.append((code, a0, a1, expected, where, text))
 
     def arrays(self):
-        """Trimmed copies of the buffers: the recorded tape's arrays."""
-        return dict(
-            opcodes=self._opcodes[:self.n_ops].copy(),
-            args=self._args[:self.n_ops].copy(),
-            consts=self._consts[:self.n_consts].copy(),
-            aux=self._aux[:self.n_aux].copy(),
-        )
+        """The recorded tape's arrays, trimmed; ends the recording.
+
+        The buffers are shrunk in place (realloc, no copy of up to hundreds
+        of MB) and handed over, so the recorder accepts no more operations.
+        """
+        self._opcodes.resize(self.n_ops, refcheck=False)
+        self._args.resize((self.n_ops, 2), refcheck=False)
+        self._consts.resize(self.n_consts, refcheck=False)
+        self._aux.resize(self.n_aux, refcheck=False)
+        result = dict(opcodes=self._opcodes, args=self._args, consts=self._consts, aux=self._aux)
+        # The buffers now belong to the tape; values stay for inspection of
+        # escaped traced values, and zero capacity makes every push refuse.
+        self._opcodes = np.empty(0, np.uint8)
+        self._args = np.empty((0, 2), np.int32)
+        self._consts = np.empty(0, np.float64)
+        self._aux = np.empty(0, np.int32)
+        self.cap_ops = self.cap_consts = self.cap_aux = 0
+        self.op_p = NULL
+        self.arg_p = NULL
+        self.const_p = NULL
+        self.aux_p = NULL
+        self.view.opcodes = NULL
+        self.view.args = NULL
+        self.view.consts = NULL
+        self.view.aux = NULL
+        self._finished = True
+        return result
 
     @property
     def n_slots(self):

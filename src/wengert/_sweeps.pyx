@@ -23,52 +23,69 @@ from wengert._kernels cimport (
 cnp.import_array()
 
 
+# Each sweep body is compiled for two widths: one point and one direction
+# (B = K = 1 become constants and the inner loops vanish) and any B and K.
+cdef struct _one:
+    char unused
+cdef struct _many:
+    char unused
+ctypedef fused width_t:
+    _one
+    _many
+
+# Which sweep a kernel application belongs to.
+cdef struct _values:
+    char unused
+cdef struct _tangents:
+    char unused
+cdef struct _adjoints:
+    char unused
+ctypedef fused sweep_t:
+    _values
+    _tangents
+    _adjoints
+
+ctypedef struct Work:
+    const TapeView* t
+    real_t* val      # (n_slots, B)
+    real_t* deriv    # tangents or adjoints, (n_slots, B, K)
+    Py_ssize_t B
+    Py_ssize_t K
+
+# Full opcodes of the operations that dominate typical tapes: the dispatch
+# switch sends them straight to their kernel with a constant base, saving the
+# second dispatch (about 10% of a gradient on arithmetic-heavy tapes).
+cdef enum:
+    ADD_VV = (KIND_VV << KIND_SHIFT) | OP_ADD
+    SUB_VV = (KIND_VV << KIND_SHIFT) | OP_SUB
+    MUL_VV = (KIND_VV << KIND_SHIFT) | OP_MUL
+    DIV_VV = (KIND_VV << KIND_SHIFT) | OP_DIV
+    ADD_VC = (KIND_VC << KIND_SHIFT) | OP_ADD
+    SUB_VC = (KIND_VC << KIND_SHIFT) | OP_SUB
+    MUL_VC = (KIND_VC << KIND_SHIFT) | OP_MUL
+    DIV_VC = (KIND_VC << KIND_SHIFT) | OP_DIV
+    ADD_CV = (KIND_CV << KIND_SHIFT) | OP_ADD
+    SUB_CV = (KIND_CV << KIND_SHIFT) | OP_SUB
+    MUL_CV = (KIND_CV << KIND_SHIFT) | OP_MUL
+    DIV_CV = (KIND_CV << KIND_SHIFT) | OP_DIV
+
+
 cdef void forward0(const TapeView* t, real_t* val, Py_ssize_t B,
                    Py_ssize_t start, Py_ssize_t end) noexcept nogil:
     """Values of operations start..end-1 at B points."""
-    cdef Py_ssize_t i, p
-    cdef int code, base, kind
-    cdef real_t c
-    cdef real_t* r
-    cdef const real_t* a
-    cdef const real_t* b
-    cdef const real_t* cond
-    cdef const index_t* arg
-    for i in range(start, end):
-        code = t.opcodes[i]
-        base = code & BASE_MASK
-        kind = code >> KIND_SHIFT
-        arg = t.args + 2 * i
-        r = val + (t.first + i) * B
-        if kind == KIND_VV:
-            a = val + <Py_ssize_t>arg[0] * B
-            b = val + <Py_ssize_t>arg[1] * B
-            for p in range(B):
-                r[p] = binary_value(base, a[p], b[p])
-        elif kind == KIND_VC:
-            a = val + <Py_ssize_t>arg[0] * B
-            c = t.consts[arg[1]]
-            for p in range(B):
-                r[p] = binary_value(base, a[p], c)
-        elif kind == KIND_CV:
-            c = t.consts[arg[0]]
-            b = val + <Py_ssize_t>arg[1] * B
-            for p in range(B):
-                r[p] = binary_value(base, c, b[p])
-        elif base == OP_CONST:
-            c = t.consts[arg[0]]
-            for p in range(B):
-                r[p] = c
-        elif base == OP_SELECT:
-            cond = val + <Py_ssize_t>arg[0] * B
-            a = val + <Py_ssize_t>t.aux[arg[1]] * B
-            b = val + <Py_ssize_t>t.aux[arg[1] + 1] * B
-            for p in range(B):
-                r[p] = a[p] if cond[p] != 0.0 else b[p]
-        else:
-            a = val + <Py_ssize_t>arg[0] * B
-            for p in range(B):
-                r[p] = unary_value(base, a[p])
+    cdef Work w
+    w.t = t
+    w.val = val
+    w.deriv = NULL
+    w.B = B
+    w.K = 1
+    cdef Py_ssize_t i
+    if B == 1:
+        for i in range(start, end):
+            _step(<_values*>NULL, <_one*>NULL, &w, i)
+    else:
+        for i in range(start, end):
+            _step(<_values*>NULL, <_many*>NULL, &w, i)
 
 
 cdef void forward1(const TapeView* t, real_t* val, real_t* dot,
@@ -78,94 +95,19 @@ cdef void forward1(const TapeView* t, real_t* val, real_t* dot,
     The caller fills the values and tangents of the input and parameter
     slots; every other slot is written here.
     """
-    cdef Py_ssize_t i, p, j, BK = B * K
-    cdef int code, base, kind
-    cdef real_t c, av, bv, rv, da, db
-    cdef real_t* r
-    cdef real_t* rd
-    cdef const real_t* a
-    cdef const real_t* b
-    cdef const real_t* ad
-    cdef const real_t* bd
-    cdef const real_t* cond
-    cdef const index_t* arg
-    for i in range(t.n_ops):
-        code = t.opcodes[i]
-        base = code & BASE_MASK
-        kind = code >> KIND_SHIFT
-        arg = t.args + 2 * i
-        r = val + (t.first + i) * B
-        rd = dot + (t.first + i) * BK
-        if kind == KIND_VV:
-            a = val + <Py_ssize_t>arg[0] * B
-            b = val + <Py_ssize_t>arg[1] * B
-            ad = dot + <Py_ssize_t>arg[0] * BK
-            bd = dot + <Py_ssize_t>arg[1] * BK
-            for p in range(B):
-                av = a[p]
-                bv = b[p]
-                rv = binary_value(base, av, bv)
-                r[p] = rv
-                if is_comparison(base):
-                    for j in range(K):
-                        rd[p * K + j] = 0.0
-                    continue
-                binary_partials(base, av, bv, rv, &da, &db)
-                for j in range(K):
-                    rd[p * K + j] = azmul(ad[p * K + j], da) + azmul(bd[p * K + j], db)
-        elif kind == KIND_VC or kind == KIND_CV:
-            # One operand is a constant: its tangent is zero.
-            if kind == KIND_VC:
-                a = val + <Py_ssize_t>arg[0] * B
-                ad = dot + <Py_ssize_t>arg[0] * BK
-                c = t.consts[arg[1]]
-            else:
-                a = val + <Py_ssize_t>arg[1] * B
-                ad = dot + <Py_ssize_t>arg[1] * BK
-                c = t.consts[arg[0]]
-            for p in range(B):
-                av = a[p]
-                if kind == KIND_VC:
-                    rv = binary_value(base, av, c)
-                    binary_partials(base, av, c, rv, &da, &db)
-                else:
-                    rv = binary_value(base, c, av)
-                    binary_partials(base, c, av, rv, &db, &da)
-                r[p] = rv
-                if is_comparison(base):
-                    for j in range(K):
-                        rd[p * K + j] = 0.0
-                else:
-                    for j in range(K):
-                        rd[p * K + j] = azmul(ad[p * K + j], da)
-        elif base == OP_CONST:
-            c = t.consts[arg[0]]
-            for p in range(B):
-                r[p] = c
-            memset(rd, 0, BK * sizeof(real_t))
-        elif base == OP_SELECT:
-            cond = val + <Py_ssize_t>arg[0] * B
-            for p in range(B):
-                # Only the chosen branch is read: NaN in the other never leaks.
-                if cond[p] != 0.0:
-                    a = val + <Py_ssize_t>t.aux[arg[1]] * B
-                    ad = dot + <Py_ssize_t>t.aux[arg[1]] * BK
-                else:
-                    a = val + <Py_ssize_t>t.aux[arg[1] + 1] * B
-                    ad = dot + <Py_ssize_t>t.aux[arg[1] + 1] * BK
-                r[p] = a[p]
-                for j in range(K):
-                    rd[p * K + j] = ad[p * K + j]
-        else:
-            a = val + <Py_ssize_t>arg[0] * B
-            ad = dot + <Py_ssize_t>arg[0] * BK
-            for p in range(B):
-                av = a[p]
-                rv = unary_value(base, av)
-                r[p] = rv
-                da = unary_partial(base, av, rv)
-                for j in range(K):
-                    rd[p * K + j] = azmul(ad[p * K + j], da)
+    cdef Work w
+    w.t = t
+    w.val = val
+    w.deriv = dot
+    w.B = B
+    w.K = K
+    cdef Py_ssize_t i
+    if B == 1 and K == 1:
+        for i in range(t.n_ops):
+            _step(<_tangents*>NULL, <_one*>NULL, &w, i)
+    else:
+        for i in range(t.n_ops):
+            _step(<_tangents*>NULL, <_many*>NULL, &w, i)
 
 
 cdef void reverse1(const TapeView* t, const real_t* val, real_t* bar,
@@ -175,76 +117,182 @@ cdef void reverse1(const TapeView* t, const real_t* val, real_t* bar,
     ``val`` holds every slot's value (from forward0); ``bar`` holds the
     seeded output adjoints and zeros elsewhere.
     """
-    cdef Py_ssize_t i, p, j, BK = B * K
-    cdef int code, base, kind
-    cdef real_t c, av, bv, rv, da, db, w
-    cdef const real_t* rb
-    cdef real_t* ab
-    cdef real_t* bb
-    cdef const real_t* a
-    cdef const real_t* b
-    cdef const real_t* cond
-    cdef const index_t* arg
-    for i in range(t.n_ops - 1, -1, -1):
-        code = t.opcodes[i]
-        base = code & BASE_MASK
-        kind = code >> KIND_SHIFT
-        arg = t.args + 2 * i
-        rb = bar + (t.first + i) * BK
-        if kind == KIND_VV:
+    cdef Work w
+    w.t = t
+    w.val = <real_t*>val
+    w.deriv = bar
+    w.B = B
+    w.K = K
+    cdef Py_ssize_t i
+    if B == 1 and K == 1:
+        for i in range(t.n_ops - 1, -1, -1):
+            _step(<_adjoints*>NULL, <_one*>NULL, &w, i)
+    else:
+        for i in range(t.n_ops - 1, -1, -1):
+            _step(<_adjoints*>NULL, <_many*>NULL, &w, i)
+
+
+cdef inline void _step(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) noexcept nogil:
+    """Dispatch operation i: the hot opcodes first, then by operand kind."""
+    cdef int code = w.t.opcodes[i]
+    if code == ADD_VV: _binary(sweep, width, w, i, OP_ADD, KIND_VV)
+    elif code == SUB_VV: _binary(sweep, width, w, i, OP_SUB, KIND_VV)
+    elif code == MUL_VV: _binary(sweep, width, w, i, OP_MUL, KIND_VV)
+    elif code == DIV_VV: _binary(sweep, width, w, i, OP_DIV, KIND_VV)
+    elif code == ADD_VC: _binary(sweep, width, w, i, OP_ADD, KIND_VC)
+    elif code == SUB_VC: _binary(sweep, width, w, i, OP_SUB, KIND_VC)
+    elif code == MUL_VC: _binary(sweep, width, w, i, OP_MUL, KIND_VC)
+    elif code == DIV_VC: _binary(sweep, width, w, i, OP_DIV, KIND_VC)
+    elif code == ADD_CV: _binary(sweep, width, w, i, OP_ADD, KIND_CV)
+    elif code == SUB_CV: _binary(sweep, width, w, i, OP_SUB, KIND_CV)
+    elif code == MUL_CV: _binary(sweep, width, w, i, OP_MUL, KIND_CV)
+    elif code == DIV_CV: _binary(sweep, width, w, i, OP_DIV, KIND_CV)
+    elif code == OP_SQUARE: _unary(sweep, width, w, i, OP_SQUARE)
+    elif code == OP_NEG: _unary(sweep, width, w, i, OP_NEG)
+    elif code == OP_CONST: _const(sweep, width, w, i)
+    elif code == OP_SELECT: _select(sweep, width, w, i)
+    elif (code >> KIND_SHIFT) == KIND_UNARY: _unary(sweep, width, w, i, code)
+    else: _binary(sweep, width, w, i, code & BASE_MASK, code >> KIND_SHIFT)
+
+
+cdef inline void _unary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
+                        int base) noexcept nogil:
+    cdef Py_ssize_t B = w.B, K = w.K, p, j
+    if width_t is _one:
+        B = 1
+        K = 1
+    cdef Py_ssize_t BK = B * K
+    cdef Py_ssize_t s = w.t.first + i, a = w.t.args[2 * i]
+    cdef real_t* r = w.val + s * B
+    cdef const real_t* x = w.val + a * B
+    cdef real_t rv, d
+    cdef real_t* rd
+    cdef real_t* xd
+    if sweep_t is _values:
+        for p in range(B):
+            r[p] = unary_value(base, x[p])
+    elif sweep_t is _tangents:
+        rd = w.deriv + s * BK
+        xd = w.deriv + a * BK
+        for p in range(B):
+            rv = unary_value(base, x[p])
+            r[p] = rv
+            d = unary_partial(base, x[p], rv)
+            for j in range(K):
+                rd[p * K + j] = azmul(xd[p * K + j], d)
+    else:
+        rd = w.deriv + s * BK
+        xd = w.deriv + a * BK
+        for p in range(B):
+            d = unary_partial(base, x[p], r[p])
+            for j in range(K):
+                xd[p * K + j] += azmul(rd[p * K + j], d)
+
+
+cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
+                         int base, int kind) noexcept nogil:
+    """A binary operation; a constant operand (kind VC or CV) reads the
+    pool, has no derivative storage and receives no adjoint."""
+    cdef Py_ssize_t B = w.B, K = w.K, p, j
+    if width_t is _one:
+        B = 1
+        K = 1
+    cdef Py_ssize_t BK = B * K
+    cdef const TapeView* t = w.t
+    cdef Py_ssize_t s = t.first + i
+    cdef Py_ssize_t a = t.args[2 * i], b = t.args[2 * i + 1]
+    cdef real_t* r = w.val + s * B
+    cdef const real_t* x = w.val + a * B
+    cdef const real_t* y = w.val + b * B
+    cdef real_t c = 0.0, xv, yv, rv, dx, dy, seed
+    cdef real_t* rd
+    cdef real_t* xd
+    cdef real_t* yd
+    if kind == KIND_VC:
+        c = t.consts[b]
+    elif kind == KIND_CV:
+        c = t.consts[a]
+    if sweep_t is _values:
+        for p in range(B):
+            xv = c if kind == KIND_CV else x[p]
+            yv = c if kind == KIND_VC else y[p]
+            r[p] = binary_value(base, xv, yv)
+        return
+    rd = w.deriv + s * BK
+    xd = w.deriv + a * BK
+    yd = w.deriv + b * BK
+    if sweep_t is _tangents:
+        for p in range(B):
+            xv = c if kind == KIND_CV else x[p]
+            yv = c if kind == KIND_VC else y[p]
+            rv = binary_value(base, xv, yv)
+            r[p] = rv
             if is_comparison(base):
+                for j in range(K):
+                    rd[p * K + j] = 0.0
                 continue
-            a = val + <Py_ssize_t>arg[0] * B
-            b = val + <Py_ssize_t>arg[1] * B
-            ab = bar + <Py_ssize_t>arg[0] * BK
-            bb = bar + <Py_ssize_t>arg[1] * BK
-            for p in range(B):
-                av = a[p]
-                bv = b[p]
-                binary_partials(base, av, bv, val[(t.first + i) * B + p], &da, &db)
-                for j in range(K):
-                    w = rb[p * K + j]
-                    ab[p * K + j] += azmul(w, da)
-                    bb[p * K + j] += azmul(w, db)
-        elif kind == KIND_VC or kind == KIND_CV:
-            if is_comparison(base):
-                continue
-            if kind == KIND_VC:
-                a = val + <Py_ssize_t>arg[0] * B
-                ab = bar + <Py_ssize_t>arg[0] * BK
-                c = t.consts[arg[1]]
-            else:
-                a = val + <Py_ssize_t>arg[1] * B
-                ab = bar + <Py_ssize_t>arg[1] * BK
-                c = t.consts[arg[0]]
-            for p in range(B):
-                av = a[p]
-                rv = val[(t.first + i) * B + p]
-                if kind == KIND_VC:
-                    binary_partials(base, av, c, rv, &da, &db)
+            binary_partials(base, xv, yv, rv, &dx, &dy)
+            for j in range(K):
+                if kind == KIND_VV:
+                    rd[p * K + j] = azmul(xd[p * K + j], dx) + azmul(yd[p * K + j], dy)
+                elif kind == KIND_VC:
+                    rd[p * K + j] = azmul(xd[p * K + j], dx)
                 else:
-                    binary_partials(base, c, av, rv, &db, &da)
-                for j in range(K):
-                    ab[p * K + j] += azmul(rb[p * K + j], da)
-        elif base == OP_CONST:
-            pass
-        elif base == OP_SELECT:
-            cond = val + <Py_ssize_t>arg[0] * B
-            for p in range(B):
-                # The adjoint flows into the chosen branch only.
-                if cond[p] != 0.0:
-                    ab = bar + <Py_ssize_t>t.aux[arg[1]] * BK
-                else:
-                    ab = bar + <Py_ssize_t>t.aux[arg[1] + 1] * BK
-                for j in range(K):
-                    ab[p * K + j] += rb[p * K + j]
+                    rd[p * K + j] = azmul(yd[p * K + j], dy)
+    else:
+        if is_comparison(base):
+            return
+        for p in range(B):
+            xv = c if kind == KIND_CV else x[p]
+            yv = c if kind == KIND_VC else y[p]
+            binary_partials(base, xv, yv, r[p], &dx, &dy)
+            for j in range(K):
+                seed = rd[p * K + j]
+                if kind != KIND_CV:
+                    xd[p * K + j] += azmul(seed, dx)
+                if kind != KIND_VC:
+                    yd[p * K + j] += azmul(seed, dy)
+
+
+cdef inline void _const(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) noexcept nogil:
+    cdef Py_ssize_t B = w.B, K = w.K, p
+    if width_t is _one:
+        B = 1
+        K = 1
+    cdef Py_ssize_t s = w.t.first + i
+    cdef real_t c = w.t.consts[w.t.args[2 * i]]
+    if sweep_t is _adjoints:
+        return
+    for p in range(B):
+        w.val[s * B + p] = c
+    if sweep_t is _tangents:
+        memset(w.deriv + s * B * K, 0, B * K * sizeof(real_t))
+
+
+cdef inline void _select(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) noexcept nogil:
+    """``cond != 0 ? x : y``; only the chosen branch is read, so a NaN in
+    the other never reaches a value, a tangent or an adjoint."""
+    cdef Py_ssize_t B = w.B, K = w.K, p, j
+    if width_t is _one:
+        B = 1
+        K = 1
+    cdef Py_ssize_t BK = B * K
+    cdef const TapeView* t = w.t
+    cdef Py_ssize_t s = t.first + i
+    cdef const real_t* cond = w.val + <Py_ssize_t>t.args[2 * i] * B
+    cdef const index_t* branches = t.aux + t.args[2 * i + 1]
+    cdef Py_ssize_t chosen
+    for p in range(B):
+        chosen = branches[0] if cond[p] != 0.0 else branches[1]
+        if sweep_t is _values:
+            w.val[s * B + p] = w.val[chosen * B + p]
+        elif sweep_t is _tangents:
+            w.val[s * B + p] = w.val[chosen * B + p]
+            for j in range(K):
+                w.deriv[(s * B + p) * K + j] = w.deriv[(chosen * B + p) * K + j]
         else:
-            a = val + <Py_ssize_t>arg[0] * B
-            ab = bar + <Py_ssize_t>arg[0] * BK
-            for p in range(B):
-                da = unary_partial(base, a[p], val[(t.first + i) * B + p])
-                for j in range(K):
-                    ab[p * K + j] += azmul(rb[p * K + j], da)
+            for j in range(K):
+                w.deriv[(chosen * B + p) * K + j] += w.deriv[(s * B + p) * K + j]
 
 
 cdef Py_ssize_t first_failed_guard(const TapeView* t, const real_t* val,
