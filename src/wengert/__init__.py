@@ -19,11 +19,15 @@ from wengert.functions import (abs, arccos, arccosh, arcsin, arcsinh, arctan,
                                power, prod, reciprocal, sigmoid, sign, sin, sinh,
                                sqrt, square, stack, sum, tan, tanh, where)
 from wengert.tape import Tape, record
+from wengert._io import load
+from wengert.transforms import (grad, hessian, hvp, jacobian, jvp,
+                                value_and_grad, vjp)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "record", "Tape", "WengertError", "TracingError", "ShapeError", "ArgumentError",
+    "record", "load", "Tape", "grad", "value_and_grad", "jacobian", "jvp", "vjp",
+    "hessian", "hvp", "WengertError", "TracingError", "ShapeError", "ArgumentError",
     "BranchChangedError", "TapeFormatError",
     "abs", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh",
     "array", "cbrt", "clip", "concatenate", "cos", "cosh", "dot", "erf", "exp",

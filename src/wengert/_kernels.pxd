@@ -214,7 +214,7 @@ cdef inline real_t maximum_value(real_t a, real_t b) noexcept nogil:
     return a + b
 
 cdef inline void maximum_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
-    minimum_partials(b, a, r, db, da)
+    minimum_partials(a, b, r, db, da)
 
 # Stable: max(a, b) + log1p(exp(-|a - b|)); equal operands (also equal
 # infinities) give a + log 2 and half the derivative to each.

@@ -58,6 +58,14 @@ class Tape:
         n_inputs = int(np.prod(in_shape))
         if n_params is None:
             n_params = self._recorded_params.size
+        elif not self._param_specs and n_params:
+            # Arrays without recorded parameter values: one flat parameter.
+            self._param_specs = [("param", (int(n_params),), n_inputs, np.zeros(int(n_params)))]
+            self._recorded_params = np.zeros(int(n_params))
+        if n_params != self._recorded_params.size:
+            raise TapeFormatError(
+                f"invalid tape: {n_params} parameter slots but the parameter "
+                f"specifications hold {self._recorded_params.size} values")
         guards = list(guards)
         self._guard_info = [(g[4], g[5], bool(g[3])) for g in guards]
         try:
@@ -79,6 +87,28 @@ class Tape:
         self.n_ops = int(self._engine.opcodes.size)
         self._scalar_out = out_shape == ()
 
+    # -- state: everything that defines the tape, as plain data -----------------
+
+    def _state(self):
+        """The tape as a dict of arrays and plain values; ``Tape._from_state``
+        rebuilds it (validating again). Save/load and pickling use this."""
+        e = self._engine
+        return dict(
+            opcodes=e.opcodes, args=e.args, consts=e.consts, aux=e.aux, outputs=e.outputs,
+            in_shape=self.in_shape, out_shape=self.out_shape, n_params=self.n_params,
+            param_specs=list(self._param_specs),
+            guards=[(int(c), int(a[0]), int(a[1]), bool(x), where, text)
+                    for c, a, x, (where, text, _) in zip(e.guard_codes, e.guard_args,
+                                                         e.guard_expected, self._guard_info)],
+        )
+
+    @classmethod
+    def _from_state(cls, state):
+        return cls(**state)
+
+    def __reduce__(self):
+        return (_tape_from_state, (self._state(),))
+
     # -- description -----------------------------------------------------------
 
     def __len__(self):
@@ -95,15 +125,13 @@ class Tape:
 
     def _branch_error(self, guard, point):
         where, text, expected = self._guard_info[guard]
-        row = f" at batch row {point}" if self._batched_call else ""
+        at = f"at batch row {point}" if point >= 0 else "at this point"
         return BranchChangedError(
             f"the comparison `{text}` recorded at {where} was {expected} when the tape "
-            f"was recorded but is {not expected} at this point{row}: the tape is only "
+            f"was recorded but is {not expected} {at}: the tape is only "
             "valid where every branch goes the same way. Record again at this point "
             "(wg.grad and the other wg.* transforms do that for you), or use wg.where "
             "to record both branches.")
-
-    _batched_call = False
 
     # -- arguments --------------------------------------------------------------
 
@@ -185,22 +213,18 @@ class Tape:
         >>> tape.forward([1.0, 3.0]).tolist()
         [1.0, 9.0]
         """
+        x = np.asarray(x, dtype=np.float64)
+        params = self._params(args) if args else self._recorded_params
+        if x.shape == self.in_shape:
+            if self._scalar_out:
+                return self._engine.value_point(x, params, True)
+            return self._engine.value_point(x, params, False).reshape(self.out_shape)
         X, B = self._inputs(x)
-        params = self._params(args)
-        if B is None:
-            return self._shape_out(self._engine.value_point(X, params), None)
         val = self._work_values(X, B, params)
-        self._replay_values(val)
+        self._engine.values(val)
         return self._shape_out(val[self._engine.outputs].T.copy(), B)
 
     __call__ = forward
-
-    def _replay_values(self, val):
-        self._batched_call = True
-        try:
-            self._engine.values(val)
-        finally:
-            self._batched_call = False
 
     # -- gradient --------------------------------------------------------------
 
@@ -218,7 +242,26 @@ class Tape:
         >>> tape.gradient([1.0, 2.0, 3.0]).tolist()
         [3.0, 12.0, 27.0]
         """
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape == self.in_shape and self._scalar_out:
+            params = self._params(args) if args else self._recorded_params
+            grad = self._engine.gradient_point(x, params)[1]
+            return grad if self.in_shape else float(grad)
         return self._value_and_gradient(x, args)[1]
+
+    def _gradient_of_point(self, x):
+        """gradient(x) for x already a float64 array (the wg.grad
+        fast path: skips the argument conversion)."""
+        if x.shape == self.in_shape and self._scalar_out:
+            grad = self._engine.gradient_point(x, self._recorded_params)[1]
+            return grad if self.in_shape else float(grad)
+        return self.gradient(x)
+
+    def _value_and_gradient_of_point(self, x):
+        if x.shape == self.in_shape and self._scalar_out:
+            value, grad = self._engine.gradient_point(x, self._recorded_params)
+            return value, (grad if self.in_shape else float(grad))
+        return self.value_and_gradient(x)
 
     def value_and_gradient(self, x, *args):
         """``(f(x), gradient)`` of a scalar output, sharing one sweep."""
@@ -229,13 +272,14 @@ class Tape:
             raise ShapeError(
                 f"gradient needs a scalar output, but this tape's output has shape "
                 f"{_shape_text(self.out_shape)}; use vjp(x, w) or jacobian(x)")
+        x = np.asarray(x, dtype=np.float64)
+        params = self._params(args) if args else self._recorded_params
+        if x.shape == self.in_shape:
+            value, grad = self._engine.gradient_point(x, params)
+            return value, (grad if self.in_shape else float(grad))
         X, B = self._inputs(x)
-        params = self._params(args)
-        if B is None:
-            value, grad = self._engine.gradient_point(X, params)
-            return value, (float(grad[0]) if self.in_shape == () else grad.reshape(self.in_shape))
         val = self._work_values(X, B, params)
-        self._replay_values(val)
+        self._engine.values(val)
         bar = np.zeros((self._engine.n_slots, B, 1))
         bar[self._engine.outputs[0], :, 0] = 1.0
         self._engine.adjoints(val, bar)
@@ -294,7 +338,7 @@ class Tape:
         val = self._work_values(X.reshape(self.n_inputs, -1), Bw, params)
         dot = np.zeros((self._engine.n_slots, Bw, K))
         dot[:self.n_inputs] = seeds
-        self._replay(self._engine.tangents, val, dot, B)
+        self._engine.tangents(val, dot, B is not None)
         result = dot[self._engine.outputs]              # (n_out, B, K)
         if B is None:
             result = result[:, 0, :]
@@ -303,13 +347,6 @@ class Tape:
         result = np.moveaxis(result, 1, 0)              # (B, n_out, K)
         return self._shape_out(result if k is not None else result[:, :, 0], B,
                                (k,) if k is not None else ())
-
-    def _replay(self, sweep, val, work, B):
-        self._batched_call = B is not None
-        try:
-            sweep(val, work)
-        finally:
-            self._batched_call = False
 
     def vjp(self, x, w, *args):
         """Vector-Jacobian product ``w @ J(x)`` by reverse mode.
@@ -349,7 +386,7 @@ class Tape:
         Bw = B or 1
         K = seeds.shape[2]
         val = self._work_values(X.reshape(self.n_inputs, -1), Bw, params)
-        self._replay_values_maybe_batched(val, B)
+        self._engine.values(val, B is not None)
         bar = np.zeros((self._engine.n_slots, Bw, K))
         np.add.at(bar, self._engine.outputs, seeds)
         self._engine.adjoints(val, bar)
@@ -362,13 +399,6 @@ class Tape:
             out = grad[0].reshape(shape)
             return float(out) if out.ndim == 0 else out
         return grad.reshape((B,) + shape)
-
-    def _replay_values_maybe_batched(self, val, B):
-        self._batched_call = B is not None
-        try:
-            self._engine.values(val)
-        finally:
-            self._batched_call = False
 
     # -- Jacobian -------------------------------------------------------------------
 
@@ -407,10 +437,10 @@ class Tape:
                 K = min(chunk, n_dirs - start)
                 dot = np.zeros((n_slots, Bw, K))
                 dot[start + np.arange(K), :, np.arange(K)] = 1.0
-                self._replay(self._engine.tangents, val, dot, B)
+                self._engine.tangents(val, dot, B is not None)
                 J[:, :, start:start + K] = np.moveaxis(dot[outputs], 1, 0)
         else:
-            self._replay_values_maybe_batched(val, B)
+            self._engine.values(val, B is not None)
             for start in range(0, n_dirs, chunk):
                 K = min(chunk, n_dirs - start)
                 bar = np.zeros((n_slots, Bw, K))
@@ -437,6 +467,46 @@ class Tape:
         raise NotImplementedError(
             "tape.hvp needs the second-order (forward-over-reverse) sweeps, which are "
             "not built yet")
+
+    # -- persistence, optimisation, display (implemented in their own modules) ---------
+
+    def save(self, path):
+        """Write the tape to ``path`` (exactly that name) in wengert's portable
+        format; read it back with :func:`wengert.load`.
+
+        Examples
+        --------
+        >>> import numpy as np, wengert as wg, tempfile, os
+        >>> tape = wg.record(lambda x: np.sum(x ** 2), np.ones(3))
+        >>> path = os.path.join(tempfile.mkdtemp(), "f.wgt")
+        >>> tape.save(path)
+        >>> wg.load(path).gradient([1.0, 2.0, 3.0]).tolist()
+        [2.0, 4.0, 6.0]
+        """
+        from wengert._io import save_tape
+        save_tape(self, path)
+
+    def optimize(self):
+        """An equivalent, smaller tape (see :func:`wengert.optimize.optimize_tape`)."""
+        from wengert.optimize import optimize_tape
+        return optimize_tape(self)
+
+    def trace(self, x, direction, *args, mode="forward"):
+        """The forward tangent trace (``mode="forward"``, ``direction`` = v) or
+        the reverse adjoint trace (``mode="reverse"``, ``direction`` = w) at
+        ``x``, as text in the layout of the survey's tables 2 and 3."""
+        from wengert.display import trace_text
+        return trace_text(self, x, direction, args, mode)
+
+    def to_dot(self):
+        """The computational graph as Graphviz text (``digraph ... { a -> b }``)."""
+        from wengert.display import to_dot
+        return to_dot(self)
+
+    def stats(self):
+        """Size, operation counts by kind and memory, as a dict."""
+        from wengert.display import stats
+        return stats(self)
 
     # -- the Wengert list ---------------------------------------------------------------
 
@@ -465,7 +535,7 @@ class Tape:
             if B is not None:
                 raise ShapeError("listing shows one point; pass x of the recorded shape")
             val = self._work_values(X.reshape(self.n_inputs, 1), 1, self._params(args))
-            self._engine.values(val)
+            self._engine.values(val, False)
             values = val[:, 0]
         name = _slot_namer(self.n_inputs, eng.first)
         rows = []
@@ -490,6 +560,10 @@ class Tape:
                 text += f" = {values[slot]: .6g}"
             lines.append(text.rstrip())
         return "\n".join(lines)
+
+
+def _tape_from_state(state):
+    return Tape._from_state(state)
 
 
 def _slot_namer(n_inputs, first):

@@ -294,7 +294,8 @@ class _IndicatorCondition(Comparison):
         zero = self.recorder.constant_index(0.0)
         code = _binary_code("ne", Kind.VC)
         outcome = self.recorder.compare(code, slot, zero)
-        self.recorder.add_guard(code, slot, zero, outcome, _user_location(), f"v{slot} != 0")
+        self.recorder.add_guard(code, slot, zero, outcome, _user_location(),
+                                _describe(self.recorder, Kind.VC, slot, zero, "ne"))
         return outcome
 
 
@@ -319,8 +320,17 @@ def apply_binary_indices(rec, name, kind, ia, ib, shape):
 
 
 def _describe(rec, kind, a0, a1, name):
-    left = f"{rec.constants_of(a0)!r}" if kind == Kind.CV else f"v{a0}"
-    right = f"{rec.constants_of(a1)!r}" if kind == Kind.VC else f"v{a1}"
+    """The comparison in the user's terms: ``x[0] > 0.5``, ``v[3] <= p[1]``."""
+    def operand(index, is_constant):
+        if is_constant:
+            return f"{float(rec.constants_of(index)):g}"
+        if index < rec.n_inputs:
+            return f"x[{index}]" if rec.n_inputs > 1 else "x"
+        if index < rec.first:
+            return f"p[{index - rec.n_inputs}]"
+        return f"v[{index - rec.first + 1}]"
+    left = operand(a0, kind == Kind.CV)
+    right = operand(a1, kind == Kind.VC)
     return f"{left} {ops.COMPARISON_SYMBOL[name]} {right}"
 
 
@@ -768,6 +778,21 @@ def _structural(func):
     return run
 
 
+def _zero_filling(func):
+    """Wrap a NumPy function that moves elements and fills the rest with 0
+    (np.triu, np.tril, np.diag of a vector). As a slot index 0 would mean
+    slot 0, indices are shifted by one and the fill becomes a constant 0."""
+    def run(a, *args, **kwargs):
+        rec = _recorder_of([a])
+        moved = func(_slots_of(rec, _operand(rec, a)) + 1, *args, **kwargs)
+        filled = moved == 0
+        if filled.any():
+            zero = int(_slots_of(rec, _Operand(False, np.zeros(1)))[0])
+            moved = np.where(filled, zero + 1, moved)
+        return wrap(rec, moved - 1)
+    return run
+
+
 def _like(fill):
     def run(a, *args, **kwargs):
         return np.full(np.shape(_raw(a)), fill, dtype=np.float64)
@@ -867,9 +892,10 @@ for _f in (np.concatenate, np.stack, np.hstack, np.vstack, np.column_stack,
            np.reshape, np.transpose, np.ravel, np.squeeze, np.expand_dims,
            np.atleast_1d, np.atleast_2d, np.flip, np.roll, np.broadcast_to,
            np.moveaxis, np.swapaxes, np.take, np.tile, np.repeat, np.diagonal,
-           np.copy, np.append, np.split, np.array_split, np.fliplr, np.flipud,
-           np.triu, np.tril, np.diag):
+           np.copy, np.append, np.split, np.array_split, np.fliplr, np.flipud):
     _HANDLED[_f] = _structural(_f)
+for _f in (np.triu, np.tril, np.diag):
+    _HANDLED[_f] = _zero_filling(_f)
 
 
 def _array_function(func, types, args, kwargs):
