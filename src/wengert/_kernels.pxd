@@ -3,7 +3,9 @@
 # Each operation ``name`` in _opcodes.py has ``name_value`` and, when it is
 # differentiable, ``name_partial(a, r)`` (unary: dr/da given the operand a
 # and the result r, so e.g. exp reuses its result) or
-# ``name_partials(a, b, r, &da, &db)`` (binary). The tangent rule of every
+# ``name_partials(a, b, r, &da, &db)`` (binary), and the second derivatives
+# ``name_second(a, r)`` or ``name_seconds(a, b, r, &aa, &ab, &bb)`` used by
+# the second-order (forward-over-reverse) sweep. The tangent rule of every
 # operation is then rd = da*ad (+ db*bd), its adjoint rule ab += rb*da
 # (bb += rb*db); the sweeps apply both generically through the dispatchers at
 # the end of this file. Conventions at kinks follow NumPy/JAX (DESIGN.md):
@@ -39,78 +41,113 @@ cdef inline real_t azmul(real_t x, real_t y) noexcept nogil:
 
 cdef inline real_t neg_value(real_t a) noexcept nogil: return -a
 cdef inline real_t neg_partial(real_t a, real_t r) noexcept nogil: return -1.0
+cdef inline real_t neg_second(real_t a, real_t r) noexcept nogil: return 0.0
 
 cdef inline real_t square_value(real_t a) noexcept nogil: return a * a
 cdef inline real_t square_partial(real_t a, real_t r) noexcept nogil: return 2.0 * a
+cdef inline real_t square_second(real_t a, real_t r) noexcept nogil: return 2.0
 
 cdef inline real_t sqrt_value(real_t a) noexcept nogil: return sqrt(a)
 cdef inline real_t sqrt_partial(real_t a, real_t r) noexcept nogil: return 0.5 / r
+cdef inline real_t sqrt_second(real_t a, real_t r) noexcept nogil: return -0.25 / (r * r * r)
 
 cdef inline real_t cbrt_value(real_t a) noexcept nogil: return cbrt(a)
 cdef inline real_t cbrt_partial(real_t a, real_t r) noexcept nogil: return 1.0 / (3.0 * r * r)
+cdef inline real_t cbrt_second(real_t a, real_t r) noexcept nogil: return -2.0 / (9.0 * r * r * r * r * r)
 
 cdef inline real_t reciprocal_value(real_t a) noexcept nogil: return 1.0 / a
 cdef inline real_t reciprocal_partial(real_t a, real_t r) noexcept nogil: return -(r * r)
+cdef inline real_t reciprocal_second(real_t a, real_t r) noexcept nogil: return 2.0 * r * r * r
 
 cdef inline real_t exp_value(real_t a) noexcept nogil: return exp(a)
 cdef inline real_t exp_partial(real_t a, real_t r) noexcept nogil: return r
+cdef inline real_t exp_second(real_t a, real_t r) noexcept nogil: return r
 
 cdef inline real_t expm1_value(real_t a) noexcept nogil: return expm1(a)
 cdef inline real_t expm1_partial(real_t a, real_t r) noexcept nogil: return r + 1.0
+cdef inline real_t expm1_second(real_t a, real_t r) noexcept nogil: return r + 1.0
 
 cdef inline real_t log_value(real_t a) noexcept nogil: return log(a)
 cdef inline real_t log_partial(real_t a, real_t r) noexcept nogil: return 1.0 / a
+cdef inline real_t log_second(real_t a, real_t r) noexcept nogil: return -1.0 / (a * a)
 
 cdef inline real_t log1p_value(real_t a) noexcept nogil: return log1p(a)
 cdef inline real_t log1p_partial(real_t a, real_t r) noexcept nogil: return 1.0 / (1.0 + a)
+cdef inline real_t log1p_second(real_t a, real_t r) noexcept nogil: return -1.0 / ((1.0 + a) * (1.0 + a))
 
 cdef inline real_t log2_value(real_t a) noexcept nogil: return log2(a)
 cdef inline real_t log2_partial(real_t a, real_t r) noexcept nogil: return 1.0 / (a * WG_LN2)
+cdef inline real_t log2_second(real_t a, real_t r) noexcept nogil: return -1.0 / (a * a * WG_LN2)
 
 cdef inline real_t log10_value(real_t a) noexcept nogil: return log10(a)
 cdef inline real_t log10_partial(real_t a, real_t r) noexcept nogil: return 1.0 / (a * WG_LN10)
+cdef inline real_t log10_second(real_t a, real_t r) noexcept nogil: return -1.0 / (a * a * WG_LN10)
 
 cdef inline real_t sin_value(real_t a) noexcept nogil: return sin(a)
 cdef inline real_t sin_partial(real_t a, real_t r) noexcept nogil: return cos(a)
+cdef inline real_t sin_second(real_t a, real_t r) noexcept nogil: return -r
 
 cdef inline real_t cos_value(real_t a) noexcept nogil: return cos(a)
 cdef inline real_t cos_partial(real_t a, real_t r) noexcept nogil: return -sin(a)
+cdef inline real_t cos_second(real_t a, real_t r) noexcept nogil: return -r
 
 cdef inline real_t tan_value(real_t a) noexcept nogil: return tan(a)
 cdef inline real_t tan_partial(real_t a, real_t r) noexcept nogil: return 1.0 + r * r
+cdef inline real_t tan_second(real_t a, real_t r) noexcept nogil: return 2.0 * r * (1.0 + r * r)
 
 # (1 - a)(1 + a) rather than 1 - a*a keeps full precision near |a| = 1.
 cdef inline real_t arcsin_value(real_t a) noexcept nogil: return asin(a)
 cdef inline real_t arcsin_partial(real_t a, real_t r) noexcept nogil:
     return 1.0 / sqrt((1.0 - a) * (1.0 + a))
+cdef inline real_t arcsin_second(real_t a, real_t r) noexcept nogil:
+    cdef real_t d = arcsin_partial(a, r)
+    return a * d * d * d
 
 cdef inline real_t arccos_value(real_t a) noexcept nogil: return acos(a)
 cdef inline real_t arccos_partial(real_t a, real_t r) noexcept nogil:
     return -1.0 / sqrt((1.0 - a) * (1.0 + a))
+cdef inline real_t arccos_second(real_t a, real_t r) noexcept nogil:
+    cdef real_t d = arcsin_partial(a, r)
+    return -a * d * d * d
 
 cdef inline real_t arctan_value(real_t a) noexcept nogil: return atan(a)
 cdef inline real_t arctan_partial(real_t a, real_t r) noexcept nogil: return 1.0 / (1.0 + a * a)
+cdef inline real_t arctan_second(real_t a, real_t r) noexcept nogil:
+    cdef real_t d = arctan_partial(a, r)
+    return -2.0 * a * d * d
 
 cdef inline real_t sinh_value(real_t a) noexcept nogil: return sinh(a)
 cdef inline real_t sinh_partial(real_t a, real_t r) noexcept nogil: return cosh(a)
+cdef inline real_t sinh_second(real_t a, real_t r) noexcept nogil: return r
 
 cdef inline real_t cosh_value(real_t a) noexcept nogil: return cosh(a)
 cdef inline real_t cosh_partial(real_t a, real_t r) noexcept nogil: return sinh(a)
+cdef inline real_t cosh_second(real_t a, real_t r) noexcept nogil: return r
 
 cdef inline real_t tanh_value(real_t a) noexcept nogil: return tanh(a)
 cdef inline real_t tanh_partial(real_t a, real_t r) noexcept nogil: return 1.0 - r * r
+cdef inline real_t tanh_second(real_t a, real_t r) noexcept nogil: return -2.0 * r * (1.0 - r * r)
 
 # hypot(a, 1) avoids the overflow of a*a + 1 for large |a|.
 cdef inline real_t arcsinh_value(real_t a) noexcept nogil: return asinh(a)
 cdef inline real_t arcsinh_partial(real_t a, real_t r) noexcept nogil: return 1.0 / hypot(a, 1.0)
+cdef inline real_t arcsinh_second(real_t a, real_t r) noexcept nogil:
+    cdef real_t d = arcsinh_partial(a, r)
+    return -a * d * d * d
 
 cdef inline real_t arccosh_value(real_t a) noexcept nogil: return acosh(a)
 cdef inline real_t arccosh_partial(real_t a, real_t r) noexcept nogil:
     return 1.0 / (sqrt(a - 1.0) * sqrt(a + 1.0))
+cdef inline real_t arccosh_second(real_t a, real_t r) noexcept nogil:
+    cdef real_t d = arccosh_partial(a, r)
+    return -a * d * d * d
 
 cdef inline real_t arctanh_value(real_t a) noexcept nogil: return atanh(a)
 cdef inline real_t arctanh_partial(real_t a, real_t r) noexcept nogil:
     return 1.0 / ((1.0 - a) * (1.0 + a))
+cdef inline real_t arctanh_second(real_t a, real_t r) noexcept nogil:
+    cdef real_t d = arctanh_partial(a, r)
+    return 2.0 * a * d * d
 
 cdef inline real_t abs_value(real_t a) noexcept nogil: return fabs(a)
 cdef inline real_t abs_partial(real_t a, real_t r) noexcept nogil:
@@ -119,6 +156,7 @@ cdef inline real_t abs_partial(real_t a, real_t r) noexcept nogil:
     if a < 0.0:
         return -1.0
     return 0.0 if a == 0.0 else a  # NaN stays NaN
+cdef inline real_t abs_second(real_t a, real_t r) noexcept nogil: return 0.0
 
 cdef inline real_t sign_value(real_t a) noexcept nogil:
     if a > 0.0:
@@ -135,9 +173,11 @@ cdef inline real_t sigmoid_value(real_t a) noexcept nogil:
     e = exp(a)
     return e / (1.0 + e)
 cdef inline real_t sigmoid_partial(real_t a, real_t r) noexcept nogil: return r * (1.0 - r)
+cdef inline real_t sigmoid_second(real_t a, real_t r) noexcept nogil: return r * (1.0 - r) * (1.0 - 2.0 * r)
 
 cdef inline real_t erf_value(real_t a) noexcept nogil: return erf(a)
 cdef inline real_t erf_partial(real_t a, real_t r) noexcept nogil: return WG_2_SQRTPI * exp(-a * a)
+cdef inline real_t erf_second(real_t a, real_t r) noexcept nogil: return -2.0 * a * erf_partial(a, r)
 
 
 # ---- binary operations -----------------------------------------------------
@@ -146,27 +186,52 @@ cdef inline real_t add_value(real_t a, real_t b) noexcept nogil: return a + b
 cdef inline void add_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
     da[0] = 1.0
     db[0] = 1.0
+cdef inline void add_seconds(real_t a, real_t b, real_t r, real_t* aa, real_t* ab, real_t* bb) noexcept nogil:
+    aa[0] = 0.0
+    ab[0] = 0.0
+    bb[0] = 0.0
 
 cdef inline real_t sub_value(real_t a, real_t b) noexcept nogil: return a - b
 cdef inline void sub_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
     da[0] = 1.0
     db[0] = -1.0
+cdef inline void sub_seconds(real_t a, real_t b, real_t r, real_t* aa, real_t* ab, real_t* bb) noexcept nogil:
+    aa[0] = 0.0
+    ab[0] = 0.0
+    bb[0] = 0.0
 
 cdef inline real_t mul_value(real_t a, real_t b) noexcept nogil: return a * b
 cdef inline void mul_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
     da[0] = b
     db[0] = a
+cdef inline void mul_seconds(real_t a, real_t b, real_t r, real_t* aa, real_t* ab, real_t* bb) noexcept nogil:
+    aa[0] = 0.0
+    ab[0] = 1.0
+    bb[0] = 0.0
 
 cdef inline real_t div_value(real_t a, real_t b) noexcept nogil: return a / b
 cdef inline void div_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
     da[0] = 1.0 / b
     db[0] = -r / b
+cdef inline void div_seconds(real_t a, real_t b, real_t r, real_t* aa, real_t* ab, real_t* bb) noexcept nogil:
+    aa[0] = 0.0
+    ab[0] = -1.0 / (b * b)
+    bb[0] = 2.0 * r / (b * b)
 
 # As JAX: d/da is 0 where b == 0 and d/db is 0 where a == 0 (not 0 * inf).
 cdef inline real_t pow_value(real_t a, real_t b) noexcept nogil: return pow(a, b)
 cdef inline void pow_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
     da[0] = 0.0 if b == 0.0 else b * pow(a, b - 1.0)
     db[0] = 0.0 if a == 0.0 else log(a) * r
+# The same zero conventions as pow_partials, so no 0 * inf appears.
+cdef inline void pow_seconds(real_t a, real_t b, real_t r, real_t* aa, real_t* ab, real_t* bb) noexcept nogil:
+    aa[0] = 0.0 if (b == 0.0 or b == 1.0) else b * (b - 1.0) * pow(a, b - 2.0)
+    if a == 0.0:
+        ab[0] = 0.0
+        bb[0] = 0.0
+    else:
+        ab[0] = pow(a, b - 1.0) * (1.0 + b * log(a))
+        bb[0] = log(a) * log(a) * r
 
 # Divide by the hypotenuse twice so large operands do not overflow.
 cdef inline real_t arctan2_value(real_t a, real_t b) noexcept nogil: return atan2(a, b)
@@ -174,6 +239,12 @@ cdef inline void arctan2_partials(real_t a, real_t b, real_t r, real_t* da, real
     cdef real_t h = hypot(a, b)
     da[0] = (b / h) / h
     db[0] = -(a / h) / h
+cdef inline void arctan2_seconds(real_t a, real_t b, real_t r, real_t* aa, real_t* ab, real_t* bb) noexcept nogil:
+    cdef real_t h = hypot(a, b)
+    cdef real_t u = a / h, v = b / h
+    aa[0] = -2.0 * u * v / (h * h)
+    ab[0] = (u * u - v * v) / (h * h)
+    bb[0] = 2.0 * u * v / (h * h)
 
 cdef inline real_t hypot_value(real_t a, real_t b) noexcept nogil: return hypot(a, b)
 cdef inline void hypot_partials(real_t a, real_t b, real_t r, real_t* da, real_t* db) noexcept nogil:
@@ -183,6 +254,18 @@ cdef inline void hypot_partials(real_t a, real_t b, real_t r, real_t* da, real_t
     else:
         da[0] = a / r
         db[0] = b / r
+cdef inline void hypot_seconds(real_t a, real_t b, real_t r, real_t* aa, real_t* ab, real_t* bb) noexcept nogil:
+    cdef real_t u, v
+    if r == 0.0:
+        aa[0] = 0.0
+        ab[0] = 0.0
+        bb[0] = 0.0
+    else:
+        u = a / r
+        v = b / r
+        aa[0] = v * v / r
+        ab[0] = -u * v / r
+        bb[0] = u * u / r
 
 # NaN in either operand gives NaN, as np.minimum / np.maximum.
 cdef inline real_t minimum_value(real_t a, real_t b) noexcept nogil:
@@ -245,6 +328,12 @@ cdef inline void logaddexp_partials(real_t a, real_t b, real_t r, real_t* da, re
     else:
         da[0] = NAN
         db[0] = NAN
+cdef inline void logaddexp_seconds(real_t a, real_t b, real_t r, real_t* aa, real_t* ab, real_t* bb) noexcept nogil:
+    cdef real_t da, db
+    logaddexp_partials(a, b, r, &da, &db)
+    aa[0] = da * db
+    ab[0] = -da * db
+    bb[0] = da * db
 
 # Comparisons give 1.0 or 0.0 and have zero derivatives; a NaN makes every
 # ordered comparison false, as in IEEE arithmetic.
@@ -358,3 +447,50 @@ cdef inline void binary_partials(int base, real_t a, real_t b, real_t r,
     else:
         da[0] = 0.0
         db[0] = 0.0
+
+
+cdef inline real_t unary_second(int base, real_t a, real_t r) noexcept nogil:
+    if base == OP_NEG: return neg_second(a, r)
+    elif base == OP_SQUARE: return square_second(a, r)
+    elif base == OP_SQRT: return sqrt_second(a, r)
+    elif base == OP_CBRT: return cbrt_second(a, r)
+    elif base == OP_RECIPROCAL: return reciprocal_second(a, r)
+    elif base == OP_EXP: return exp_second(a, r)
+    elif base == OP_EXPM1: return expm1_second(a, r)
+    elif base == OP_LOG: return log_second(a, r)
+    elif base == OP_LOG1P: return log1p_second(a, r)
+    elif base == OP_LOG2: return log2_second(a, r)
+    elif base == OP_LOG10: return log10_second(a, r)
+    elif base == OP_SIN: return sin_second(a, r)
+    elif base == OP_COS: return cos_second(a, r)
+    elif base == OP_TAN: return tan_second(a, r)
+    elif base == OP_ARCSIN: return arcsin_second(a, r)
+    elif base == OP_ARCCOS: return arccos_second(a, r)
+    elif base == OP_ARCTAN: return arctan_second(a, r)
+    elif base == OP_SINH: return sinh_second(a, r)
+    elif base == OP_COSH: return cosh_second(a, r)
+    elif base == OP_TANH: return tanh_second(a, r)
+    elif base == OP_ARCSINH: return arcsinh_second(a, r)
+    elif base == OP_ARCCOSH: return arccosh_second(a, r)
+    elif base == OP_ARCTANH: return arctanh_second(a, r)
+    elif base == OP_ABS: return abs_second(a, r)
+    elif base == OP_SIGMOID: return sigmoid_second(a, r)
+    elif base == OP_ERF: return erf_second(a, r)
+    return 0.0  # sign: piecewise constant
+
+
+cdef inline void binary_seconds(int base, real_t a, real_t b, real_t r,
+                                real_t* aa, real_t* ab, real_t* bb) noexcept nogil:
+    if base == OP_ADD: add_seconds(a, b, r, aa, ab, bb)
+    elif base == OP_SUB: sub_seconds(a, b, r, aa, ab, bb)
+    elif base == OP_MUL: mul_seconds(a, b, r, aa, ab, bb)
+    elif base == OP_DIV: div_seconds(a, b, r, aa, ab, bb)
+    elif base == OP_POW: pow_seconds(a, b, r, aa, ab, bb)
+    elif base == OP_ARCTAN2: arctan2_seconds(a, b, r, aa, ab, bb)
+    elif base == OP_HYPOT: hypot_seconds(a, b, r, aa, ab, bb)
+    elif base == OP_LOGADDEXP: logaddexp_seconds(a, b, r, aa, ab, bb)
+    else:
+        # minimum, maximum (piecewise linear) and comparisons
+        aa[0] = 0.0
+        ab[0] = 0.0
+        bb[0] = 0.0

@@ -43,8 +43,8 @@ cdef class Recorder:
     cdef bint _finished
 
     def __cinit__(self, inputs, params):
-        cdef real_t[::1] x = np.ascontiguousarray(inputs, np.float64).reshape(-1)
-        cdef real_t[::1] q = np.ascontiguousarray(params, np.float64).reshape(-1)
+        cdef const real_t[::1] x = np.ascontiguousarray(inputs, np.float64).reshape(-1)
+        cdef const real_t[::1] q = np.ascontiguousarray(params, np.float64).reshape(-1)
         self.n_inputs = x.shape[0]
         self.n_params = q.shape[0]
         self.first = self.n_inputs + self.n_params
@@ -258,10 +258,11 @@ cdef class Recorder:
 
 
 cdef object _grown(object array, Py_ssize_t capacity, Py_ssize_t used):
-    shape = (capacity,) + array.shape[1:]
-    new = np.empty(shape, dtype=array.dtype)
-    new[:used] = array[:used]
-    return new
+    # In place (realloc, often without a copy): the recorder holds the only
+    # reference to its buffers, and copying them cost half of a large
+    # vectorised recording.
+    array.resize((capacity,) + array.shape[1:], refcheck=False)
+    return array
 
 
 # ---- the traced scalar -------------------------------------------------------

@@ -6,5 +6,7 @@ cdef void forward1(const TapeView* t, real_t* val, real_t* dot,
                    Py_ssize_t B, Py_ssize_t K) noexcept nogil
 cdef void reverse1(const TapeView* t, const real_t* val, real_t* bar,
                    Py_ssize_t B, Py_ssize_t K) noexcept nogil
+cdef void reverse2(const TapeView* t, const real_t* val, const real_t* dot,
+                   real_t* bar, real_t* bardot, Py_ssize_t B, Py_ssize_t K) noexcept nogil
 cdef Py_ssize_t first_failed_guard(const TapeView* t, const real_t* val,
                                    Py_ssize_t B, Py_ssize_t* point) noexcept nogil

@@ -16,8 +16,8 @@ cimport numpy as cnp
 from wengert._types cimport real_t, index_t, opcode_t, TapeView
 from wengert._opcodes cimport *
 from wengert._kernels cimport (
-    azmul, is_comparison, unary_value, unary_partial, binary_value,
-    binary_partials,
+    azmul, is_comparison, unary_value, unary_partial, unary_second,
+    binary_value, binary_partials, binary_seconds,
 )
 
 cnp.import_array()
@@ -40,15 +40,20 @@ cdef struct _tangents:
     char unused
 cdef struct _adjoints:
     char unused
+cdef struct _seconds:
+    char unused
 ctypedef fused sweep_t:
     _values
     _tangents
     _adjoints
+    _seconds
 
 ctypedef struct Work:
     const TapeView* t
     real_t* val      # (n_slots, B)
-    real_t* deriv    # tangents or adjoints, (n_slots, B, K)
+    real_t* deriv    # tangents, adjoints or adjoint tangents, (n_slots, B, K)
+    real_t* dot      # second order: the tangents from forward1, (n_slots, B, K)
+    real_t* bar      # second order: the first-order adjoints, (n_slots, B)
     Py_ssize_t B
     Py_ssize_t K
 
@@ -132,6 +137,31 @@ cdef void reverse1(const TapeView* t, const real_t* val, real_t* bar,
             _step(<_adjoints*>NULL, <_many*>NULL, &w, i)
 
 
+cdef void reverse2(const TapeView* t, const real_t* val, const real_t* dot,
+                   real_t* bar, real_t* bardot, Py_ssize_t B, Py_ssize_t K) noexcept nogil:
+    """Second order, forward over reverse: adjoints ``bar`` (n_slots, B) and
+    their tangents ``bardot`` (n_slots, B, K) along the K directions whose
+    tangents ``dot`` forward1 computed. Seed ``bar`` at the outputs (the
+    weight w) and zero ``bardot``; afterwards the input rows of ``bardot``
+    hold H(w.F) @ V.
+    """
+    cdef Work w
+    w.t = t
+    w.val = <real_t*>val
+    w.dot = <real_t*>dot
+    w.bar = bar
+    w.deriv = bardot
+    w.B = B
+    w.K = K
+    cdef Py_ssize_t i
+    if B == 1 and K == 1:
+        for i in range(t.n_ops - 1, -1, -1):
+            _step(<_seconds*>NULL, <_one*>NULL, &w, i)
+    else:
+        for i in range(t.n_ops - 1, -1, -1):
+            _step(<_seconds*>NULL, <_many*>NULL, &w, i)
+
+
 cdef inline void _step(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) noexcept nogil:
     """Dispatch operation i: the hot opcodes first, then by operand kind."""
     cdef int code = w.t.opcodes[i]
@@ -165,9 +195,10 @@ cdef inline void _unary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
     cdef Py_ssize_t s = w.t.first + i, a = w.t.args[2 * i]
     cdef real_t* r = w.val + s * B
     cdef const real_t* x = w.val + a * B
-    cdef real_t rv, d
+    cdef real_t rv, d, dd, seed
     cdef real_t* rd
     cdef real_t* xd
+    cdef const real_t* xt
     if sweep_t is _values:
         for p in range(B):
             r[p] = unary_value(base, x[p])
@@ -180,13 +211,25 @@ cdef inline void _unary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
             d = unary_partial(base, x[p], rv)
             for j in range(K):
                 rd[p * K + j] = azmul(xd[p * K + j], d)
-    else:
+    elif sweep_t is _adjoints:
         rd = w.deriv + s * BK
         xd = w.deriv + a * BK
         for p in range(B):
             d = unary_partial(base, x[p], r[p])
             for j in range(K):
                 xd[p * K + j] += azmul(rd[p * K + j], d)
+    else:
+        # (x̄, x̄̇) += (r̄ φ', r̄̇ φ' + r̄ φ'' ẋ)
+        rd = w.deriv + s * BK
+        xd = w.deriv + a * BK
+        xt = w.dot + a * BK
+        for p in range(B):
+            d = unary_partial(base, x[p], r[p])
+            seed = w.bar[s * B + p]
+            w.bar[a * B + p] += azmul(seed, d)
+            dd = azmul(seed, unary_second(base, x[p], r[p]))
+            for j in range(K):
+                xd[p * K + j] += azmul(rd[p * K + j], d) + azmul(xt[p * K + j], dd)
 
 
 cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
@@ -204,10 +247,12 @@ cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
     cdef real_t* r = w.val + s * B
     cdef const real_t* x = w.val + a * B
     cdef const real_t* y = w.val + b * B
-    cdef real_t c = 0.0, xv, yv, rv, dx, dy, seed
+    cdef real_t c = 0.0, xv, yv, rv, dx, dy, seed, dxx, dxy, dyy, tx, ty
     cdef real_t* rd
     cdef real_t* xd
     cdef real_t* yd
+    cdef const real_t* xt
+    cdef const real_t* yt
     if kind == KIND_VC:
         c = t.consts[b]
     elif kind == KIND_CV:
@@ -239,7 +284,7 @@ cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
                     rd[p * K + j] = azmul(xd[p * K + j], dx)
                 else:
                     rd[p * K + j] = azmul(yd[p * K + j], dy)
-    else:
+    elif sweep_t is _adjoints:
         if is_comparison(base):
             return
         for p in range(B):
@@ -252,6 +297,35 @@ cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
                     xd[p * K + j] += azmul(seed, dx)
                 if kind != KIND_VC:
                     yd[p * K + j] += azmul(seed, dy)
+    else:
+        # x̄̇ += r̄̇ φx + r̄ (φxx ẋ + φxy ẏ), and alike for y; a constant
+        # operand has no tangent and receives nothing.
+        if is_comparison(base):
+            return
+        xt = w.dot + a * BK
+        yt = w.dot + b * BK
+        for p in range(B):
+            xv = c if kind == KIND_CV else x[p]
+            yv = c if kind == KIND_VC else y[p]
+            binary_partials(base, xv, yv, r[p], &dx, &dy)
+            binary_seconds(base, xv, yv, r[p], &dxx, &dxy, &dyy)
+            seed = w.bar[s * B + p]
+            if kind != KIND_CV:
+                w.bar[a * B + p] += azmul(seed, dx)
+            if kind != KIND_VC:
+                w.bar[b * B + p] += azmul(seed, dy)
+            dxx = azmul(seed, dxx)
+            dxy = azmul(seed, dxy)
+            dyy = azmul(seed, dyy)
+            for j in range(K):
+                tx = 0.0 if kind == KIND_CV else xt[p * K + j]
+                ty = 0.0 if kind == KIND_VC else yt[p * K + j]
+                if kind != KIND_CV:
+                    xd[p * K + j] += (azmul(rd[p * K + j], dx) + azmul(tx, dxx)
+                                      + azmul(ty, dxy))
+                if kind != KIND_VC:
+                    yd[p * K + j] += (azmul(rd[p * K + j], dy) + azmul(tx, dxy)
+                                      + azmul(ty, dyy))
 
 
 cdef inline void _const(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) noexcept nogil:
@@ -261,7 +335,7 @@ cdef inline void _const(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) n
         K = 1
     cdef Py_ssize_t s = w.t.first + i
     cdef real_t c = w.t.consts[w.t.args[2 * i]]
-    if sweep_t is _adjoints:
+    if sweep_t is _adjoints or sweep_t is _seconds:
         return
     for p in range(B):
         w.val[s * B + p] = c
@@ -290,7 +364,11 @@ cdef inline void _select(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) 
             w.val[s * B + p] = w.val[chosen * B + p]
             for j in range(K):
                 w.deriv[(s * B + p) * K + j] = w.deriv[(chosen * B + p) * K + j]
+        elif sweep_t is _adjoints:
+            for j in range(K):
+                w.deriv[(chosen * B + p) * K + j] += w.deriv[(s * B + p) * K + j]
         else:
+            w.bar[chosen * B + p] += w.bar[s * B + p]
             for j in range(K):
                 w.deriv[(chosen * B + p) * K + j] += w.deriv[(s * B + p) * K + j]
 
@@ -524,6 +602,18 @@ cdef class Engine:
         with nogil:
             reverse1(&self.view, &val[0, 0], &bar[0, 0, 0], B, K)
 
+    def seconds(self, const real_t[:, ::1] val, const real_t[:, :, ::1] dot,
+                real_t[:, ::1] bar, real_t[:, :, ::1] bardot):
+        """Second-order reverse sweep (see reverse2); val and dot from
+        :meth:`tangents`, bar seeded at the outputs, bardot zero."""
+        cdef Py_ssize_t B = val.shape[1], K = dot.shape[2]
+        if (val.shape[0] != self.n_slots or dot.shape[0] != self.n_slots or dot.shape[1] != B
+                or bar.shape[0] != self.n_slots or bar.shape[1] != B
+                or bardot.shape[0] != self.n_slots or bardot.shape[1] != B or bardot.shape[2] != K):
+            raise ValueError("work arrays have the wrong shape")
+        with nogil:
+            reverse2(&self.view, &val[0, 0], &dot[0, 0, 0], &bar[0, 0], &bardot[0, 0, 0], B, K)
+
     # -- one point, one direction: the fast paths ---------------------------
 
     def value_point(self, cnp.ndarray x, cnp.ndarray params, bint scalar):
@@ -582,6 +672,44 @@ cdef class Engine:
             if self.n_inputs:
                 memcpy(cnp.PyArray_DATA(result), bar, self.n_inputs * sizeof(real_t))
             return value, result
+        finally:
+            self._give(work)
+
+    def hvp_point(self, cnp.ndarray x, cnp.ndarray params, cnp.ndarray v, cnp.ndarray weights):
+        """H(w·f) @ v at one point along one direction, shaped like ``x``;
+        ``v`` like ``x``, ``weights`` (n_outputs,) float64 contiguous."""
+        cdef Py_ssize_t g, p = 0, n = self.n_slots, i
+        cdef cnp.ndarray result
+        x = self._check_point(x, params)
+        v = self._check_point(v, params)
+        if (cnp.PyArray_TYPE(weights) != cnp.NPY_FLOAT64 or not cnp.PyArray_IS_C_CONTIGUOUS(weights)
+                or cnp.PyArray_SIZE(weights) != self.n_out):
+            raise ValueError("output weights have the wrong type or length")
+        cdef const real_t* wp = <const real_t*>cnp.PyArray_DATA(weights)
+        cdef real_t* work = self._take(4 * n)
+        cdef real_t* val = work
+        cdef real_t* dot = work + n
+        cdef real_t* bar = work + 2 * n
+        cdef real_t* bardot = work + 3 * n
+        try:
+            self._load(val, x, params)
+            memset(dot, 0, self.first * sizeof(real_t))
+            if self.n_inputs:
+                memcpy(dot, cnp.PyArray_DATA(v), self.n_inputs * sizeof(real_t))
+            with nogil:
+                forward1(&self.view, val, dot, 1, 1)
+                g = first_failed_guard(&self.view, val, 1, &p)
+                if g < 0:
+                    memset(bar, 0, 2 * n * sizeof(real_t))
+                    for i in range(self.n_out):
+                        bar[self.out_ptr[i]] += wp[i]
+                    reverse2(&self.view, val, dot, bar, bardot, 1, 1)
+            if g >= 0:
+                self._raise_branch(g, -1)
+            result = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), cnp.NPY_FLOAT64, 0)
+            if self.n_inputs:
+                memcpy(cnp.PyArray_DATA(result), bardot, self.n_inputs * sizeof(real_t))
+            return result
         finally:
             self._give(work)
 

@@ -1,5 +1,296 @@
-"""Tape optimisation (placeholder until the optimiser lands)."""
+"""``tape.optimize()``: an equivalent, smaller tape.
+
+Four rewrites, in one forward pass and one backward pass over the tape
+(compiled, in ``_optimize.pyx``; renumbering here is vectorised NumPy):
+
+* **Constant folding.** An operation whose operands are all constants is
+  evaluated once, by the replay's own compiled code, and becomes a ``const``
+  entry; an operation with one constant-slot operand reads it as an
+  immediate instead (``VV`` becomes ``VC``/``CV``).
+* **Trivial algebra**, only where IEEE 754 makes the result the same bits
+  and the derivative the same: ``x*1``, ``x/1``, ``x-0``, ``x+(-0.0)``,
+  ``-(-x)`` become ``x``; a select whose branches are the same slot, or whose
+  condition is constant, becomes that branch.
+* **Common subexpressions.** Operations with the same opcode and the same
+  operands (after the rewrites above; add and mul with sorted operands) are
+  computed once; ``const`` entries merge when their values have the same
+  bits.
+* **Dead code.** Operations that reach no output and no guard are dropped.
+
+Inputs, parameters and guards are unchanged (guards read the new slots);
+the original tape is untouched.
+
+What is preserved, exactly:
+
+* values: every output is bit-for-bit the original's at every point,
+  -0.0 included; where the original is NaN the optimised tape is NaN (the
+  payload or sign of a NaN may differ when sorted add/mul operands are both
+  NaN, which IEEE 754 leaves unspecified);
+* forward-mode derivatives (``jvp``, forward ``jacobian``): equal (==) to
+  the original's, NaN where it is NaN;
+* reverse-mode derivatives (``vjp``, ``gradient``, reverse ``jacobian``):
+  equal (==) unless common subexpressions were merged. A merged operation
+  receives the sum of its duplicates' adjoints before passing it on, so
+  ``(a + b) * d`` replaces ``a*d + b*d``: results agree to rounding (a few
+  units in the last place relative to the sum of the magnitudes of the
+  contributions);
+* guards: the same comparisons with the same recorded outcomes and
+  messages, so :class:`~wengert.BranchChangedError` is raised at exactly the
+  same points.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from wengert import _opcodes as ops
+from wengert._opcodes import Kind
+
+# The compiled passes; "_optimize" is built by setup.py with the sweeps.
+from wengert._optimize import live_slots, simplify
+
+# Fates of an operation in ``_optimize.simplify`` (its enum, mirrored).
+_KEPT, _MERGED, _ALIASED = 0, 1, 2
+_EVALUATED, _INLINED = 1, 2
+
+_SHIFT = ops.KIND_SHIFT
+_CONST = ops.code_of("const")
+_SELECT = ops.code_of("select")
+
+
+@dataclass(frozen=True)
+class OptimizeReport:
+    """What :func:`optimize_tape` removed, and why.
+
+    Every removed operation is counted under exactly one reason, so
+    ``dead + folded + merged + simplified == ops_before - ops_after``.
+    ``print(report)`` shows a short table.
+
+    Attributes
+    ----------
+    ops_before, ops_after : int
+        Operations on the tape before and after.
+    dead : int
+        Removed because no output or guard depends on them.
+    folded : int
+        Constant-valued operations removed because their users now read the
+        value as an immediate operand (or nothing reads it).
+    merged : int
+        Removed as duplicates of an earlier identical operation (common
+        subexpressions, including ``const`` entries with the same bits).
+    simplified : int
+        Removed by an exact identity (``x*1``, ``x/1``, ``x-0``,
+        ``x+(-0.0)``, ``-(-x)``, a select with equal branches or a constant
+        condition).
+    evaluated : int
+        Operations (other than ``const`` entries) whose value was computed
+        while optimising because all their operands were constants.
+    inlined : int
+        Remaining operations that now read a constant as an immediate
+        operand instead of from a ``const`` slot.
+    consts_before, consts_after : int
+        Size of the constant pool before and after.
+    guards : int
+        Guards, all kept.
+    seconds : float
+        Time the optimisation took.
+
+    Examples
+    --------
+    >>> import numpy as np, wengert as wg
+    >>> tape = wg.record(lambda x: np.sum(np.sin(x) * np.sin(x)), np.ones(3))
+    >>> report = tape.optimize().optimize_report
+    >>> report.ops_before, report.ops_after, report.merged
+    (11, 8, 3)
+    """
+
+    ops_before: int
+    ops_after: int
+    dead: int
+    folded: int
+    merged: int
+    simplified: int
+    evaluated: int
+    inlined: int
+    consts_before: int
+    consts_after: int
+    guards: int
+    seconds: float
+
+    @property
+    def removed(self) -> int:
+        """Operations removed in total."""
+        return self.ops_before - self.ops_after
+
+    def __str__(self):
+        share = 100.0 * self.removed / self.ops_before if self.ops_before else 0.0
+        rows = [
+            ("dead code", self.dead, "needed by no output or guard"),
+            ("constant folding", self.folded,
+             f"constants inlined into their users ({self.evaluated} operations evaluated)"),
+            ("common subexpressions", self.merged, "duplicates of earlier operations"),
+            ("trivial algebra", self.simplified, "x*1, x/1, x-0, x+(-0.0), -(-x), selects"),
+        ]
+        width = max(len(f"{count}") for _, count, _ in rows)
+        lines = [f"tape.optimize(): {self.ops_before} -> {self.ops_after} operations "
+                 f"(-{self.removed}, {share:.1f}%) in {self.seconds:.3g} s"]
+        lines += [f"  {name:<22} {count:>{width}}  {what}" for name, count, what in rows]
+        lines.append(f"  {'constant operands':<22} {self.inlined:>{width}}  "
+                     "operations now reading a constant directly")
+        lines.append(f"  {'constant pool':<22} {self.consts_before} -> {self.consts_after}")
+        lines.append(f"  {'guards':<22} {self.guards:>{width}}  all kept")
+        return "\n".join(lines)
 
 
 def optimize_tape(tape):
-    raise NotImplementedError("tape.optimize is not built yet")
+    """An equivalent, smaller copy of ``tape``; the original is unchanged.
+
+    Removes dead code, folds constants, merges common subexpressions and
+    applies exact algebraic identities (see the module docstring for what
+    is preserved bit for bit). Guards survive with their messages. The new
+    tape carries an :class:`OptimizeReport` as ``optimize_report``.
+    Usually called as ``tape.optimize()``. Linear time: about a second for
+    10^7 operations.
+
+    Parameters
+    ----------
+    tape : wengert.Tape
+
+    Returns
+    -------
+    wengert.Tape
+        A new, validated tape with the same inputs, parameters, outputs and
+        guards.
+
+    Examples
+    --------
+    >>> import numpy as np, wengert as wg
+    >>> def f(x):
+    ...     unused = np.exp(x)
+    ...     return np.sin(x) * np.sin(x) * 1.0
+    >>> tape = wg.record(f, np.ones(2))
+    >>> small = tape.optimize()
+    >>> len(tape), len(small)
+    (10, 4)
+    >>> print(small.optimize_report)          # doctest: +ELLIPSIS
+    tape.optimize(): 10 -> 4 operations (-6, 60.0%) in ... s
+      dead code              2  needed by no output or guard
+      constant folding       0  constants inlined into their users (0 operations evaluated)
+      common subexpressions  2  duplicates of earlier operations
+      trivial algebra        2  x*1, x/1, x-0, x+(-0.0), -(-x), selects
+      constant operands      0  operations now reading a constant directly
+      constant pool          1 -> 0
+      guards                 0  all kept
+    >>> bool(np.array_equal(small.forward([0.5, 2.0]), tape.forward([0.5, 2.0])))
+    True
+    """
+    from wengert.tape import Tape
+
+    start = time.perf_counter()
+    state = tape._state()
+    opcodes, args, consts, aux = state["opcodes"], state["args"], state["consts"], state["aux"]
+    n = opcodes.size
+    first = tape.n_inputs + tape.n_params
+    done = simplify(opcodes, args, consts, aux, first)
+    rep, constant, values = done["rep"], done["constant"], done["values"]
+    fate, flags = done["fate"], done["flags"]
+
+    guards = state["guards"]
+    g_slots, g_values = _guard_operands(guards, consts, rep, constant, values)
+
+    roots = np.concatenate([rep[state["outputs"]], g_slots[g_slots >= 0]]).astype(np.int32)
+    live = live_slots(done["code"], done["args"], done["aux"], fate, first, roots)
+
+    own = fate == _KEPT
+    kept = own & live[first:]
+    gone = own & ~kept
+    n_kept = int(np.count_nonzero(kept))
+    new_slot = np.full(first + n, -1, dtype=np.int32)
+    new_slot[:first] = np.arange(first, dtype=np.int32)
+    new_slot[first + np.flatnonzero(kept)] = np.arange(first, first + n_kept, dtype=np.int32)
+    final = new_slot[rep]                         # every old slot -> its new slot
+
+    code = done["code"][kept]
+    old_args = done["args"][kept]
+    kind = code >> _SHIFT
+    is_const = code == _CONST
+    new_args = np.zeros((n_kept, 2), dtype=np.int32)
+    slot0 = (kind == Kind.VV) | (kind == Kind.VC) | ((kind == Kind.UNARY) & ~is_const)
+    slot1 = (kind == Kind.VV) | (kind == Kind.CV)
+    new_args[slot0, 0] = final[old_args[slot0, 0]]
+    new_args[slot1, 1] = final[old_args[slot1, 1]]
+
+    # The constant pool: every immediate of the new tape (operations, then
+    # guards), one entry per bit pattern, in order of first use.
+    with_imm = np.flatnonzero(is_const | (kind == Kind.VC) | (kind == Kind.CV))
+    g_imm = g_slots < 0
+    pool, index = _pool(np.concatenate([done["imm"][kept][with_imm], g_values[g_imm]]))
+    new_args[with_imm, np.where(kind[with_imm] == Kind.VC, 1, 0)] = index[:with_imm.size]
+
+    selects = np.flatnonzero(code == _SELECT)
+    offsets = old_args[selects, 1]
+    new_aux = np.empty(2 * selects.size, dtype=np.int32)
+    new_aux[0::2] = final[done["aux"][offsets]]
+    new_aux[1::2] = final[done["aux"][offsets + 1]]
+    new_args[selects, 1] = np.arange(0, 2 * selects.size, 2, dtype=np.int32)
+
+    g_args = np.where(g_imm, 0, final[np.maximum(g_slots, 0)])
+    g_args[g_imm] = index[with_imm.size:]
+    g_kind = np.where(g_imm[:, 0], int(Kind.CV), np.where(g_imm[:, 1], int(Kind.VC), int(Kind.VV)))
+    new_guards = [((kd << _SHIFT) | (code_ & ops.BASE_MASK), a0, a1, expected, where, text)
+                  for (code_, _, _, expected, where, text), kd, (a0, a1)
+                  in zip(guards, g_kind.tolist(), g_args.tolist())]
+
+    new_state = dict(state)
+    new_state.update(opcodes=code, args=new_args, consts=pool, aux=new_aux,
+                     outputs=final[state["outputs"]], guards=new_guards)
+    result = Tape._from_state(new_state)
+
+    constant_ops = constant[first:]
+    report = OptimizeReport(
+        ops_before=n, ops_after=n_kept,
+        dead=int(np.count_nonzero(gone & ~constant_ops)),
+        folded=int(np.count_nonzero(gone & constant_ops)),
+        merged=int(np.count_nonzero(fate == _MERGED)),
+        simplified=int(np.count_nonzero(fate == _ALIASED)),
+        evaluated=int(np.count_nonzero(flags & _EVALUATED)),
+        inlined=int(np.count_nonzero(flags[kept] & _INLINED)),
+        consts_before=int(consts.size), consts_after=int(pool.size),
+        guards=len(guards), seconds=time.perf_counter() - start)
+    assert report.dead + report.folded + report.merged + report.simplified == report.removed
+    result.optimize_report = report
+    return result
+
+
+def _guard_operands(guards, consts, rep, constant, values):
+    """Each guard's two operands, as representative slots ``(g, 2)`` (-1 for
+    an immediate constant) and the immediates' values ``(g, 2)``.
+
+    A slot operand whose value is constant becomes an immediate, so its
+    ``const`` entry can go, unless the other operand is constant too (a
+    guard compares at least one slot).
+    """
+    g_code = np.array([g[0] for g in guards], dtype=np.int64)
+    g_args = np.array([(g[1], g[2]) for g in guards], dtype=np.int64).reshape(-1, 2)
+    kind = g_code >> _SHIFT
+    imm = np.stack([kind == Kind.CV, kind == Kind.VC], axis=1).reshape(-1, 2)
+    pool_values = consts[np.where(imm, g_args, 0)] if consts.size else np.zeros(g_args.shape)
+    slots = rep[np.where(imm, 0, g_args)]
+    # Both operands constant: keep them as slots.
+    inline = ~imm & constant[slots] & ~(imm | constant[slots])[:, ::-1]
+    g_values = np.where(imm, pool_values, values[slots])
+    slots = np.where(imm | inline, -1, slots)
+    return slots, np.where(slots < 0, g_values, 0.0)
+
+
+def _pool(values):
+    """A constant pool holding each bit pattern of ``values`` once, in order
+    of first appearance, and each value's index into it."""
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+    unique, first_seen, inverse = np.unique(bits, return_index=True, return_inverse=True)
+    order = np.argsort(first_seen, kind="stable")
+    rank = np.empty(order.size, dtype=np.int32)
+    rank[order] = np.arange(order.size, dtype=np.int32)
+    return unique[order].view(np.float64), rank[inverse.reshape(-1)]

@@ -6,7 +6,6 @@ import numpy as np
 from wengert import _opcodes as ops
 from wengert._errors import (ArgumentError, BranchChangedError, ShapeError,
                              TapeFormatError)
-from wengert._opcodes import Kind
 from wengert._sweeps import Engine
 
 _VALID_CODES = ops.valid_codes()
@@ -68,6 +67,13 @@ class Tape:
                 f"specifications hold {self._recorded_params.size} values")
         guards = list(guards)
         self._guard_info = [(g[4], g[5], bool(g[3])) for g in guards]
+        opcodes = _exact(opcodes, np.uint8, "opcodes")
+        args = _exact(args, np.int32, "operands")
+        aux = _exact(aux, np.int32, "side table")
+        outputs = _exact(outputs, np.int32, "outputs")
+        consts = np.asarray(consts)
+        if consts.dtype.kind not in "fiu":
+            raise TapeFormatError(f"invalid tape: constants must be numbers, not {consts.dtype}")
         try:
             self._engine = Engine(
                 opcodes, args, consts, aux, outputs, n_inputs, n_params,
@@ -307,6 +313,27 @@ class Tape:
             f"{_shape_text(lead_shape)} or {_shape_text(lead_shape)} + (k,)"
             + ("" if B is None else f", optionally with the batch axis ({B},) in front"))
 
+    def _weights(self, w, B):
+        """Arrange output weights as (n_outputs, B_or_1, K); returns (seeds,
+        k or None). Accepted: out.shape, (k,) + out.shape, and with a batch
+        (B,) + out.shape or (B, k) + out.shape."""
+        w = np.asarray(w, dtype=np.float64)
+        lead, m = self.out_shape, self.n_outputs
+        Bw = B or 1
+        if B is not None and w.shape == (B,) + lead:
+            return w.reshape(B, m).T[:, :, None], None
+        if B is not None and w.ndim == len(lead) + 2 and w.shape[0] == B and w.shape[2:] == lead:
+            return np.moveaxis(w.reshape(B, w.shape[1], m), 2, 0), w.shape[1]
+        if w.shape == lead:
+            return np.broadcast_to(w.reshape(m, 1, 1), (m, Bw, 1)), None
+        if w.ndim == len(lead) + 1 and w.shape[1:] == lead:
+            k = w.shape[0]
+            return np.broadcast_to(w.reshape(k, m).T[:, None, :], (m, Bw, k)), k
+        raise ShapeError(
+            f"w has shape {_shape_text(w.shape)}; expected the output shape "
+            f"{_shape_text(lead)} or (k,) + {_shape_text(lead)}"
+            + ("" if B is None else f", optionally with the batch axis ({B},) in front"))
+
     def jvp(self, x, v, *args):
         """Jacobian-vector product ``J(x) @ v`` by forward mode.
 
@@ -373,16 +400,7 @@ class Tape:
         """
         X, B = self._inputs(x)
         params = self._params(args)
-        w = np.asarray(w, dtype=np.float64)
-        # Weights come as (k,) + out.shape: move k last to reuse _directions.
-        lead = self.out_shape
-        if B is not None and w.shape == (B,) + lead:
-            pass
-        elif B is not None and w.ndim == len(lead) + 2 and w.shape[0] == B and w.shape[2:] == lead:
-            w = np.moveaxis(w, 1, -1)
-        elif w.ndim == len(lead) + 1 and w.shape[1:] == lead:
-            w = np.moveaxis(w, 0, -1)
-        seeds, k = self._directions(w, B, lead, "w", "the output shape")
+        seeds, k = self._weights(w, B)
         Bw = B or 1
         K = seeds.shape[2]
         val = self._work_values(X.reshape(self.n_inputs, -1), Bw, params)
@@ -453,20 +471,115 @@ class Tape:
             return float(out) if out.ndim == 0 else out
         return J.reshape((B,) + shape)
 
-    # -- second order and sparsity: not built yet -----------------------------------
+    # -- second order -------------------------------------------------------------------
 
-    def hessian(self, x, *args, **kwargs):
-        """Not available yet: second-order sweeps are still to be built."""
-        raise NotImplementedError(
-            "tape.hessian needs the second-order (forward-over-reverse) sweeps, which "
-            "are not built yet; use tape.jacobian of a gradient tape or finite "
-            "differences of tape.gradient meanwhile")
+    def _output_weights(self, w, B, name):
+        """Output adjoint seeds (n_outputs, B) for second-order drivers."""
+        if w is None:
+            if not self._scalar_out:
+                raise ShapeError(
+                    f"{name} of a tape with output shape {_shape_text(self.out_shape)} needs "
+                    f"an output weight w (the Hessian of w·f): pass w= of shape "
+                    f"{_shape_text(self.out_shape)}")
+            return np.ones((1, B or 1))
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape == self.out_shape:
+            return np.broadcast_to(w.reshape(-1, 1), (self.n_outputs, B or 1))
+        if B is not None and w.shape == (B,) + self.out_shape:
+            return w.reshape(B, -1).T
+        raise ShapeError(
+            f"w has shape {_shape_text(w.shape)}; expected the output shape "
+            f"{_shape_text(self.out_shape)}"
+            + ("" if B is None else f" or a batch ({B},) + {_shape_text(self.out_shape)}"))
 
-    def hvp(self, x, v, *args, **kwargs):
-        """Not available yet: second-order sweeps are still to be built."""
-        raise NotImplementedError(
-            "tape.hvp needs the second-order (forward-over-reverse) sweeps, which are "
-            "not built yet")
+    def _second_order(self, X, B, params, seeds, weights):
+        """H(w·f) @ V for seeds (n_inputs, B, K): returns (n_inputs, B, K)."""
+        Bw = B or 1
+        K = seeds.shape[2]
+        n_slots = self._engine.n_slots
+        val = self._work_values(X.reshape(self.n_inputs, -1), Bw, params)
+        dot = np.zeros((n_slots, Bw, K))
+        dot[:self.n_inputs] = seeds
+        self._engine.tangents(val, dot, B is not None)
+        bar = np.zeros((n_slots, Bw))
+        np.add.at(bar, self._engine.outputs, weights)
+        bardot = np.zeros((n_slots, Bw, K))
+        self._engine.seconds(val, dot, bar, bardot)
+        return bardot[:self.n_inputs]
+
+    def hvp(self, x, v, *args, w=None):
+        """Hessian-vector product ``H(x) @ v`` by forward-over-reverse sweeps.
+
+        Parameters
+        ----------
+        x : array_like
+            A point (or a batch ``(B,) + x.shape``).
+        v : array_like
+            A direction of ``x.shape``, or ``x.shape + (k,)`` for k directions
+            in one pair of sweeps.
+        w : array_like, optional
+            Output weight for a vector-valued tape: the Hessian is that of
+            ``w·f`` (the Lagrangian case). Required unless the output is scalar.
+
+        Returns
+        -------
+        ndarray or float
+            The same shape as ``v`` (with the batch axis in front for a batch).
+
+        Examples
+        --------
+        >>> import numpy as np, wengert as wg
+        >>> tape = wg.record(lambda x: x[0] ** 2 * x[1], np.ones(2))
+        >>> tape.hvp([1.0, 2.0], [1.0, 0.0]).tolist()
+        [4.0, 2.0]
+        """
+        x = np.asarray(x, dtype=np.float64)
+        params = self._params(args) if args else self._recorded_params
+        if x.shape == self.in_shape:
+            v = np.asarray(v, dtype=np.float64)
+            if v.shape == self.in_shape:
+                weights = np.ascontiguousarray(self._output_weights(w, None, "hvp")[:, 0])
+                out = self._engine.hvp_point(x, params, v, weights)
+                return out if self.in_shape else float(out)
+        X, B = self._inputs(x)
+        weights = self._output_weights(w, B, "hvp")
+        seeds, k = self._directions(v, B, self.in_shape, "v", "the input shape")
+        result = np.moveaxis(self._second_order(X, B, params, seeds, weights), 0, 1)  # (B, n, K)
+        tail = (k,) if k is not None else ()
+        result = result if k is not None else result[:, :, 0]
+        if B is None:
+            out = result[0].reshape(self.in_shape + tail)
+            return float(out) if out.ndim == 0 else out
+        return result.reshape((B,) + self.in_shape + tail)
+
+    def hessian(self, x, *args, w=None):
+        """The Hessian ``x.shape + x.shape`` of a scalar output (or of
+        ``w·f`` for a vector output), by blocks of Hessian-vector products.
+
+        Examples
+        --------
+        >>> import numpy as np, wengert as wg
+        >>> tape = wg.record(lambda x: x[0] ** 2 * x[1], np.ones(2))
+        >>> tape.hessian([1.0, 2.0]).tolist()
+        [[4.0, 2.0], [2.0, 0.0]]
+        """
+        X, B = self._inputs(x)
+        params = self._params(args)
+        weights = self._output_weights(w, B, "hessian")
+        n, Bw, n_slots = self.n_inputs, B or 1, self._engine.n_slots
+        chunk = int(max(1, min(n, _MAX_CHUNK, _CHUNK_BYTES // max(1, 16 * n_slots * Bw))))
+        H = np.empty((Bw, n, n))
+        for start in range(0, n, chunk):
+            K = min(chunk, n - start)
+            seeds = np.zeros((n, Bw, K))
+            seeds[start + np.arange(K), :, np.arange(K)] = 1.0
+            H[:, :, start:start + K] = np.moveaxis(
+                self._second_order(X, B, params, seeds, weights), 1, 0)
+        shape = self.in_shape + self.in_shape
+        if B is None:
+            out = H[0].reshape(shape)
+            return float(out) if out.ndim == 0 else out
+        return H.reshape((B,) + shape)
 
     # -- persistence, optimisation, display (implemented in their own modules) ---------
 
@@ -515,7 +628,7 @@ class Tape:
 
         Inputs are numbered ``v[1-n] .. v[0]`` and operations ``v[1] ..``, as
         in the survey by Baydin et al.; values are shown with 6 significant
-        digits.
+        digits. (Implemented in :func:`wengert.display.listing`.)
 
         Examples
         --------
@@ -528,71 +641,28 @@ class Tape:
         v[2]  = v[1] * v[0]         =  0
         y     = v[2]                =  0
         """
-        eng = self._engine
-        values = None
-        if x is not None:
-            X, B = self._inputs(x)
-            if B is not None:
-                raise ShapeError("listing shows one point; pass x of the recorded shape")
-            val = self._work_values(X.reshape(self.n_inputs, 1), 1, self._params(args))
-            self._engine.values(val, False)
-            values = val[:, 0]
-        name = _slot_namer(self.n_inputs, eng.first)
-        rows = []
-        for s in range(eng.first):
-            if s < self.n_inputs:
-                rows.append((name(s), f"x[{s}]", s))
-            else:
-                rows.append((name(s), f"p[{s - self.n_inputs}]", s))
-        consts, aux = eng.consts, eng.aux
-        for i, (code, (a0, a1)) in enumerate(zip(eng.opcodes, eng.args)):
-            rows.append((name(eng.first + i), _expression(int(code), int(a0), int(a1), consts, aux, name),
-                         eng.first + i))
-        for j, s in enumerate(eng.outputs):
-            label = "y" if self.n_outputs == 1 else f"y[{j}]"
-            rows.append((label, name(int(s)), int(s)))
-        width_l = max(len(r[0]) for r in rows)
-        width_e = max(len(r[1]) for r in rows)
-        lines = []
-        for label, expr, slot in rows:
-            text = f"{label:<{width_l}} = {expr:<{width_e}}"
-            if values is not None:
-                text += f" = {values[slot]: .6g}"
-            lines.append(text.rstrip())
-        return "\n".join(lines)
+        from wengert.display import listing
+        return listing(self, x, *args)
+
+
+def _exact(values, dtype, what):
+    """``values`` as ``dtype`` if every entry converts exactly, else a
+    TapeFormatError: a silent wrap-around would give a valid-looking tape
+    with another meaning."""
+    array = np.asarray(values)
+    if array.dtype == dtype:
+        return array
+    if array.dtype.kind not in "iu" and not (array.dtype.kind == "f" and array.size == 0):
+        raise TapeFormatError(f"invalid tape: {what} must be integers, not {array.dtype}")
+    info = np.iinfo(dtype)
+    if array.size and (array.min() < info.min or array.max() > info.max):
+        raise TapeFormatError(
+            f"invalid tape: {what} hold values outside the range of {np.dtype(dtype).name}")
+    return array.astype(dtype)
 
 
 def _tape_from_state(state):
     return Tape._from_state(state)
-
-
-def _slot_namer(n_inputs, first):
-    def name(s):
-        if s < n_inputs:
-            return f"v[{s - n_inputs + 1}]"
-        if s < first:
-            return f"p[{s - n_inputs}]"
-        return f"v[{s - first + 1}]"
-    return name
-
-
-_INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**",
-          **ops.COMPARISON_SYMBOL}
-
-
-def _expression(code, a0, a1, consts, aux, name):
-    op, kind = ops.split(code)
-    if op.name == "const":
-        return f"{consts[a0]!r}"
-    if op.name == "select":
-        return f"{name(aux[a1])} if {name(a0)} else {name(aux[a1 + 1])}"
-    if kind == Kind.UNARY:
-        return f"-{name(a0)}" if op.name == "neg" else f"{op.name}({name(a0)})"
-    left = f"{consts[a0]:g}" if kind == Kind.CV else name(a0)
-    right = f"{consts[a1]:g}" if kind == Kind.VC else name(a1)
-    if op.name in _INFIX:
-        return f"{left} {_INFIX[op.name]} {right}"
-    return f"{op.name}({left}, {right})"
 
 
 def _same_static(new, old):

@@ -739,6 +739,8 @@ def _array_ufunc(ufunc, method, inputs, kwargs):
         result = compare(_UFUNC_COMPARE[ufunc], *inputs)
     elif ufunc is np.power or ufunc is np.float_power:
         result = power(*inputs)
+    elif ufunc is np.matmul:
+        result = matmul(*inputs)
     elif ufunc is np.positive:
         result = inputs[0]
     elif ufunc is np.exp2:
@@ -760,18 +762,36 @@ def _array_ufunc(ufunc, method, inputs, kwargs):
     return result
 
 
+# Functions whose first argument is a sequence of arrays, and whose first
+# two arguments are arrays; for the rest only the first is. The other
+# arguments (axes, shapes, indices, counts) are passed through unchanged.
+_SEQUENCE_FIRST = {np.concatenate, np.stack, np.hstack, np.vstack, np.column_stack}
+_TWO_ARRAYS = {np.append}
+_ARRAY_KEYWORDS = {"a": False, "arr": False, "m": False, "ary": False, "values": False,
+                   "arrays": True, "tup": True}
+
+
 def _structural(func):
-    """Wrap a NumPy function that only moves elements: apply it to slots."""
+    """Wrap a NumPy function that only moves elements: apply it to slots.
+
+    Only the array arguments become slot indices (constants among them
+    become constant entries); axes, shapes and index arrays stay as given.
+    """
     def run(*args, **kwargs):
         rec = _recorder_of(list(args) + list(kwargs.values()))
-        def to_slots(v):
-            if isinstance(v, (TracedArray, Active, Comparison)) or (
-                    isinstance(v, np.ndarray) and v.dtype.kind in "fiub" and rec is not None):
-                return _slots_of(rec, _operand(rec, v))
-            if isinstance(v, (list, tuple)):
-                return type(v)(to_slots(item) for item in v)
-            return v
-        result = func(*[to_slots(a) for a in args], **kwargs)
+
+        def to_slots(v, sequence):
+            if sequence:
+                return [_slots_of(rec, _operand(rec, item)) for item in v]
+            return _slots_of(rec, _operand(rec, v))
+
+        args = list(args)
+        for i in range(min(len(args), 2 if func in _TWO_ARRAYS else 1)):
+            args[i] = to_slots(args[i], i == 0 and func in _SEQUENCE_FIRST)
+        for key, sequence in _ARRAY_KEYWORDS.items():
+            if key in kwargs:
+                kwargs[key] = to_slots(kwargs[key], sequence)
+        result = func(*args, **kwargs)
         if isinstance(result, (list, tuple)):
             return type(result)(wrap(rec, r) for r in result)
         return wrap(rec, result)

@@ -1,0 +1,359 @@
+# The two sequential passes of tape.optimize(), compiled.
+#
+# Constant propagation, trivial algebra, common-subexpression elimination and
+# dead-code elimination all propagate facts along the tape's dependency
+# graph. In NumPy that takes one vector step per dependency level, and a tape
+# recorded from a scalar loop has about one level per operation (10^6 levels
+# of ~30 us each would be 30 s); here each pass is one O(n) loop. Everything
+# else (renumbering, the constant pool, remapping) is vectorised in
+# optimize.py.
+#
+# simplify() walks the tape forwards. Each operation's slot operands are
+# first replaced by their representatives (rep), then the operation is
+#   * folded, when every operand is constant: forward0 -- the replay's own
+#     compiled code -- evaluates the original operation, so the folded value
+#     is bit-identical to a replay's, and the operation becomes ``const``;
+#   * aliased to an existing slot by a rule that is exact in IEEE arithmetic
+#     (x*1, x/1, x-0, x+(-0), -(-x), a select whose branches agree or whose
+#     condition is constant);
+#   * otherwise rewritten canonically (a constant-slot operand becomes an
+#     immediate: VV -> VC/CV; CV add/mul -> VC; VV add/mul operands sorted)
+#     and looked up in a hash table keyed on (opcode, operands, constant
+#     bits): a hit makes it a duplicate of the earlier operation.
+# live_slots() then walks the rewritten tape backwards from the outputs and
+# the guard operands.
+cimport cython
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+
+import numpy as np
+cimport numpy as cnp
+
+from wengert._types cimport real_t, index_t, opcode_t, TapeView
+from wengert._opcodes cimport *
+from wengert._sweeps cimport forward0
+
+cnp.import_array()
+
+# Why an operation left the tape (or did not): the ``fate`` array.
+cdef enum:
+    KEPT = 0       # still its own slot (may yet be dead)
+    MERGED = 1     # identical to an earlier operation
+    ALIASED = 2    # equal to one of its operands by an exact identity
+
+# ``flags`` bits of an operation.
+cdef enum:
+    EVALUATED = 1  # a non-const operation whose value was computed here
+    INLINED = 2    # a slot operand became an immediate constant (VV -> VC/CV)
+
+cdef enum:
+    CODE_CONST = OP_CONST
+    CODE_SELECT = OP_SELECT
+    CODE_NEG = OP_NEG
+
+# Bit patterns of the constants the identities test against.
+cdef uint64_t NEG_ZERO_BITS = 0x8000000000000000ULL
+cdef uint64_t POS_ZERO_BITS = 0
+
+
+cdef inline uint64_t _bits(real_t x) noexcept nogil:
+    cdef uint64_t b
+    memcpy(&b, &x, sizeof(b))
+    return b
+
+
+cdef inline uint64_t _mix(uint64_t h) noexcept nogil:
+    # The 64-bit finaliser of MurmurHash3: every input bit affects every output bit.
+    h ^= h >> 33
+    h *= 0xff51afd7ed558ccdULL
+    h ^= h >> 33
+    h *= 0xc4ceb9fe1a85ec53ULL
+    h ^= h >> 33
+    return h
+
+
+ctypedef struct Pass:
+    const opcode_t* code       # rewritten opcodes (n_ops)
+    const index_t* args        # rewritten operands (n_ops, 2): slots are representatives
+    const real_t* imm          # immediate constant of const / VC / CV operations
+    const index_t* aux         # side table with branch slots replaced by representatives
+
+
+cdef inline void _key(const Pass* p, Py_ssize_t i, uint64_t* k1, uint64_t* k2) noexcept nogil:
+    """The operands that identify operation i beside its opcode."""
+    cdef int code = p.code[i]
+    cdef int kind = code >> KIND_SHIFT
+    cdef index_t a0 = p.args[2 * i], a1 = p.args[2 * i + 1]
+    if kind == KIND_VV:
+        k1[0] = <uint64_t>a0
+        k2[0] = <uint64_t>a1
+    elif kind == KIND_VC:
+        k1[0] = <uint64_t>a0
+        k2[0] = _bits(p.imm[i])
+    elif kind == KIND_CV:
+        k1[0] = _bits(p.imm[i])
+        k2[0] = <uint64_t>a1
+    elif code == CODE_CONST:
+        k1[0] = _bits(p.imm[i])
+        k2[0] = 0
+    elif code == CODE_SELECT:
+        k1[0] = <uint64_t>a0
+        k2[0] = (<uint64_t><uint32_t>p.aux[a1] << 32) | <uint64_t><uint32_t>p.aux[a1 + 1]
+    else:
+        k1[0] = <uint64_t>a0
+        k2[0] = 0
+
+
+
+cdef Py_ssize_t _find_or_insert(const Pass* p, index_t* table, uint64_t mask,
+                                Py_ssize_t i) noexcept nogil:
+    """Index of an earlier operation identical to i, or -1 after inserting i.
+
+    Open addressing with linear probing; ``table`` holds operation indices,
+    -1 where empty, and is never more than two thirds full.
+    """
+    cdef uint64_t k1, k2, j1, j2
+    cdef int code = p.code[i]
+    _key(p, i, &k1, &k2)
+    cdef uint64_t h = _mix(_mix(_mix(<uint64_t>code) ^ k1) ^ k2) & mask
+    cdef index_t j
+    while True:
+        j = table[h]
+        if j < 0:
+            table[h] = <index_t>i
+            return -1
+        if p.code[j] == code:
+            _key(p, j, &j1, &j2)
+            if j1 == k1 and j2 == k2:
+                return j
+        h = (h + 1) & mask
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
+             const real_t[::1] consts, const index_t[::1] aux, Py_ssize_t first):
+    """One forward pass: fold, alias, canonicalise and merge.
+
+    Returns a dict of arrays: ``code``, ``args``, ``imm``, ``aux`` (the
+    rewritten operations, operands in representative slots of the original
+    numbering), ``rep`` (each slot's representative), ``fate`` (KEPT, MERGED
+    or ALIASED per operation), ``flags`` (EVALUATED, INLINED), ``constant``
+    (per slot) and ``values`` (the value of every constant slot).
+    """
+    cdef Py_ssize_t n = opcodes.shape[0], n_slots = first + n
+    cdef Py_ssize_t i, s, j, target, n_aux = aux.shape[0]
+    cdef int code, base, kind
+    cdef index_t a0, a1, x, y, b0, b1
+    cdef real_t c = 0.0
+    cdef uint64_t cb
+    cdef bint fold
+
+    new_code_arr = np.empty(n, np.uint8)
+    new_args_arr = np.zeros((n, 2), np.int32)
+    imm_arr = np.zeros(n, np.float64)
+    aux_arr = np.array(aux, dtype=np.int32, copy=True)
+    rep_arr = np.arange(n_slots, dtype=np.int32)
+    fate_arr = np.zeros(n, np.uint8)
+    flags_arr = np.zeros(n, np.uint8)
+    constant_arr = np.zeros(n_slots, np.uint8)
+    # Only constant slots are ever written, so most pages stay untouched.
+    values_arr = np.empty(n_slots, np.float64)
+    cdef uint64_t capacity = 16
+    # At most two thirds full, so linear probing stays short.
+    while 2 * capacity < 3 * <uint64_t>n + 2:
+        capacity *= 2
+    table_arr = np.full(capacity, -1, np.int32)
+
+    cdef opcode_t[::1] new_code = new_code_arr
+    cdef index_t[:, ::1] new_args = new_args_arr
+    cdef real_t[::1] imm = imm_arr
+    cdef index_t[::1] aux2 = aux_arr
+    cdef index_t[::1] rep = rep_arr
+    cdef uint8_t[::1] fate = fate_arr
+    cdef uint8_t[::1] flags = flags_arr
+    cdef uint8_t[::1] constant = constant_arr
+    cdef real_t[::1] val = values_arr
+    cdef index_t[::1] table = table_arr
+    cdef uint64_t mask = capacity - 1
+
+    # The original tape, for forward0.
+    cdef TapeView view
+    view.opcodes = &opcodes[0] if n else NULL
+    view.args = &args[0, 0] if n else NULL
+    view.consts = &consts[0] if consts.shape[0] else NULL
+    view.aux = &aux[0] if n_aux else NULL
+    view.n_ops = n
+    view.first = first
+    view.n_guards = 0
+    view.guard_codes = NULL
+    view.guard_args = NULL
+    view.guard_expected = NULL
+
+    cdef Pass p
+    p.code = &new_code[0] if n else NULL
+    p.args = &new_args[0, 0] if n else NULL
+    p.imm = &imm[0] if n else NULL
+    p.aux = &aux2[0] if n_aux else NULL
+
+    with nogil:
+        for i in range(n):
+            s = first + i
+            code = opcodes[i]
+            base = code & BASE_MASK
+            kind = code >> KIND_SHIFT
+            a0 = args[i, 0]
+            a1 = args[i, 1]
+            target = -1
+            fold = False
+            # -- 1. operands in representatives; fold, alias or rewrite ---------
+            if kind == KIND_UNARY and base == OP_CONST:
+                fold = True
+            elif kind == KIND_UNARY and base == OP_SELECT:
+                x = rep[a0]
+                b0 = rep[aux[a1]]
+                b1 = rep[aux[a1 + 1]]
+                aux2[a1] = b0
+                aux2[a1 + 1] = b1
+                if constant[x]:
+                    # The same test as the sweep's select.
+                    target = b0 if val[x] != 0.0 else b1
+                elif b0 == b1:
+                    target = b0
+                else:
+                    new_code[i] = code
+                    new_args[i, 0] = x
+                    new_args[i, 1] = a1
+            elif kind == KIND_UNARY:
+                x = rep[a0]
+                if constant[x]:
+                    fold = True
+                elif (base == OP_NEG and x >= first and fate[x - first] == KEPT
+                      and new_code[x - first] == CODE_NEG):
+                    # -(-x) == x bit for bit (negation flips the sign bit only),
+                    # and the two -1 partials multiply to exactly 1.
+                    target = new_args[x - first, 0]
+                else:
+                    new_code[i] = code
+                    new_args[i, 0] = x
+                    new_args[i, 1] = 0
+            else:
+                if kind == KIND_VV:
+                    x = rep[a0]
+                    y = rep[a1]
+                    if constant[x] and constant[y]:
+                        fold = True
+                    elif constant[x]:
+                        kind = KIND_CV
+                        c = val[x]
+                        flags[i] |= INLINED
+                    elif constant[y]:
+                        kind = KIND_VC
+                        c = val[y]
+                        flags[i] |= INLINED
+                    elif (base == OP_ADD or base == OP_MUL) and x > y:
+                        # a+b and a*b are the same bits as b+a and b*a.
+                        x, y = y, x
+                elif kind == KIND_VC:
+                    x = rep[a0]
+                    y = 0
+                    c = consts[a1]
+                    fold = constant[x]
+                else:
+                    x = 0
+                    y = rep[a1]
+                    c = consts[a0]
+                    fold = constant[y]
+                if not fold:
+                    if kind == KIND_CV and (base == OP_ADD or base == OP_MUL):
+                        kind = KIND_VC
+                        x = y
+                        y = 0
+                    if kind == KIND_VC:
+                        cb = _bits(c)
+                        # Exact identities only. x + (-0.0) == x for every x
+                        # (also -0.0), but x + 0.0 is +0.0 at x = -0.0; x - 0.0
+                        # == x, x * 1 == x and x / 1 == x, each with partial
+                        # exactly 1. Not x * 0 -> 0 (inf * 0 and NaN * 0 are
+                        # NaN), not x - x -> 0 (inf - inf is NaN), not
+                        # x * -1 -> -x (the sign of a NaN result differs).
+                        if ((base == OP_ADD and cb == NEG_ZERO_BITS)
+                                or (base == OP_SUB and cb == POS_ZERO_BITS)
+                                or ((base == OP_MUL or base == OP_DIV) and c == 1.0)):
+                            target = x
+                    if target < 0:
+                        new_code[i] = <opcode_t>((kind << KIND_SHIFT) | base)
+                        new_args[i, 0] = x if kind != KIND_CV else 0
+                        new_args[i, 1] = y if kind != KIND_VC else 0
+                        if kind != KIND_VV:
+                            imm[i] = c
+            if fold:
+                # Every operand is constant: evaluate the original operation
+                # with the replay's own compiled code. Its operand slots hold
+                # their values, since every constant slot is filled below.
+                forward0(&view, &val[0], 1, i, i + 1)
+                constant[s] = 1
+                new_code[i] = CODE_CONST
+                new_args[i, 0] = 0
+                new_args[i, 1] = 0
+                imm[i] = val[s]
+                if not (kind == KIND_UNARY and base == OP_CONST):
+                    flags[i] |= EVALUATED
+            # -- 2. alias or merge ----------------------------------------------
+            if target >= 0:
+                rep[s] = <index_t>target
+                fate[i] = ALIASED
+                if constant[target]:
+                    constant[s] = 1
+                    val[s] = val[target]
+                continue
+            j = _find_or_insert(&p, &table[0], mask, i)
+            if j >= 0:
+                rep[s] = <index_t>(first + j)
+                fate[i] = MERGED
+    return dict(code=new_code_arr, args=new_args_arr, imm=imm_arr, aux=aux_arr,
+                rep=rep_arr, fate=fate_arr, flags=flags_arr,
+                constant=constant_arr.view(bool), values=values_arr)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def live_slots(const opcode_t[::1] code, const index_t[:, ::1] args,
+               const index_t[::1] aux, const uint8_t[::1] fate, Py_ssize_t first,
+               const index_t[::1] roots):
+    """Slots that reach a root (an output or guard operand), as a bool array.
+
+    ``code``/``args``/``aux`` are the rewritten operations from
+    :func:`simplify`, whose slot operands are representatives; operations
+    that were merged or aliased are skipped (nothing refers to them).
+    """
+    cdef Py_ssize_t n = code.shape[0], i, s
+    live_arr = np.zeros(first + n, np.uint8)
+    cdef uint8_t[::1] live = live_arr
+    cdef int c, kind
+    cdef index_t a0, a1
+    with nogil:
+        for i in range(roots.shape[0]):
+            live[roots[i]] = 1
+        for i in range(n - 1, -1, -1):
+            s = first + i
+            if not live[s] or fate[i] != KEPT:
+                continue
+            c = code[i]
+            kind = c >> KIND_SHIFT
+            a0 = args[i, 0]
+            a1 = args[i, 1]
+            if kind == KIND_VV:
+                live[a0] = 1
+                live[a1] = 1
+            elif kind == KIND_VC:
+                live[a0] = 1
+            elif kind == KIND_CV:
+                live[a1] = 1
+            elif c == CODE_SELECT:
+                live[a0] = 1
+                live[aux[a1]] = 1
+                live[aux[a1 + 1]] = 1
+            elif c != CODE_CONST:
+                live[a0] = 1
+    return live_arr.view(bool)

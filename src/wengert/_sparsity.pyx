@@ -1,0 +1,1 @@
+# Sparsity patterns and colouring (placeholder until the sparsity module lands).
