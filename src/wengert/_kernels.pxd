@@ -37,6 +37,12 @@ cdef inline real_t azmul(real_t x, real_t y) noexcept nogil:
     return 0.0 if x == 0.0 else x * y
 
 
+cdef inline real_t azmul2(real_t x, real_t y) noexcept nogil:
+    # Second-order cross terms (adjoint x second derivative x tangent): either
+    # factor may be the structural zero, so a zero on either side wins.
+    return 0.0 if (x == 0.0 or y == 0.0) else x * y
+
+
 # ---- unary operations ------------------------------------------------------
 
 cdef inline real_t neg_value(real_t a) noexcept nogil: return -a
