@@ -45,8 +45,9 @@ exactly these keys (``wengert`` may be absent)::
               {"kind": "static", "repr": "<function norm at 0x7f...>"}],
      "guards": [["model.py:12", "x[0] > 0"]]}
 
-* ``in_shape``/``out_shape``: the shapes of ``x`` and ``f(x)`` (lists of
-  non-negative integers; ``[]`` for a scalar).
+* ``in_shape``/``out_shape``: the shapes of ``x`` and ``f(x)`` (lists of at
+  most 32 non-negative integers, ``[]`` for a scalar; fewer than 2**31
+  elements).
 * ``args``: the extra arguments ``f`` was recorded with, in order. A dynamic
   parameter (a float or float array) gives ``{"kind": "param", "shape"}``;
   its recorded values are the next ``prod(shape)`` entries of ``params.npy``.
@@ -85,6 +86,7 @@ constant, guards comparisons of existing slots, outputs in range).
 """
 from __future__ import annotations
 
+import ast
 import errno
 import json
 import math
@@ -95,7 +97,7 @@ import zipfile
 
 import numpy as np
 
-from wengert._errors import TapeFormatError
+from wengert._errors import ShapeError, TapeFormatError
 
 FORMAT_NAME = "wengert-tape"
 FORMAT_VERSION = 1
@@ -120,7 +122,9 @@ _OPTIONAL_HEADER_KEYS = {"wengert"}
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 # Slots are int32 indices, so no count or shape product can exceed this.
 _MAX_COUNT = 2**31 - 2
-_MAX_NDIM = 64
+# NumPy arrays have at most 64 axes and the drivers build (B,) + out + in
+# shaped results, so each tape shape has at most 32.
+_MAX_NDIM = 32
 _MAX_HEADER_BYTES = 2**28
 _MAX_NESTING = 64
 _READ_CHUNK = 1 << 24
@@ -130,6 +134,10 @@ _STATIC_ARRAY_DTYPES = {"|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", 
 _PARSE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError,
                  TypeError, struct.error, NotImplementedError, RuntimeError,
                  SyntaxError, KeyError, IndexError, OverflowError)
+# What ast.literal_eval raises on a malformed .npy header.
+_LITERAL_ERRORS = (ValueError, TypeError, SyntaxError, MemoryError, RecursionError)
+# NumPy pads .npy headers to 128 bytes; more only for shapes of many axes.
+_MAX_NPY_HEADER = 4096
 
 
 # ---- static arguments ------------------------------------------------------------
@@ -356,6 +364,10 @@ def save_tape(tape, path):
     """
     path = os.fspath(path)
     state = tape._state()
+    for what in ("in_shape", "out_shape"):
+        if len(state[what]) > _MAX_NDIM:
+            raise ShapeError(f"cannot save a tape whose {what} has {len(state[what])} "
+                             f"dimensions: tape files hold at most {_MAX_NDIM}")
     if os.path.exists(path) and not os.path.isfile(path):
         # A device, a pipe or a directory: write in place (or fail) without renaming.
         with open(path, "wb") as fp:
@@ -505,6 +517,42 @@ def _check_directory(zf, size):
     return {name[:-4]: info for name, info in zip(names, infos)}
 
 
+def _npy_header(f, name):
+    """``(descr, fortran_order, shape)`` from a .npy header, parsed with
+    ``ast.literal_eval`` (no code runs, no pickle) and bounded in length.
+
+    NumPy's own ``read_array_header_*`` would do, but on a header it cannot
+    parse it retries with a Python 2 compatibility filter and warns; a tape
+    file is never such a file, so it is refused instead.
+    """
+    try:
+        version = np.lib.format.read_magic(f)
+    except ValueError as exc:
+        raise TapeFormatError(f"member {name} is not a .npy array ({exc})") from None
+    if version not in ((1, 0), (2, 0)):
+        raise TapeFormatError(f"member {name} has .npy format version {version}; "
+                              "tape files use 1.0 (or 2.0)")
+    field = "<H" if version == (1, 0) else "<I"
+    raw = f.read(struct.calcsize(field))
+    if len(raw) != struct.calcsize(field):
+        raise TapeFormatError(f"member {name} ends inside its .npy header")
+    length, = struct.unpack(field, raw)
+    if length > _MAX_NPY_HEADER:
+        raise TapeFormatError(f"member {name} has a {length}-byte .npy header "
+                              f"(limit {_MAX_NPY_HEADER})")
+    text = f.read(length)
+    if len(text) != length:
+        raise TapeFormatError(f"member {name} ends inside its .npy header")
+    try:
+        header = ast.literal_eval(text.decode("latin1"))
+    except _LITERAL_ERRORS as exc:
+        raise TapeFormatError(f"member {name} has a malformed .npy header "
+                              f"({type(exc).__name__})") from None
+    if not (isinstance(header, dict) and set(header) == {"descr", "fortran_order", "shape"}):
+        raise TapeFormatError(f"member {name} has a malformed .npy header {_clip(header)}")
+    return header["descr"], header["fortran_order"], header["shape"]
+
+
 def _read_member(zf, info, stem):
     """One member as an array of its exact dtype and shape, checked before
     any allocation."""
@@ -512,25 +560,16 @@ def _read_member(zf, info, stem):
     dtype = np.dtype(dtype_str)
     name = info.filename
     with zf.open(info) as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, got = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, got = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise TapeFormatError(f"member {name} has .npy format version {version}")
-        except (ValueError, TypeError, SyntaxError, RecursionError) as exc:
-            raise TapeFormatError(f"member {name} has a malformed .npy header ({exc})") from None
-        if got != dtype or got.str != dtype.str:
-            raise TapeFormatError(f"member {name} has dtype {got.str!r}; expected {dtype.str!r}")
-        if fortran:
+        descr, fortran, shape = _npy_header(f, name)
+        if descr != dtype.str:
+            raise TapeFormatError(f"member {name} has dtype {_clip(descr)}; expected {dtype.str!r}")
+        if fortran is not False:
             raise TapeFormatError(f"member {name} is in Fortran order; expected C order")
         if (not isinstance(shape, tuple) or len(shape) != ndim
                 or not all(type(s) is int and s >= 0 for s in shape)
                 or (ndim == 2 and shape[1] != 2)):
             want = "(n, 2)" if ndim == 2 else "(n,)"
-            raise TapeFormatError(f"member {name} has shape {shape!r}; expected {want}")
+            raise TapeFormatError(f"member {name} has shape {_clip(shape)}; expected {want}")
         available = info.file_size - f.tell()
         declared = math.prod(shape) * dtype.itemsize
         if declared != available:

@@ -1,1 +1,916 @@
-# Sparsity patterns and colouring (placeholder until the sparsity module lands).
+# The hot loops of wengert.sparsity: index-set propagation over a tape,
+# nonlinear-interaction (Hessian) patterns, greedy colourings and the
+# recovery plans that match them.
+#
+# Index sets are sorted int32 runs in one append-only pool; a slot's set is
+# (off[s], cnt[s]) into it. Inputs own the runs pool[i] = {i}. Unary
+# operations alias their operand's run, and a union that equals one operand,
+# or whose operands are already adjacent in the pool, costs no copy (so a
+# tree sum of the inputs never copies at all). A large union whose result has
+# exactly one consumer stays *lazy* (no run of its own): the first consumer
+# that needs a run gathers it from the whole lazy in-tree at once, so a
+# running sum s += t over n terms costs O(n), not O(n^2) copying.
+cimport cython
+from libc.stdlib cimport malloc, realloc, free, qsort
+from libc.string cimport memcpy
+from libc.stdint cimport int32_t, int64_t, uint8_t
+
+import numpy as np
+cimport numpy as cnp
+
+from wengert._types cimport index_t, opcode_t
+from wengert._opcodes cimport *
+
+cnp.import_array()
+
+# Unions of at most this many elements are merged eagerly even when they
+# could stay lazy: a short merge is cheaper than the bookkeeping.
+cdef enum:
+    SMALL_UNION = 64
+
+# How an operation's second derivatives couple its operands' index sets.
+cdef enum:
+    NL_NONE = 0    # linear, piecewise linear or constant: no pairs
+    NL_SELF = 1    # S(u) x S(u) for its one differentiable operand u
+    NL_CROSS = 2   # S(a) x S(b)                      (a * b)
+    NL_DIV = 3     # S(a) x S(b) and S(b) x S(b)      (a / b)
+    NL_ALL = 4     # (S(a) u S(b)) x (S(a) u S(b))    (pow, arctan2, ...)
+
+
+# ---- the tape, as the sparsity loops see it ------------------------------------
+
+ctypedef struct Ops:
+    const opcode_t* code
+    const index_t* args
+    const index_t* aux
+    Py_ssize_t n_ops
+    Py_ssize_t first      # slot of operation 0
+    Py_ssize_t n_in       # inputs (slots 0 .. n_in-1); parameters follow
+
+
+cdef inline int operands(const Ops* t, Py_ssize_t i, index_t* out) noexcept nogil:
+    """The operand slots that operation i's derivative depends on (at most
+    two). Constants, sign and comparisons have none; a select has its two
+    branches but not its condition; VC/CV operations only their slot."""
+    cdef int code = t.code[i]
+    cdef int base = code & BASE_MASK
+    cdef int kind = code >> KIND_SHIFT
+    cdef index_t a0 = t.args[2 * i], a1 = t.args[2 * i + 1]
+    if kind == KIND_UNARY:
+        if base == OP_CONST or base == OP_SIGN:
+            return 0
+        if base == OP_SELECT:
+            out[0] = t.aux[a1]
+            out[1] = t.aux[a1 + 1]
+            return 2
+        out[0] = a0
+        return 1
+    if OP_LT <= base <= OP_NE:
+        return 0
+    if kind == KIND_VV:
+        out[0] = a0
+        out[1] = a1
+        return 2
+    out[0] = a0 if kind == KIND_VC else a1
+    return 1
+
+
+cdef inline int nonlinearity(int code) noexcept nogil:
+    """Which second-derivative pairs an opcode contributes (NL_*). Anything
+    not known to be (piecewise) linear counts as fully nonlinear."""
+    cdef int base = code & BASE_MASK
+    cdef int kind = code >> KIND_SHIFT
+    if kind == KIND_UNARY:
+        if (base == OP_CONST or base == OP_SELECT or base == OP_NEG
+                or base == OP_ABS or base == OP_SIGN):
+            return NL_NONE
+        return NL_SELF
+    if (base == OP_ADD or base == OP_SUB or base == OP_MINIMUM
+            or base == OP_MAXIMUM or OP_LT <= base <= OP_NE):
+        return NL_NONE
+    if base == OP_MUL:
+        return NL_CROSS if kind == KIND_VV else NL_NONE
+    if base == OP_DIV:
+        if kind == KIND_VV:
+            return NL_DIV
+        return NL_NONE if kind == KIND_VC else NL_SELF
+    return NL_ALL if kind == KIND_VV else NL_SELF
+
+
+cdef Ops _ops_of(engine, const opcode_t[::1] code, const index_t[:, ::1] args,
+                 const index_t[::1] aux):
+    cdef Ops t
+    t.n_ops = code.shape[0]
+    t.code = &code[0] if t.n_ops else NULL
+    t.args = &args[0, 0] if t.n_ops else NULL
+    t.aux = &aux[0] if aux.shape[0] else NULL
+    t.first = engine.first
+    t.n_in = engine.n_inputs
+    return t
+
+
+# ---- growable buffers ------------------------------------------------------------
+
+ctypedef struct Pool:
+    index_t* data
+    Py_ssize_t size
+    Py_ssize_t cap
+
+
+cdef int reserve(Pool* p, Py_ssize_t extra) except -1 nogil:
+    """Room for ``extra`` more elements (pointers into the pool move)."""
+    cdef Py_ssize_t cap
+    cdef index_t* data
+    if p.size + extra <= p.cap:
+        return 0
+    cap = 2 * p.cap
+    if cap < p.size + extra:
+        cap = p.size + extra
+    if cap < 1024:
+        cap = 1024
+    data = <index_t*>realloc(p.data, cap * sizeof(index_t))
+    if data == NULL:
+        with gil:
+            raise MemoryError("sparsity pattern: out of memory for index sets")
+    p.data = data
+    p.cap = cap
+    return 0
+
+
+ctypedef struct Blocks:
+    int64_t* data          # (count, 4): offA, nA, offB, nB
+    Py_ssize_t count
+    Py_ssize_t cap
+
+
+cdef int add_block(Blocks* b, Py_ssize_t oa, Py_ssize_t na, Py_ssize_t ob,
+                   Py_ssize_t nb) except -1 nogil:
+    """Record the pairs S_a x S_b (and their mirror); runs are ordered so
+    that a repeated pair of runs is recognised as one block."""
+    cdef Py_ssize_t cap
+    cdef int64_t* data
+    cdef int64_t* row
+    if na == 0 or nb == 0:
+        return 0
+    if oa > ob or (oa == ob and na > nb):
+        oa, na, ob, nb = ob, nb, oa, na
+    if b.count == b.cap:
+        cap = 2 * b.cap if b.cap else 256
+        data = <int64_t*>realloc(b.data, 4 * cap * sizeof(int64_t))
+        if data == NULL:
+            with gil:
+                raise MemoryError("sparsity pattern: out of memory for interaction blocks")
+        b.data = data
+        b.cap = cap
+    row = b.data + 4 * b.count
+    row[0] = oa
+    row[1] = na
+    row[2] = ob
+    row[3] = nb
+    b.count += 1
+    return 0
+
+
+# ---- sorting -----------------------------------------------------------------------
+
+cdef int _cmp_index(const void* a, const void* b) noexcept nogil:
+    cdef index_t x = (<const index_t*>a)[0], y = (<const index_t*>b)[0]
+    return (x > y) - (x < y)
+
+
+cdef int _cmp_block(const void* a, const void* b) noexcept nogil:
+    cdef const int64_t* x = <const int64_t*>a
+    cdef const int64_t* y = <const int64_t*>b
+    cdef int j
+    for j in range(4):
+        if x[j] != y[j]:
+            return -1 if x[j] < y[j] else 1
+    return 0
+
+
+cdef void sort_marked(index_t* a, Py_ssize_t k, const index_t* mark, index_t stamp,
+                      Py_ssize_t n) noexcept nogil:
+    """Sort the k distinct values a[0..k-1] in 0..n-1, all marked ``stamp``:
+    insertion sort when short, a scan of the marks when dense (O(n) beats
+    qsort's k log k once k > n/32), qsort otherwise."""
+    cdef Py_ssize_t i, j
+    cdef index_t v
+    if k <= 24:
+        for i in range(1, k):
+            v = a[i]
+            j = i - 1
+            while j >= 0 and a[j] > v:
+                a[j + 1] = a[j]
+                j -= 1
+            a[j + 1] = v
+    elif 32 * k >= n:
+        j = 0
+        for i in range(n):
+            if mark[i] == stamp:
+                a[j] = <index_t>i
+                j += 1
+    else:
+        qsort(a, k, sizeof(index_t), _cmp_index)
+
+
+# ---- unions of sorted runs ---------------------------------------------------------
+
+cdef bint cheap_union(Pool* p, Py_ssize_t oa, Py_ssize_t na, Py_ssize_t ob,
+                      Py_ssize_t nb, Py_ssize_t* ro, Py_ssize_t* rn) except -1 nogil:
+    """The union of two runs when it needs no merge: one side empty, both
+    the same run, or the two ordered one after the other and either adjacent
+    in the pool or the first one ending the pool (then only the second is
+    copied). Returns False when a real merge is needed."""
+    cdef const index_t* A
+    cdef const index_t* B
+    cdef Py_ssize_t skip, j
+    if nb == 0 or (oa == ob and na == nb):
+        ro[0] = oa
+        rn[0] = na
+        return True
+    if na == 0:
+        ro[0] = ob
+        rn[0] = nb
+        return True
+    A = p.data + oa
+    B = p.data + ob
+    if B[nb - 1] <= A[0]:      # b before a: swap so that a comes first
+        oa, na, ob, nb = ob, nb, oa, na
+        A = p.data + oa
+        B = p.data + ob
+    if A[na - 1] > B[0]:
+        return False
+    skip = 1 if A[na - 1] == B[0] else 0
+    if skip == 0 and oa + na == ob:
+        ro[0] = oa
+        rn[0] = na + nb
+        return True
+    if oa + na == p.size:       # a ends the pool: append the rest of b
+        reserve(p, nb)
+        B = p.data + ob
+        for j in range(skip, nb):
+            p.data[p.size] = B[j]
+            p.size += 1
+        ro[0] = oa
+        rn[0] = na + nb - skip
+        return True
+    return False
+
+
+cdef int merge_union(Pool* p, Py_ssize_t oa, Py_ssize_t na, Py_ssize_t ob,
+                     Py_ssize_t nb, Py_ssize_t* ro, Py_ssize_t* rn) except -1 nogil:
+    """The union of two sorted runs by a merge; a result equal to one of
+    them reuses that run and gives the new space back."""
+    cdef Py_ssize_t i = 0, j = 0, k = 0
+    cdef const index_t* A
+    cdef const index_t* B
+    cdef index_t* R
+    cdef index_t x, y
+    reserve(p, na + nb)
+    A = p.data + oa
+    B = p.data + ob
+    R = p.data + p.size
+    while i < na and j < nb:
+        x = A[i]
+        y = B[j]
+        if x < y:
+            R[k] = x
+            i += 1
+        elif y < x:
+            R[k] = y
+            j += 1
+        else:
+            R[k] = x
+            i += 1
+            j += 1
+        k += 1
+    while i < na:
+        R[k] = A[i]
+        i += 1
+        k += 1
+    while j < nb:
+        R[k] = B[j]
+        j += 1
+        k += 1
+    if k == na:
+        ro[0] = oa
+    elif k == nb:
+        ro[0] = ob
+    else:
+        ro[0] = p.size
+        p.size += k
+    rn[0] = k
+    return 0
+
+
+ctypedef struct Sets:
+    Pool pool
+    Py_ssize_t* off       # (n_slots,) run of each materialised set
+    Py_ssize_t* cnt
+    uint8_t* lazy         # 1: the set is the union of the operands' sets
+    index_t* mark         # (n_in,) stamp per input, for de-duplication
+    index_t* stack        # (2 n_slots + 2,) for gathering lazy in-trees
+
+
+cdef int gather(const Ops* t, Sets* S, Py_ssize_t s) except -1 nogil:
+    """Materialise slot s's set from its operands, descending through lazy
+    operands (each lazy slot has a single consumer, so it is walked once)."""
+    cdef index_t ops[2]
+    cdef Py_ssize_t top = 0, start, k = 0, j, o, n, u
+    cdef int m
+    cdef index_t v
+    cdef index_t stamp = <index_t>s
+    m = operands(t, s - t.first, ops)
+    for j in range(m):
+        S.stack[top] = ops[j]
+        top += 1
+    start = S.pool.size
+    while top > 0:
+        top -= 1
+        u = S.stack[top]
+        if S.lazy[u]:
+            m = operands(t, u - t.first, ops)
+            for j in range(m):
+                S.stack[top] = ops[j]
+                top += 1
+            continue
+        n = S.cnt[u]
+        reserve(&S.pool, n)
+        o = S.off[u]
+        for j in range(n):
+            v = S.pool.data[o + j]
+            if S.mark[v] != stamp:
+                S.mark[v] = stamp
+                S.pool.data[start + k] = v
+                k += 1
+                S.pool.size += 1
+    sort_marked(S.pool.data + start, k, S.mark, stamp, t.n_in)
+    S.off[s] = start
+    S.cnt[s] = k
+    return 0
+
+
+cdef int set_of(const Ops* t, Sets* S, Py_ssize_t s, bint may_lazy) except -1 nogil:
+    """Compute slot s's index set from its operands' sets."""
+    cdef index_t ops[2]
+    cdef int m = operands(t, s - t.first, ops)
+    cdef Py_ssize_t a, b
+    if m == 0:
+        S.cnt[s] = 0
+        return 0
+    a = ops[0]
+    if m == 1:
+        if not S.lazy[a]:
+            S.off[s] = S.off[a]
+            S.cnt[s] = S.cnt[a]
+        elif may_lazy:
+            S.lazy[s] = 1
+        else:
+            gather(t, S, s)
+        return 0
+    b = ops[1]
+    if not S.lazy[a] and not S.lazy[b]:
+        if cheap_union(&S.pool, S.off[a], S.cnt[a], S.off[b], S.cnt[b], &S.off[s], &S.cnt[s]):
+            return 0
+        if not may_lazy or S.cnt[a] + S.cnt[b] <= SMALL_UNION:
+            merge_union(&S.pool, S.off[a], S.cnt[a], S.off[b], S.cnt[b], &S.off[s], &S.cnt[s])
+            return 0
+    if may_lazy:
+        S.lazy[s] = 1
+    else:
+        gather(t, S, s)
+    return 0
+
+
+cdef void mark_backward(const Ops* t, const index_t* outputs, Py_ssize_t n_out,
+                        bint hessian, uint8_t* live, uint8_t* need, uint8_t* pin,
+                        int32_t* uses) noexcept nogil:
+    """One reverse pass: ``live`` slots can carry a nonzero adjoint (they
+    reach an output through differentiable edges); ``need`` slots must have
+    their index set computed; ``pin`` slots need it as a run (outputs for the
+    Jacobian, operands of live nonlinear operations for the Hessian);
+    ``uses`` counts the needed consumers of each slot."""
+    cdef Py_ssize_t i, s, j
+    cdef index_t ops[2]
+    cdef int m, nl
+    for j in range(n_out):
+        live[outputs[j]] = 1
+        if not hessian:
+            need[outputs[j]] = 1
+            pin[outputs[j]] = 1
+    for i in range(t.n_ops - 1, -1, -1):
+        s = t.first + i
+        if not live[s] and not need[s]:
+            continue
+        m = operands(t, i, ops)
+        if hessian and live[s]:
+            nl = nonlinearity(t.code[i])
+            if nl != NL_NONE:
+                for j in range(m):
+                    need[ops[j]] = 1
+                    pin[ops[j]] = 1
+        for j in range(m):
+            if live[s]:
+                live[ops[j]] = 1
+            if need[s]:
+                need[ops[j]] = 1
+                uses[ops[j]] += 1
+
+
+cdef int emit_blocks(const Ops* t, Sets* S, Py_ssize_t i, Blocks* B) except -1 nogil:
+    """The interaction blocks of live operation i (operand sets are runs)."""
+    cdef index_t ops[2]
+    cdef int m = operands(t, i, ops)
+    cdef int nl = nonlinearity(t.code[i])
+    cdef Py_ssize_t a, b
+    if nl == NL_NONE or m == 0:
+        return 0
+    a = ops[0]
+    if nl == NL_SELF or m == 1:
+        add_block(B, S.off[a], S.cnt[a], S.off[a], S.cnt[a])
+        return 0
+    b = ops[1]
+    add_block(B, S.off[a], S.cnt[a], S.off[b], S.cnt[b])
+    if nl == NL_DIV or nl == NL_ALL:
+        add_block(B, S.off[b], S.cnt[b], S.off[b], S.cnt[b])
+    if nl == NL_ALL:
+        add_block(B, S.off[a], S.cnt[a], S.off[a], S.cnt[a])
+    return 0
+
+
+cdef class _Work:
+    """Owns the buffers of one pattern computation (freed on any exit)."""
+    cdef Sets S
+    cdef Blocks B
+    cdef uint8_t* flags       # live, need, pin: 3 * n_slots
+    cdef int32_t* uses
+
+    def __cinit__(self, Py_ssize_t n_slots, Py_ssize_t n_in):
+        cdef Py_ssize_t i
+        self.S.off = <Py_ssize_t*>malloc((n_slots + 1) * sizeof(Py_ssize_t))
+        self.S.cnt = <Py_ssize_t*>malloc((n_slots + 1) * sizeof(Py_ssize_t))
+        self.S.lazy = <uint8_t*>malloc(n_slots + 1)
+        self.S.mark = <index_t*>malloc((n_in + 1) * sizeof(index_t))
+        self.S.stack = <index_t*>malloc((2 * n_slots + 2) * sizeof(index_t))
+        self.flags = <uint8_t*>malloc(3 * n_slots + 1)
+        self.uses = <int32_t*>malloc((n_slots + 1) * sizeof(int32_t))
+        self.S.pool.data = NULL
+        self.S.pool.size = 0
+        self.S.pool.cap = 0
+        self.B.data = NULL
+        self.B.count = 0
+        self.B.cap = 0
+        if (self.S.off == NULL or self.S.cnt == NULL or self.S.lazy == NULL
+                or self.S.mark == NULL or self.S.stack == NULL or self.flags == NULL
+                or self.uses == NULL):
+            raise MemoryError("sparsity pattern: out of memory")
+        for i in range(n_slots):
+            self.S.cnt[i] = 0
+            self.S.off[i] = 0
+            self.S.lazy[i] = 0
+            self.uses[i] = 0
+        for i in range(3 * n_slots):
+            self.flags[i] = 0
+        for i in range(n_in):
+            self.S.mark[i] = -1
+
+    def __dealloc__(self):
+        free(self.S.off)
+        free(self.S.cnt)
+        free(self.S.lazy)
+        free(self.S.mark)
+        free(self.S.stack)
+        free(self.S.pool.data)
+        free(self.flags)
+        free(self.uses)
+        free(self.B.data)
+
+
+cdef int propagate(const Ops* t, Sets* S, Blocks* B, uint8_t* flags, int32_t* uses,
+                   const index_t* outputs, Py_ssize_t n_out, Py_ssize_t n_slots,
+                   bint hessian) except -1 nogil:
+    """Mark, then compute the needed index sets in tape order (and, for the
+    Hessian, the interaction blocks of every live nonlinear operation)."""
+    cdef uint8_t* live = flags
+    cdef uint8_t* need = flags + n_slots
+    cdef uint8_t* pin = flags + 2 * n_slots
+    cdef Py_ssize_t i, s
+    mark_backward(t, outputs, n_out, hessian, live, need, pin, uses)
+    reserve(&S.pool, t.n_in)
+    for i in range(t.n_in):
+        S.pool.data[i] = <index_t>i
+        S.off[i] = i
+        S.cnt[i] = 1
+    S.pool.size = t.n_in
+    for i in range(t.n_ops):
+        s = t.first + i
+        if need[s]:
+            set_of(t, S, s, uses[s] == 1 and not pin[s])
+        if hessian and live[s]:
+            emit_blocks(t, S, i, B)
+    return 0
+
+
+def jacobian_pattern(engine):
+    """CSR ``(indptr, indices)`` of the Jacobian pattern of a tape's
+    :class:`~wengert._sweeps.Engine`: row j lists the inputs that output j
+    depends on through differentiable operations."""
+    cdef const opcode_t[::1] code = engine.opcodes
+    cdef const index_t[:, ::1] args = engine.args
+    cdef const index_t[::1] aux = engine.aux
+    cdef const index_t[::1] outputs = engine.outputs
+    cdef Ops t = _ops_of(engine, code, args, aux)
+    cdef Py_ssize_t n_slots = engine.n_slots, n_out = outputs.shape[0], j, total = 0
+    cdef _Work w = _Work(n_slots, t.n_in)
+    with nogil:
+        propagate(&t, &w.S, &w.B, w.flags, w.uses, &outputs[0] if n_out else NULL,
+                  n_out, n_slots, False)
+    for j in range(n_out):
+        total += w.S.cnt[outputs[j]]
+    indptr = np.empty(n_out + 1, dtype=np.int64)
+    indices = np.empty(total, dtype=np.int32)
+    cdef int64_t[::1] ptr = indptr
+    cdef index_t[::1] idx = indices
+    cdef Py_ssize_t k = 0, o, n
+    ptr[0] = 0
+    with nogil:
+        for j in range(n_out):
+            o = w.S.off[outputs[j]]
+            n = w.S.cnt[outputs[j]]
+            if n:
+                memcpy(&idx[k], w.S.pool.data + o, n * sizeof(index_t))
+            k += n
+            ptr[j + 1] = k
+    return indptr, indices
+
+
+def hessian_pattern(engine):
+    """CSR ``(indptr, indices)`` of the (symmetric) Hessian pattern of
+    ``w . f`` for any output weight w, over the inputs."""
+    cdef const opcode_t[::1] code = engine.opcodes
+    cdef const index_t[:, ::1] args = engine.args
+    cdef const index_t[::1] aux = engine.aux
+    cdef const index_t[::1] outputs = engine.outputs
+    cdef Ops t = _ops_of(engine, code, args, aux)
+    cdef Py_ssize_t n_slots = engine.n_slots, n_out = outputs.shape[0]
+    cdef _Work w = _Work(n_slots, t.n_in)
+    with nogil:
+        propagate(&t, &w.S, &w.B, w.flags, w.uses, &outputs[0] if n_out else NULL,
+                  n_out, n_slots, True)
+    return _expand_blocks(&w.S.pool, &w.B, t.n_in)
+
+
+cdef _expand_blocks(Pool* pool, Blocks* B, Py_ssize_t n):
+    """Rows of the union of the blocks A x B and B x A, each sorted."""
+    cdef Py_ssize_t m, i, j, r, k, pos, total = 0, row_start, count
+    cdef int64_t* blk
+    cdef const index_t* P
+    # Repeated blocks (a chain like sin(sin(u)) gives the same run twice)
+    # are merged first, so their pairs are enumerated once.
+    with nogil:
+        qsort(B.data, B.count, 4 * sizeof(int64_t), _cmp_block)
+        m = 0
+        for i in range(B.count):
+            if m == 0 or _cmp_block(B.data + 4 * i, B.data + 4 * (m - 1)) != 0:
+                if m != i:
+                    memcpy(B.data + 4 * m, B.data + 4 * i, 4 * sizeof(int64_t))
+                m += 1
+        B.count = m
+    item_ptr_a = np.zeros(n + 1, dtype=np.int64)
+    cdef int64_t[::1] item_ptr = item_ptr_a
+    for i in range(m):
+        blk = B.data + 4 * i
+        total += blk[1] + (0 if (blk[0] == blk[2] and blk[1] == blk[3]) else blk[3])
+    item_off_a = np.empty(total, dtype=np.int64)
+    item_cnt_a = np.empty(total, dtype=np.int64)
+    mark_a = np.full(n + 1, -1, dtype=np.int32)
+    cdef int64_t[::1] item_off = item_off_a
+    cdef int64_t[::1] item_cnt = item_cnt_a
+    cdef index_t[::1] mark = mark_a
+    cdef Pool out
+    out.data = NULL
+    out.size = 0
+    out.cap = 0
+    indptr_a = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] indptr = indptr_a
+    try:
+        with nogil:
+            P = pool.data
+            # Counting sort of the items (row r takes the run R) by row.
+            for i in range(m):
+                blk = B.data + 4 * i
+                for j in range(blk[1]):
+                    item_ptr[P[blk[0] + j] + 1] += 1
+                if not (blk[0] == blk[2] and blk[1] == blk[3]):
+                    for j in range(blk[3]):
+                        item_ptr[P[blk[2] + j] + 1] += 1
+            for r in range(n):
+                item_ptr[r + 1] += item_ptr[r]
+            for i in range(m):
+                blk = B.data + 4 * i
+                for j in range(blk[1]):
+                    r = P[blk[0] + j]
+                    pos = item_ptr[r]
+                    item_off[pos] = blk[2]
+                    item_cnt[pos] = blk[3]
+                    item_ptr[r] = pos + 1
+                if not (blk[0] == blk[2] and blk[1] == blk[3]):
+                    for j in range(blk[3]):
+                        r = P[blk[2] + j]
+                        pos = item_ptr[r]
+                        item_off[pos] = blk[0]
+                        item_cnt[pos] = blk[1]
+                        item_ptr[r] = pos + 1
+            # item_ptr[r] now ends row r; rows start where the previous ended.
+            indptr[0] = 0
+            for r in range(n):
+                row_start = out.size
+                for pos in range(item_ptr[r - 1] if r else 0, item_ptr[r]):
+                    count = item_cnt[pos]
+                    reserve(&out, count)
+                    for k in range(count):
+                        j = P[item_off[pos] + k]
+                        if mark[j] != r:
+                            mark[j] = <index_t>r
+                            out.data[out.size] = <index_t>j
+                            out.size += 1
+                sort_marked(out.data + row_start, out.size - row_start, &mark[0],
+                            <index_t>r, n)
+                indptr[r + 1] = out.size
+        indices = np.empty(out.size, dtype=np.int32)
+        if out.size:
+            memcpy(cnp.PyArray_DATA(indices), out.data, out.size * sizeof(index_t))
+        return indptr_a, indices
+    finally:
+        free(out.data)
+
+
+# ---- colouring ---------------------------------------------------------------------
+
+def distance2_degrees(const int64_t[::1] vptr, const index_t[::1] vidx,
+                      const int64_t[::1] nptr, const index_t[::1] nidx):
+    """For each vertex (a Jacobian column), the number of other vertices
+    sharing a net (a row) with it: its degree in the column intersection
+    graph. vptr/vidx list each vertex's nets, nptr/nidx each net's vertices."""
+    cdef Py_ssize_t n = vptr.shape[0] - 1, v, k, l, x, d
+    degrees = np.zeros(n, dtype=np.int64)
+    cdef int64_t[::1] deg = degrees
+    mark_a = np.full(n + 1, -1, dtype=np.int64)
+    cdef int64_t[::1] mark = mark_a
+    with nogil:
+        for v in range(n):
+            d = 0
+            mark[v] = v
+            for k in range(vptr[v], vptr[v + 1]):
+                l = vidx[k]
+                for x in range(nptr[l], nptr[l + 1]):
+                    if mark[nidx[x]] != v:
+                        mark[nidx[x]] = v
+                        d += 1
+            deg[v] = d
+    return degrees
+
+
+def partial_distance2_colouring(const int64_t[::1] vptr, const index_t[::1] vidx,
+                                const int64_t[::1] nptr, const index_t[::1] nidx,
+                                const int64_t[::1] order):
+    """Greedy colouring of the vertices in ``order`` (smallest free colour)
+    such that two vertices sharing a net never share a colour: a distance-1
+    colouring of the column intersection graph, without building it
+    (Gebremedhin, Manne & Pothen 2005, Algorithm 3.2)."""
+    cdef Py_ssize_t n = vptr.shape[0] - 1, i, v, k, l, x, c
+    colours_a = np.full(n, -1, dtype=np.int32)
+    cdef int32_t[::1] colour = colours_a
+    forbidden_a = np.full(n + 1, -1, dtype=np.int64)
+    cdef int64_t[::1] forbidden = forbidden_a
+    with nogil:
+        for i in range(n):
+            v = order[i]
+            for k in range(vptr[v], vptr[v + 1]):
+                l = vidx[k]
+                for x in range(nptr[l], nptr[l + 1]):
+                    c = colour[nidx[x]]
+                    if c >= 0:
+                        forbidden[c] = v
+            c = 0
+            while forbidden[c] == v:
+                c += 1
+            colour[v] = <int32_t>c
+    return colours_a
+
+
+def mirror_positions(const int64_t[::1] ptr, const index_t[::1] idx):
+    """For a structurally symmetric CSR pattern with sorted rows, the
+    position of entry (j, i) for every entry (i, j), in O(nnz)."""
+    cdef Py_ssize_t n = ptr.shape[0] - 1, i, k, j
+    mate_a = np.empty(idx.shape[0], dtype=np.int64)
+    cdef int64_t[::1] mate = mate_a
+    nxt_a = np.asarray(ptr[:n]).copy()
+    cdef int64_t[::1] nxt = nxt_a
+    with nogil:
+        # Rows are visited in increasing i, so the entries (j, i) of row j
+        # are met in increasing column order: exactly their storage order.
+        for i in range(n):
+            for k in range(ptr[i], ptr[i + 1]):
+                j = idx[k]
+                mate[k] = nxt[j]
+                nxt[j] += 1
+    return mate_a
+
+
+ctypedef struct Star:
+    const int64_t* ptr
+    const index_t* idx
+    const int64_t* mate
+    int32_t* colour
+    int64_t* forbidden     # forbidden[c] == v: colour c is not allowed for v
+    int64_t* fn_v
+    int64_t* fn_w
+    int64_t* fn_e
+    int64_t* treated
+    int64_t* star          # edge (its lower position) -> star
+    int64_t* hub           # star -> hub vertex, -1 while it has one edge
+    int64_t* leaf_head     # vertex -> first entry of its list of hubs
+    int64_t* leaf_next
+    int64_t* leaf_hub
+    Py_ssize_t n_stars
+    Py_ssize_t n_leaves
+    Py_ssize_t cap_leaves
+
+
+cdef inline Py_ssize_t _edge(const Star* g, Py_ssize_t k) noexcept nogil:
+    return k if k < g.mate[k] else g.mate[k]
+
+
+cdef inline void _treat(Star* g, Py_ssize_t q, Py_ssize_t v) noexcept nogil:
+    """Forbid for v the colours of every coloured neighbour of q."""
+    cdef Py_ssize_t k, c
+    for k in range(g.ptr[q], g.ptr[q + 1]):
+        c = g.colour[g.idx[k]]
+        if c >= 0:
+            g.forbidden[c] = v
+    g.treated[q] = v
+
+
+cdef inline void _add_leaf(Star* g, Py_ssize_t leaf, Py_ssize_t h) noexcept nogil:
+    cdef Py_ssize_t e = g.n_leaves
+    if e >= g.cap_leaves:
+        return      # cannot happen: at most two entries per edge
+    g.leaf_hub[e] = h
+    g.leaf_next[e] = g.leaf_head[leaf]
+    g.leaf_head[leaf] = e
+    g.n_leaves = e + 1
+
+
+cdef void _star_colour_vertex(Star* g, Py_ssize_t v) noexcept nogil:
+    cdef Py_ssize_t k, kk, w, x, c, cw, q, e, s
+    cdef bint found
+    for k in range(g.ptr[v], g.ptr[v + 1]):
+        w = g.idx[k]
+        cw = g.colour[w]
+        if cw < 0:
+            continue
+        g.forbidden[cw] = v
+        if g.fn_v[cw] == v:
+            # Two neighbours q, w of one colour: v will be their hub, so no
+            # neighbour of q or w may take v's colour.
+            q = g.fn_w[cw]
+            if g.treated[q] != v:
+                _treat(g, q, v)
+            _treat(g, w, v)
+        else:
+            g.fn_v[cw] = v
+            g.fn_w[cw] = w
+            g.fn_e[cw] = _edge(g, k)
+            # w is a leaf of a star with hub h: h's colour for v would make
+            # the path h - w - v - ... two-coloured.
+            e = g.leaf_head[w]
+            while e >= 0:
+                g.forbidden[g.colour[g.leaf_hub[e]]] = v
+                e = g.leaf_next[e]
+    c = 0
+    while g.forbidden[c] == v:
+        c += 1
+    g.colour[v] = <int32_t>c
+    # Place each new edge v - w in a two-coloured star.
+    for k in range(g.ptr[v], g.ptr[v + 1]):
+        w = g.idx[k]
+        cw = g.colour[w]
+        if cw < 0:
+            continue
+        e = _edge(g, k)
+        found = False
+        for kk in range(g.ptr[w], g.ptr[w + 1]):
+            x = g.idx[kk]
+            if x != v and g.colour[x] == c:
+                # v joins the star of edge w - x, whose hub is w.
+                s = g.star[_edge(g, kk)]
+                if g.hub[s] < 0:
+                    g.hub[s] = w
+                    _add_leaf(g, x, w)
+                g.star[e] = s
+                _add_leaf(g, v, w)
+                found = True
+                break
+        if found:
+            continue
+        q = g.fn_w[cw]
+        if g.fn_v[cw] == v and q != w:
+            # v has two neighbours of colour cw: v is the hub.
+            s = g.star[g.fn_e[cw]]
+            if g.hub[s] < 0:
+                g.hub[s] = v
+                _add_leaf(g, q, v)
+            g.star[e] = s
+            _add_leaf(g, w, v)
+        else:
+            g.star[e] = g.n_stars       # a new star of one edge
+            g.n_stars += 1
+
+
+def star_colouring(const int64_t[::1] ptr_v, const index_t[::1] idx_v,
+                   const int64_t[::1] mate_v, const int64_t[::1] order):
+    """Greedy star colouring of an adjacency graph (symmetric CSR without
+    the diagonal, ``mate`` from :func:`mirror_positions`): a distance-1
+    colouring in which every path on four vertices uses at least three
+    colours, so every Hessian entry can be read directly from the compressed
+    product. Gebremedhin, Tarafdar, Manne & Pothen (2007), Algorithm 4.1,
+    which keeps the two-coloured stars; here each vertex also lists the hubs
+    of the stars it is a leaf of, so the test "is w a leaf of a star?" costs
+    those stars rather than w's degree (an arrowhead stays O(nnz))."""
+    cdef Py_ssize_t n = ptr_v.shape[0] - 1, nnz = idx_v.shape[0]
+    colours_a = np.full(n, -1, dtype=np.int32)
+    # Per colour: (v, w, edge) of the first neighbour w of that colour met
+    # while colouring v.
+    work_a = np.full((7, n + 1), -1, dtype=np.int64)
+    edges_a = np.full((2, nnz + 1), -1, dtype=np.int64)
+    leaves_a = np.full((2, nnz + 2), -1, dtype=np.int64)
+    cdef int64_t[:, ::1] work = work_a
+    cdef int64_t[:, ::1] edges = edges_a
+    cdef int64_t[:, ::1] leaves = leaves_a
+    cdef int32_t[::1] colour_v = colours_a
+    cdef Star g
+    g.ptr = &ptr_v[0]
+    g.idx = &idx_v[0] if nnz else NULL
+    g.mate = &mate_v[0] if nnz else NULL
+    g.colour = &colour_v[0] if n else NULL
+    g.forbidden = &work[0, 0]
+    g.fn_v = &work[1, 0]
+    g.fn_w = &work[2, 0]
+    g.fn_e = &work[3, 0]
+    g.treated = &work[4, 0]
+    g.leaf_head = &work[5, 0]
+    g.star = &edges[0, 0]
+    g.hub = &edges[1, 0]
+    g.leaf_next = &leaves[0, 0]
+    g.leaf_hub = &leaves[1, 0]
+    g.n_stars = 0
+    g.n_leaves = 0
+    g.cap_leaves = nnz + 2
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(n):
+            _star_colour_vertex(&g, order[i])
+    return colours_a
+
+
+def direct_recovery(const int64_t[::1] ptr, const index_t[::1] idx,
+                    const int32_t[::1] colour, Py_ssize_t n_colours, bint symmetric):
+    """Where each pattern entry (i, j) sits in the compressed product
+    C = A @ S (flat, row-major, C of shape (n, n_colours)): at
+    (i, colour[j]) when no other column of row i has j's colour, else (for a
+    symmetric A) at (j, colour[i]). Returns the flat positions, or -1 - k
+    for the first entry k that neither place isolates (an invalid colouring)."""
+    cdef Py_ssize_t n = ptr.shape[0] - 1, nnz = idx.shape[0], i, k, c, j, bad = -1
+    source_a = np.empty(nnz, dtype=np.int64)
+    cdef int64_t[::1] source = source_a
+    cdef int64_t[::1] stamp = np.full(n_colours + 1, -1, dtype=np.int64)
+    cdef int64_t[::1] count = np.zeros(n_colours + 1, dtype=np.int64)
+    cdef int64_t[::1] mate
+    if symmetric:
+        mate = mirror_positions(ptr, idx)
+    with nogil:
+        for i in range(n):
+            for k in range(ptr[i], ptr[i + 1]):
+                c = colour[idx[k]]
+                if stamp[c] != i:
+                    stamp[c] = i
+                    count[c] = 0
+                count[c] += 1
+            for k in range(ptr[i], ptr[i + 1]):
+                c = colour[idx[k]]
+                source[k] = i * n_colours + c if count[c] == 1 else -1
+        for k in range(nnz):
+            if source[k] < 0 and (not symmetric or source[mate[k]] < 0):
+                bad = k
+                break
+    if bad >= 0:
+        return -1 - bad
+    with nogil:
+        # Entries that their own row does not isolate: read at the mirror.
+        for i in range(n):
+            for k in range(ptr[i], ptr[i + 1]):
+                if source[k] < 0:
+                    j = idx[k]
+                    source[k] = j * n_colours + colour[i]
+    return source_a

@@ -61,7 +61,7 @@ def _expression(code, a0, a1, consts, aux, name):
     """The right-hand side of one tape entry, e.g. ``log(v[-1])``, ``v[1] * 2``."""
     op, kind = ops.split(code)
     if op.name == "const":
-        return f"{consts[a0]!r}"
+        return repr(float(consts[a0]))
     if op.name == "select":
         return f"{name(aux[a1])} if {name(a0)} else {name(aux[a1 + 1])}"
     if kind == Kind.UNARY:
@@ -334,23 +334,20 @@ def _unpack(tape):
     return result
 
 
-def _partial_templates(entry, values):
-    """The filled-in partial of ``entry``'s result for each of its slot
-    operands, as ``{position: text}``, with primal names from ``values``
-    (a function of a slot) and the result's name ``values(entry.slot)``."""
-    name = entry.op.name
+def _partial_templates(entry, primal):
+    """The partial of ``entry``'s result with respect to each of its slot
+    operands, as ``{position: text}`` from the table, with operand and result
+    names from ``primal`` (a function of a slot)."""
+    slots = dict(entry.operands)
 
     def operand(pos):
-        if pos in entry.consts:
-            return _const_text(entry.consts[pos])
-        return values(dict(entry.operands)[pos])
+        return _const_text(entry.consts[pos]) if pos in entry.consts else primal(slots[pos])
 
-    fill = dict(r=values(entry.slot))
-    fill["a"] = operand(0)
+    fill = dict(r=primal(entry.slot), a=operand(0))
     if ops.is_binary(entry.op):
         fill["b"] = operand(1)
-    templates = _PARTIALS[name]
-    return {pos: templates[pos].format(**fill) for pos, _ in entry.operands}
+    templates = _PARTIALS[entry.op.name]
+    return {pos: templates[pos].format(**fill) for pos in slots}
 
 
 def _partials_at(entry, primal, val):
@@ -368,15 +365,16 @@ def _partials_at(entry, primal, val):
     return _partial_templates(entry, primal)
 
 
-def _tangent_rule(entry, primal, dotted, val):
-    """The tangent rule of ``entry`` as text, e.g. ``v̇[-1] * v[0] + v̇[0] * v[-1]``."""
+def _tangent_rule(entry, primal, dotted, val, constant=()):
+    """The tangent rule of ``entry`` as text, e.g. ``v̇[-1] * v[0] + v̇[0] * v[-1]``;
+    terms of the slots in ``constant`` (the parameters: tangent 0) are left out."""
     if entry.op.name == "const":
         return "0"
     if entry.op.name == "select":
         (_, a), (_, b) = entry.operands
         return f"{dotted(a)} if {primal(entry.cond)} else {dotted(b)}"
     partials = _partials_at(entry, primal, val)
-    terms = [_term(dotted(s), partials[pos]) for pos, s in entry.operands]
+    terms = [_term(dotted(s), partials[pos]) for pos, s in entry.operands if s not in constant]
     return _sum_text([t for t in terms if t is not None])
 
 
@@ -392,7 +390,9 @@ def _edge_partials(tape, entries, val, seeds):
     d result / d operand and the contribution ``seed * partial`` the real
     reverse sweep adds to that operand's adjoint.
 
-    Returns ``{(op index, position): (partial, contribution)}``.
+    ``entries`` is :func:`_unpack` of the whole tape; ``val`` holds every
+    slot's value and ``seeds`` every slot's final adjoint. Returns
+    ``{(op index, position): (partial, contribution)}``.
     """
     from wengert._sweeps import Engine
     from wengert.tape import _VALID_CODES
@@ -418,9 +418,7 @@ def _edge_partials(tape, entries, val, seeds):
             args[e.index, 0] = fresh[0]
         elif e.kind == Kind.CV:
             args[e.index, 1] = fresh[0]
-    n = len(inputs)
-    # The operations now refer to fresh inputs 0..n-1; shift the slot operands
-    # past nothing (inputs come first, operations from slot n on).
+    n = len(inputs)       # the operations now read fresh inputs only; op i writes slot n + i
     edge = Engine(codes, args, eng.consts, np.array(aux, dtype=np.int32),
                   np.zeros(0, dtype=np.int32), n, 0, np.zeros(0, np.uint8),
                   np.zeros((0, 2), np.int32), np.zeros(0, np.uint8), _VALID_CODES)
@@ -476,8 +474,8 @@ def trace_text(tape, x, direction=None, args=(), mode="forward", *, ascii=False)
     >>> import numpy as np, wengert as wg
     >>> tape = wg.record(lambda x: np.log(x[0]) + x[0] * x[1] - np.sin(x[1]), [2.0, 5.0])
     >>> text = tape.trace([2.0, 5.0], [1.0, 0.0])
-    >>> print(text.splitlines()[4])             # doctest: +NORMALIZE_WHITESPACE
-    v[1]  = log(v[-1])   =  0.693147 │ v̇[1]  = v̇[-1] / v[-1]        =  0.5
+    >>> print(text.splitlines()[5])             # doctest: +NORMALIZE_WHITESPACE
+    v[1]  = log(v[-1])   =  0.693147 │ v̇[1]  = v̇[-1] / v[-1]               =  0.5
     >>> print(tape.trace([2.0, 5.0], 1.0, mode="reverse").splitlines()[-1])
     gradient x̄ = [5.5, 1.71634]
     """
@@ -559,7 +557,8 @@ def _forward_text(tape, X, seed, val, dot, style):
         else:
             rows.append((dotted(s), "0", _value(dot[s])))
     for e in _unpack(tape):
-        rows.append((dotted(e.slot), _tangent_rule(e, primal, dotted, val), _value(dot[e.slot])))
+        rule = _tangent_rule(e, primal, dotted, val, range(tape.n_inputs, eng.first))
+        rows.append((dotted(e.slot), rule, _value(dot[e.slot])))
     outputs = eng.outputs.tolist()
     for j, s in enumerate(outputs):
         rows.append((_output_label(tape, j, "y" + d), dotted(s), _value(dot[s])))
@@ -675,7 +674,7 @@ def to_dot(tape, *, name="wengert"):
     out = [f"digraph {_dot_string(name) if not name.isidentifier() else name} {{",
            '  graph [rankdir=LR, fontname="Helvetica"];',
            '  node [fontname="Helvetica", fontsize=11];',
-           "  edge [arrowsize=0.7];"]
+           '  edge [arrowsize=0.7, fontname="Helvetica", fontsize=10];']
     for s in range(eng.first):
         if s < tape.n_inputs:
             label, fill = f"x[{s}]\n{slot_name(s)}", "#cfe2f3"
@@ -690,7 +689,7 @@ def to_dot(tape, *, name="wengert"):
         expr = f"{slot_name(e.slot)} = {_expression(code, a0, a1, consts, aux, slot_name)}"
         opname = e.op.name
         if opname == "const":
-            attrs = f'label={_dot_string(f"{consts[a0]!r}")}, shape=box'
+            attrs = f"label={_dot_string(repr(float(consts[a0])))}, shape=box"
         else:
             shape = "diamond" if opname == "select" else "ellipse"
             label = opname + "\n" + slot_name(e.slot)
@@ -854,6 +853,10 @@ def _bytes(n):
         n /= 1000.0
 
 
+def _count(n, what):
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
 def stats_text(tape):
     """:func:`stats` as a few lines of text (what ``python -m wengert show`` prints)."""
     s = stats(tape)
@@ -861,9 +864,10 @@ def stats_text(tape):
         s["by_operation"].items(), key=lambda kv: -kv[1])) or "none"
     kinds = ", ".join(f"{k} {v}" for k, v in s["by_kind"].items() if v) or "none"
     return "\n".join([
-        f"size        {s['n_ops']} operations, {s['n_inputs']} inputs, {s['n_params']} "
-        f"parameters, {s['n_outputs']} outputs, {s['n_guards']} guards, "
-        f"{s['n_consts']} constants ({s['n_slots']} slots)",
+        "size        " + ", ".join(_count(s[key], what) for key, what in (
+            ("n_ops", "operation"), ("n_inputs", "input"), ("n_params", "parameter"),
+            ("n_outputs", "output"), ("n_guards", "guard"), ("n_consts", "constant")))
+        + f" ({_count(s['n_slots'], 'slot')})",
         f"operations  {ops_text}",
         f"operands    {kinds}",
         f"memory      tape {_bytes(s['tape_bytes']['total'])}; one work array "

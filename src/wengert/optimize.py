@@ -49,7 +49,7 @@ from wengert import _opcodes as ops
 from wengert._opcodes import Kind
 
 # The compiled passes; "_optimize" is built by setup.py with the sweeps.
-from wengert._optimize import live_slots, simplify
+from wengert._optimize import live_slots, renumber, simplify
 
 # Fates of an operation in ``_optimize.simplify`` (its enum, mirrored).
 _KEPT, _MERGED, _ALIASED = 0, 1, 2
@@ -198,46 +198,30 @@ def optimize_tape(tape):
     fate, flags = done["fate"], done["flags"]
 
     guards = state["guards"]
-    g_slots, g_values = _guard_operands(guards, consts, rep, constant, values)
+    g_slots, g_source, g_values = _guard_operands(guards, consts, rep, constant, values)
 
     roots = np.concatenate([rep[state["outputs"]], g_slots[g_slots >= 0]]).astype(np.int32)
     live = live_slots(done["code"], done["args"], done["aux"], fate, first, roots)
 
     own = fate == _KEPT
-    kept = own & live[first:]
-    gone = own & ~kept
-    n_kept = int(np.count_nonzero(kept))
-    new_slot = np.full(first + n, -1, dtype=np.int32)
-    new_slot[:first] = np.arange(first, dtype=np.int32)
-    new_slot[first + np.flatnonzero(kept)] = np.arange(first, first + n_kept, dtype=np.int32)
-    final = new_slot[rep]                         # every old slot -> its new slot
+    keep = own & live[first:]
+    code, new_args, new_aux, new_slot, at, new_values = renumber(
+        done["code"], done["args"], done["imm"], done["aux"], keep.view(np.uint8), first,
+        consts.size)
 
-    code = done["code"][kept]
-    old_args = done["args"][kept]
-    kind = code >> _SHIFT
-    is_const = code == _CONST
-    new_args = np.zeros((n_kept, 2), dtype=np.int32)
-    slot0 = (kind == Kind.VV) | (kind == Kind.VC) | ((kind == Kind.UNARY) & ~is_const)
-    slot1 = (kind == Kind.VV) | (kind == Kind.CV)
-    new_args[slot0, 0] = final[old_args[slot0, 0]]
-    new_args[slot1, 1] = final[old_args[slot1, 1]]
-
-    # The constant pool: every immediate of the new tape (operations, then
-    # guards), one entry per bit pattern, in order of first use.
-    with_imm = np.flatnonzero(is_const | (kind == Kind.VC) | (kind == Kind.CV))
+    # The constant pool: candidates are the old pool, then values computed
+    # here for operations, then for guards; keep each used bit pattern once.
     g_imm = g_slots < 0
-    pool, index = _pool(np.concatenate([done["imm"][kept][with_imm], g_values[g_imm]]))
-    new_args[with_imm, np.where(kind[with_imm] == Kind.VC, 1, 0)] = index[:with_imm.size]
+    g_new = g_imm & (g_source < 0)
+    g_ids = g_source.copy()
+    g_ids[g_new] = consts.size + new_values.size + np.arange(np.count_nonzero(g_new))
+    flat = new_args.reshape(-1)
+    pool, position = _pool(np.concatenate([consts, new_values, g_values[g_new]]),
+                           np.concatenate([flat[at], g_ids[g_imm]]))
+    flat[at] = position[:at.size]
 
-    selects = np.flatnonzero(code == _SELECT)
-    offsets = old_args[selects, 1]
-    new_aux = np.empty(2 * selects.size, dtype=np.int32)
-    new_aux[0::2] = final[done["aux"][offsets]]
-    new_aux[1::2] = final[done["aux"][offsets + 1]]
-    new_args[selects, 1] = np.arange(0, 2 * selects.size, 2, dtype=np.int32)
-
-    g_args = np.where(g_imm, 0, final[np.maximum(g_slots, 0)])
-    g_args[g_imm] = index[with_imm.size:]
+    g_args = np.where(g_imm, 0, new_slot[np.maximum(g_slots, 0)])
+    g_args[g_imm] = position[at.size:]
     g_kind = np.where(g_imm[:, 0], int(Kind.CV), np.where(g_imm[:, 1], int(Kind.VC), int(Kind.VV)))
     new_guards = [((kd << _SHIFT) | (code_ & ops.BASE_MASK), a0, a1, expected, where, text)
                   for (code_, _, _, expected, where, text), kd, (a0, a1)
@@ -245,18 +229,19 @@ def optimize_tape(tape):
 
     new_state = dict(state)
     new_state.update(opcodes=code, args=new_args, consts=pool, aux=new_aux,
-                     outputs=final[state["outputs"]], guards=new_guards)
+                     outputs=new_slot[rep[state["outputs"]]], guards=new_guards)
     result = Tape._from_state(new_state)
 
     constant_ops = constant[first:]
+    gone = own & ~keep
     report = OptimizeReport(
-        ops_before=n, ops_after=n_kept,
+        ops_before=n, ops_after=code.size,
         dead=int(np.count_nonzero(gone & ~constant_ops)),
         folded=int(np.count_nonzero(gone & constant_ops)),
         merged=int(np.count_nonzero(fate == _MERGED)),
         simplified=int(np.count_nonzero(fate == _ALIASED)),
         evaluated=int(np.count_nonzero(flags & _EVALUATED)),
-        inlined=int(np.count_nonzero(flags[kept] & _INLINED)),
+        inlined=int(np.count_nonzero(flags[keep] & _INLINED)),
         consts_before=int(consts.size), consts_after=int(pool.size),
         guards=len(guards), seconds=time.perf_counter() - start)
     assert report.dead + report.folded + report.merged + report.simplified == report.removed
@@ -265,8 +250,9 @@ def optimize_tape(tape):
 
 
 def _guard_operands(guards, consts, rep, constant, values):
-    """Each guard's two operands, as representative slots ``(g, 2)`` (-1 for
-    an immediate constant) and the immediates' values ``(g, 2)``.
+    """Each guard's two operands: representative slots ``(g, 2)``, -1 for an
+    immediate constant, whose original pool index (-1 if new) and value are
+    in the other two arrays returned.
 
     A slot operand whose value is constant becomes an immediate, so its
     ``const`` entry can go, unless the other operand is constant too (a
@@ -278,19 +264,25 @@ def _guard_operands(guards, consts, rep, constant, values):
     imm = np.stack([kind == Kind.CV, kind == Kind.VC], axis=1).reshape(-1, 2)
     pool_values = consts[np.where(imm, g_args, 0)] if consts.size else np.zeros(g_args.shape)
     slots = rep[np.where(imm, 0, g_args)]
-    # Both operands constant: keep them as slots.
-    inline = ~imm & constant[slots] & ~(imm | constant[slots])[:, ::-1]
+    both_constant = (imm | constant[slots]).all(axis=1, keepdims=True)
+    inline = ~imm & constant[slots] & ~both_constant
     g_values = np.where(imm, pool_values, values[slots])
+    source = np.where(imm, g_args, -1)
     slots = np.where(imm | inline, -1, slots)
-    return slots, np.where(slots < 0, g_values, 0.0)
+    return slots, source, g_values
 
 
-def _pool(values):
-    """A constant pool holding each bit pattern of ``values`` once, in order
-    of first appearance, and each value's index into it."""
-    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+def _pool(candidates, ids):
+    """The new constant pool: each bit pattern among ``candidates[ids]``
+    once, in candidate order; and each id's index into it."""
+    used = np.zeros(candidates.size, dtype=bool)
+    used[ids] = True
+    used_at = np.flatnonzero(used)
+    bits = np.ascontiguousarray(candidates[used_at]).view(np.uint64)
     unique, first_seen, inverse = np.unique(bits, return_index=True, return_inverse=True)
     order = np.argsort(first_seen, kind="stable")
     rank = np.empty(order.size, dtype=np.int32)
     rank[order] = np.arange(order.size, dtype=np.int32)
-    return unique[order].view(np.float64), rank[inverse.reshape(-1)]
+    position = np.zeros(candidates.size, dtype=np.int32)
+    position[used_at] = rank[inverse.reshape(-1)]
+    return unique[order].view(np.float64), position[ids]

@@ -120,6 +120,10 @@ class Tape:
     def __len__(self):
         return self.n_ops
 
+    def __str__(self):
+        from wengert.display import summary
+        return summary(self)
+
     @property
     def n_guards(self):
         return len(self._guard_info)
@@ -604,7 +608,7 @@ class Tape:
         from wengert.optimize import optimize_tape
         return optimize_tape(self)
 
-    def trace(self, x, direction, *args, mode="forward"):
+    def trace(self, x, direction=None, *args, mode="forward"):
         """The forward tangent trace (``mode="forward"``, ``direction`` = v) or
         the reverse adjoint trace (``mode="reverse"``, ``direction`` = w) at
         ``x``, as text in the layout of the survey's tables 2 and 3."""

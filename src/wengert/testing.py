@@ -141,5 +141,5 @@ def _assert_close(actual, expected, atol, rtol, actual_name, expected_name):
                 f"{actual_name} and {expected_name} differ "
                 f"(atol={atol:g}, rtol={rtol:g}; {int(np.sum(bad))} of {bad.size} "
                 f"entries out of tolerance, worst at flat index {worst}: "
-                f"{actual.reshape(-1)[worst]!r} vs {expected.reshape(-1)[worst]!r})\n"
+                f"{float(actual.reshape(-1)[worst])!r} vs {float(expected.reshape(-1)[worst])!r})\n"
                 f"  {actual_name}:\n    {actual}\n  {expected_name}:\n    {expected}")

@@ -1,0 +1,73 @@
+"""Shared helpers of the benchmark suite: cached tapes, rounds, extra_info."""
+from __future__ import annotations
+
+import numpy as np
+
+import wengert as wg
+from benchmarks import problems as P
+
+#: Fixed rounds for the benchmarks at n = 10**6 (each call takes 10 ms - 1 s).
+LARGE = 10**6
+LARGE_ROUNDS = 5
+LARGE_RECORD_ROUNDS = 3
+
+#: (group, test name, info) of every annotated benchmark, for the summary
+#: that conftest.py prints at the end of the run.
+SUMMARY = []
+
+_TAPES = {}
+
+
+def size_label(n):
+    """``10^4`` for 10000: group names that sort and read well."""
+    exponent = int(round(np.log10(n)))
+    return f"10^{exponent}" if 10**exponent == n else str(n)
+
+
+def size_id(n):
+    """``n1e4`` for 10000: test ids that ``-k`` can select."""
+    return f"n{n:.0e}".replace("+0", "").replace("+", "")
+
+
+def tape(name, n):
+    """The tape of problem ``name`` at size ``n``, recorded once per session."""
+    key = (name, n)
+    if key not in _TAPES:
+        _TAPES[key] = wg.record(P.BY_NAME[name].f, P.point(name, n))
+    return _TAPES[key]
+
+
+def keep_tape(name, n, recorded):
+    """Reuse a tape a recording benchmark made, so it is not recorded twice."""
+    _TAPES.setdefault((name, n), recorded)
+
+
+def run(benchmark, fn, *args, rounds=None):
+    """``benchmark(fn, *args)``, or ``rounds`` rounds of one call each after one
+    warm-up round (which allocates a tape's work space) when ``rounds`` is given."""
+    if rounds is None:
+        return benchmark(fn, *args)
+    return benchmark.pedantic(fn, args=args, rounds=rounds, warmup_rounds=1, iterations=1)
+
+
+def median_seconds(benchmark):
+    """Median seconds per call, or None under --benchmark-disable."""
+    stats = getattr(benchmark, "stats", None)
+    return None if stats is None else stats.stats.median
+
+
+def annotate(benchmark, n_ops=None, ops_per_s=False, us_per_call=False, **info):
+    """Put the tape length, ns per tape operation (from the median) and any
+    other figures in ``benchmark.extra_info`` and in the end-of-run summary."""
+    seconds = median_seconds(benchmark)
+    if n_ops is not None:
+        info["n_ops"] = int(n_ops)
+    if seconds is not None:
+        if n_ops:
+            info["ns_per_op"] = seconds * 1e9 / n_ops
+            if ops_per_s:
+                info["ops_per_s"] = n_ops / seconds
+        if us_per_call:
+            info["us_per_call"] = seconds * 1e6
+    benchmark.extra_info.update(info)
+    SUMMARY.append((benchmark.group or "", benchmark.name, seconds, dict(info)))

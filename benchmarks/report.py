@@ -1,0 +1,274 @@
+"""Measure wengert's key figures directly and print them as one table.
+
+Run from the repository root, with wengert built in place or installed::
+
+    PYTHONPATH=src python benchmarks/report.py            # everything, ~30 s
+    PYTHONPATH=src python benchmarks/report.py --sizes 100 10000 --no-fd
+
+Every time is the median of several repeats (``timeit``), each repeat long
+enough (>= 20 ms, or one call) to dwarf the timer. On a shared machine,
+compare figures from one run: the ratios are steadier than the absolute
+times. The last section checks the figures against the targets of the
+performance issue.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+import timeit
+
+if __package__ in (None, ""):
+    # Run as a script: make ``benchmarks`` importable from the repository root.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np
+from scipy.optimize import approx_fprime
+
+import wengert as wg
+from benchmarks import problems as P
+
+# The issue's targets.
+FORWARD_NS_PER_OP = 1.5        # n = 10^4, zero-order replay
+GRADIENT_NS_PER_OP = 4.0       # n = 10^4, gradient (forward + reverse)
+GRADIENT_OVER_NUMPY_F = 8.0    # n = 10^6, gradient time / one NumPy f
+FD_SPEEDUP = 1000.0            # n = 10^4, approx_fprime time / gradient time
+GRADIENT_RTOL = 1e-13          # n = 10^4
+SURVEY_US = 2.0                # tape.gradient(x) per call
+ROSENBROCK100_US = 6.0
+RECORD_LOOP_NS_PER_OP = 300.0  # scalar Python loop, n = 10^4
+RECORD_OPS_PER_S = 2e7         # vectorised code, n = 10^6
+
+
+def median_seconds(fn, *args, min_repeat_time=0.02, repeats=7, slow_repeats=3):
+    """Median seconds per call of ``fn(*args)`` over repeats of timeit.
+
+    One untimed warm-up call first (it also allocates the tape's work space).
+    Calls slower than 0.2 s are repeated ``slow_repeats`` times, once each.
+    """
+    start = time.perf_counter()
+    fn(*args)
+    first = time.perf_counter() - start
+    if first > 0.2:
+        times = timeit.repeat(lambda: fn(*args), number=1, repeat=slow_repeats)
+        return statistics.median(times)
+    number = max(1, int(np.ceil(min_repeat_time / max(first, 1e-7))))
+    times = timeit.repeat(lambda: fn(*args), number=number, repeat=repeats)
+    return statistics.median(times) / number
+
+
+def measure_problem(problem, n, fd):
+    """Figures for one problem at one size (a dict)."""
+    x = P.point(problem.name, n)
+    value_ref, grad_ref = P.reference(problem.name, n)
+    row = {"problem": problem.name, "n": n}
+    row["record_s"] = median_seconds(wg.record, problem.f, x, repeats=5)
+    tape = wg.record(problem.f, x)
+    row["ops"] = len(tape)
+    row["forward_s"] = median_seconds(tape.forward, x)
+    row["gradient_s"] = median_seconds(tape.gradient, x)
+    row["numpy_f_s"] = median_seconds(problem.f, x)
+    row["value_error"] = abs(tape.forward(x) - value_ref) / abs(value_ref)
+    row["gradient_error"] = P.rel_error(tape.gradient(x), grad_ref)
+    if fd and n in P.FD_SIZES:
+        # n + 1 evaluations of f: 0.2 - 2 s a call at 10^4, then median of 3 calls.
+        row["fd_s"] = median_seconds(approx_fprime, x, problem.f)
+        grad_fd = approx_fprime(x, problem.f)
+        row["fd_error"] = P.rel_error(grad_fd, grad_ref)
+    del tape
+    return row
+
+
+def measure_recording():
+    n_loop, n_vec = 10**4, 10**6
+    x = P.point("rosenbrock", n_loop)
+    loop_s = median_seconds(wg.record, P.rosenbrock_loop, x, repeats=5)
+    loop_ops = len(wg.record(P.rosenbrock_loop, x))
+    return {"loop_ns_per_op": loop_s * 1e9 / loop_ops, "loop_ops": loop_ops,
+            "loop_s": loop_s, "n_loop": n_loop, "n_vec": n_vec}
+
+
+def measure_calls():
+    survey = wg.record(P.survey, P.SURVEY_POINT)
+    x100 = P.point("rosenbrock", 100)
+    rosen = wg.record(P.rosenbrock, x100)
+    return {
+        "survey gradient": median_seconds(survey.gradient, P.SURVEY_POINT) * 1e6,
+        "survey forward": median_seconds(survey.forward, P.SURVEY_POINT) * 1e6,
+        "survey NumPy gradient (control)": median_seconds(P.survey_gradient, P.SURVEY_POINT) * 1e6,
+        "rosenbrock n=100 gradient": median_seconds(rosen.gradient, x100) * 1e6,
+        "rosenbrock n=100 forward": median_seconds(rosen.forward, x100) * 1e6,
+        "rosenbrock n=100 NumPy gradient (control)": median_seconds(P.rosenbrock_gradient, x100) * 1e6,
+    }
+
+
+# Elementwise operations for the --ops diagnostic: name -> g(x), each one
+# tape operation per element (x in [0.5, 1.5]).
+OP_KINDS = {
+    "add  x + x": lambda x: x + x,
+    "add  x + 1": lambda x: x + 1.0,
+    "mul  x * x": lambda x: x * x,
+    "mul  3 * x": lambda x: 3.0 * x,
+    "div  x / x": lambda x: x / x,
+    "square": lambda x: x**2,
+    "sqrt": np.sqrt,
+    "exp": np.exp,
+    "log": np.log,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tanh": np.tanh,
+    "pow  x ** 1.5": lambda x: x**1.5,
+}
+
+
+def measure_ops(n=10**4):
+    """Forward and gradient ns per operation of each kind, from the tapes of
+    sum(g(x)) and sum(x), beside NumPy's ns per element for g."""
+    x = 1.0 + 0.5 * np.sin(np.arange(n))
+    base = wg.record(np.sum, x)
+    base_fwd = median_seconds(base.forward, x)
+    base_grad = median_seconds(base.gradient, x)
+    rows = []
+    for name, g in OP_KINDS.items():
+        tape = wg.record(lambda v: np.sum(g(v)), x)
+        extra = len(tape) - len(base)
+        fwd = (median_seconds(tape.forward, x) - base_fwd) * 1e9 / extra
+        grad = (median_seconds(tape.gradient, x) - base_grad) * 1e9 / extra
+        numpy_ns = median_seconds(g, x) * 1e9 / n
+        rows.append((name, extra, fwd, grad, numpy_ns))
+    return rows
+
+
+def print_ops(rows, n=10**4):
+    print(f"cost per operation at n={n}: wengert forward / gradient (ns), beside "
+          "NumPy's ufunc (ns per element)")
+    print(f"  {'operation':<14} {'ops':>6} {'fwd ns':>7} {'grad ns':>8} {'NumPy ns':>9} {'fwd/NumPy':>10}")
+    for name, extra, fwd, grad, numpy_ns in rows:
+        print(f"  {name:<14} {extra:>6} {fwd:>7.2f} {grad:>8.2f} {numpy_ns:>9.2f} {fwd / numpy_ns:>10.1f}")
+
+
+def _fmt_time(seconds):
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def print_table(rows):
+    header = ("problem", "n", "tape ops", "rec ns/op", "rec Mop/s", "fwd ns/op", "grad ns/op",
+              "NumPy f", "grad/f", "approx_fprime", "FD/grad", "err wengert", "err FD")
+    lines = [header]
+    for r in rows:
+        fd = r.get("fd_s")
+        lines.append((
+            r["problem"], f"{r['n']:.0e}".replace("+0", ""), str(r["ops"]),
+            f"{r['record_s'] * 1e9 / r['ops']:.1f}", f"{r['ops'] / r['record_s'] / 1e6:.1f}",
+            f"{r['forward_s'] * 1e9 / r['ops']:.2f}", f"{r['gradient_s'] * 1e9 / r['ops']:.2f}",
+            _fmt_time(r["numpy_f_s"]), f"{r['gradient_s'] / r['numpy_f_s']:.1f}",
+            _fmt_time(fd), "-" if fd is None else f"{fd / r['gradient_s']:.0f}",
+            f"{r['gradient_error']:.1e}",
+            "-" if fd is None else f"{r['fd_error']:.1e}",
+        ))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for k, line in enumerate(lines):
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def check_targets(rows, rec, calls):
+    """(description, measured text, met) for each of the issue's targets."""
+    out = []
+    by = {(r["problem"], r["n"]): r for r in rows}
+
+    def each(n, what, fn):
+        for p in P.PROBLEMS:
+            r = by.get((p.name, n))
+            if r is not None:
+                out.append((f"{what} [{p.name}]",) + fn(r))
+
+    each(10**4, f"n=10^4 forward <= {FORWARD_NS_PER_OP} ns/op",
+         lambda r: (f"{r['forward_s'] * 1e9 / r['ops']:.2f} ns/op",
+                    r["forward_s"] * 1e9 / r["ops"] <= FORWARD_NS_PER_OP))
+    each(10**4, f"n=10^4 gradient <= {GRADIENT_NS_PER_OP} ns/op",
+         lambda r: (f"{r['gradient_s'] * 1e9 / r['ops']:.2f} ns/op",
+                    r["gradient_s"] * 1e9 / r["ops"] <= GRADIENT_NS_PER_OP))
+    each(10**6, f"n=10^6 gradient <= {GRADIENT_OVER_NUMPY_F:g} x NumPy f",
+         lambda r: (f"{r['gradient_s'] / r['numpy_f_s']:.1f} x",
+                    r["gradient_s"] / r["numpy_f_s"] <= GRADIENT_OVER_NUMPY_F))
+    each(10**4, f"n=10^4 gradient >= {FD_SPEEDUP:g} x faster than approx_fprime, err <= 1e-13",
+         lambda r: ("not measured", None) if "fd_s" not in r else
+         (f"{r['fd_s'] / r['gradient_s']:.0f} x, err {r['gradient_error']:.1e}",
+          r["fd_s"] / r["gradient_s"] >= FD_SPEEDUP and r["gradient_error"] <= GRADIENT_RTOL))
+    if calls:
+        us = calls["survey gradient"]
+        out.append((f"survey tape.gradient <= {SURVEY_US:g} us/call", f"{us:.2f} us", us <= SURVEY_US))
+        us = calls["rosenbrock n=100 gradient"]
+        out.append((f"rosenbrock n=100 tape.gradient <= {ROSENBROCK100_US:g} us/call",
+                    f"{us:.2f} us", us <= ROSENBROCK100_US))
+    if rec:
+        ns = rec["loop_ns_per_op"]
+        out.append((f"recording, scalar loop n=10^4 <= {RECORD_LOOP_NS_PER_OP:g} ns/op",
+                    f"{ns:.0f} ns/op", ns <= RECORD_LOOP_NS_PER_OP))
+    each(10**6, f"recording, vectorised n=10^6 >= {RECORD_OPS_PER_S:.0e} ops/s",
+         lambda r: (f"{r['ops'] / r['record_s']:.3g} ops/s", r["ops"] / r["record_s"] >= RECORD_OPS_PER_S))
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(P.SIZES),
+                        help="problem sizes (default: 100 10000 1000000)")
+    parser.add_argument("--problems", nargs="+", default=[p.name for p in P.PROBLEMS],
+                        choices=[p.name for p in P.PROBLEMS])
+    parser.add_argument("--no-fd", action="store_true", help="skip scipy's approx_fprime")
+    parser.add_argument("--ops", action="store_true",
+                        help="add the cost of each kind of operation (diagnostic)")
+    args = parser.parse_args(argv)
+
+    print(f"wengert {wg.__version__}, NumPy {np.__version__}, Python {platform.python_version()}, "
+          f"{platform.machine()}, {os.cpu_count()} CPUs")
+    print("ns/op = median time / tape length; grad = forward + reverse sweep; "
+          "grad/f = gradient time / one NumPy evaluation of f;\nFD/grad = approx_fprime "
+          "time / gradient time; err = max|g - g_exact| / max|g_exact| (closed form in "
+          "long double)\n")
+    started = time.perf_counter()
+    rows = []
+    for problem in (P.BY_NAME[name] for name in args.problems):
+        for n in args.sizes:
+            rows.append(measure_problem(problem, n, fd=not args.no_fd))
+            print(f"  measured {problem.name} n={n} ({time.perf_counter() - started:.0f} s)",
+                  file=sys.stderr)
+    rec = measure_recording()
+    calls = measure_calls()
+    op_rows = measure_ops() if args.ops else None
+
+    print_table(rows)
+    print()
+    print(f"recording, scalar Python loop (rosenbrock n=10^4, {rec['loop_ops']} ops): "
+          f"{rec['loop_ns_per_op']:.0f} ns/op ({_fmt_time(rec['loop_s'])} per recording)")
+    for r in rows:
+        if r["n"] == max(args.sizes):
+            print(f"recording, vectorised ({r['problem']} n={r['n']}, {r['ops']} ops): "
+                  f"{r['ops'] / r['record_s']:.3g} ops/s")
+    print()
+    for name, us in calls.items():
+        print(f"per call, {name}: {us:.2f} us")
+    print()
+    if op_rows:
+        print_ops(op_rows)
+        print()
+    print("targets:")
+    for what, measured, met in check_targets(rows, rec, calls):
+        verdict = "n/a " if met is None else ("MET " if met else "MISS")
+        print(f"  {verdict}  {what}: {measured}")
+    print(f"\n({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,437 @@
+"""Making the tape visible: listing, traces, the Graphviz graph, statistics.
+
+The survey example of Baydin et al. (JMLR 2018) runs through the file: its
+tables 2 and 3 give every value, tangent and adjoint of
+f(x1, x2) = ln(x1) + x1*x2 - sin(x2) at (2, 5). A spec table then checks,
+for every operation and operand kind, that the derivative rule the traces
+print agrees with the compiled sweeps.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import wengert as wg
+from wengert import _opcodes as ops
+from wengert import display
+from wengert._opcodes import Kind
+
+X0 = np.array([2.0, 5.0])
+DOT = "\u0307"      # combining dot: v̇
+BAR = "\u0304"      # combining macron: v̄
+
+
+def survey(x):
+    return np.log(x[0]) + x[0] * x[1] - np.sin(x[1])
+
+
+@pytest.fixture(scope="module")
+def tape():
+    return wg.record(survey, X0)
+
+
+def guarded(x, p):
+    """Guards, a dynamic parameter, a select, constants on both sides, two outputs."""
+    y = wg.where(x[0] > 0, x[0] * 2, np.sin(x[1])) + np.maximum(x[0], x[1])
+    y = 3.0 * x[0] - x[1] / 2.0 + y + 1.5
+    if x[0] > p:
+        return np.stack([y * p, x[0] * x[0]])
+    return np.stack([y, x[1]])
+
+
+@pytest.fixture(scope="module")
+def rich():
+    return wg.record(guarded, np.array([1.0, 2.0]), 0.5)
+
+
+def row_value(text, label):
+    """The last number of the line of ``text`` whose column starts with ``label``."""
+    for line in text.splitlines():
+        for column in line.split("\u2502"):
+            if column.strip().startswith(label + " ") or column.strip().startswith(label + "="):
+                return float(column.rsplit("=", 1)[1])
+    raise AssertionError(f"no row {label!r} in\n{text}")
+
+
+# ---- listing -----------------------------------------------------------------------------
+
+def test_listing_shows_the_survey_values(tape):
+    text = tape.listing(X0)
+    assert text.splitlines() == [
+        "v[-1] = x[0]         =  2",
+        "v[0]  = x[1]         =  5",
+        "v[1]  = log(v[-1])   =  0.693147",
+        "v[2]  = v[-1] * v[0] =  10",
+        "v[3]  = v[1] + v[2]  =  10.6931",
+        "v[4]  = sin(v[0])    = -0.958924",
+        "v[5]  = v[3] - v[4]  =  11.6521",
+        "y     = v[5]         =  11.6521",
+    ]
+
+
+def test_listing_is_the_display_function(tape):
+    assert tape.listing() == display.listing(tape)
+    assert tape.listing(X0) == display.listing(tape, X0)
+    assert "=  0.693147" not in tape.listing()
+
+
+def test_listing_of_one_point_only(tape):
+    with pytest.raises(ValueError, match=r"\(2,\)") as info:
+        tape.listing(np.ones((3, 2)))
+    assert isinstance(info.value, wg.WengertError)
+
+
+def test_listing_truncates(rich):
+    full = display.listing(rich)
+    short = display.listing(rich, max_lines=4)
+    assert short.splitlines()[:4] == full.splitlines()[:4]
+    left = len(full.splitlines()) - 4
+    assert short.splitlines()[-1] == f"... {left} more lines"
+
+
+def test_listing_shows_guards_and_parameters(rich):
+    text = rich.listing([1.0, 2.0])
+    assert "p[0]" in text and "=  0.5" in text
+    guard = [line for line in text.splitlines() if line.startswith("guard")]
+    assert len(guard) == 1 and "v[-1] > p[0]" in guard[0] and "must stay True" in guard[0]
+    assert "v[1] if v[3] else v[2]" in text
+    # New parameter values replace the recorded ones.
+    assert "=  0.25" in rich.listing([1.0, 2.0], 0.25)
+
+
+# ---- forward trace (table 2) --------------------------------------------------------------
+
+def test_forward_trace_reproduces_table_2(tape):
+    text = tape.trace(X0, [1.0, 0.0])
+    lines = text.splitlines()
+    assert lines[0] == f"Forward mode at x = [2, 5] along x{DOT} = [1, 0]"
+    # The primal column beside the tangent column, one row per slot.
+    row = next(line for line in lines if line.startswith("v[1] "))
+    primal, tangent = row.split("\u2502")
+    assert "log(v[-1])" in primal and "0.693147" in primal
+    assert re.match(rf"\s*v{DOT}\[1\]\s+= v{DOT}\[-1\] / v\[-1\]\s+=\s+0\.5$", tangent)
+    expected = {f"v{DOT}[-1]": 1.0, f"v{DOT}[0]": 0.0, f"v{DOT}[1]": 0.5, f"v{DOT}[2]": 5.0,
+                f"v{DOT}[3]": 5.5, f"v{DOT}[4]": 0.0, f"v{DOT}[5]": 5.5, f"y{DOT}": 5.5}
+    for label, value in expected.items():
+        assert row_value(text, label) == pytest.approx(value, abs=1e-12), label
+    assert f"v{DOT}[-1] * v[0] + v{DOT}[0] * v[-1]" in text       # the product rule
+    assert lines[-1] == f"directional derivative J @ x{DOT} = y{DOT} = 5.5"
+
+
+def test_forward_trace_along_e2_gives_df_dx2(tape):
+    text = tape.trace(X0, [0.0, 1.0])
+    assert row_value(text, f"y{DOT}") == pytest.approx(2.0 - np.cos(5.0), rel=1e-5)
+    assert "1.71634" in text
+    assert row_value(text, f"v{DOT}[4]") == pytest.approx(np.cos(5.0), rel=1e-5)
+
+
+def test_forward_trace_defaults_to_the_first_unit_vector(tape):
+    assert tape.trace(X0, None) == tape.trace(X0, [1.0, 0.0])
+
+
+def test_trace_values_have_at_least_four_significant_digits(tape):
+    text = tape.trace([2.0, 5.0], [0.3, 0.7])
+    expected = tape.jvp([2.0, 5.0], [0.3, 0.7])
+    got = float(text.splitlines()[-1].rsplit("=", 1)[1])
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+# ---- reverse trace (table 3) ---------------------------------------------------------------
+
+def test_reverse_trace_reproduces_table_3(tape):
+    text = tape.trace(X0, 1.0, mode="reverse")
+    lines = text.splitlines()
+    assert lines[0] == f"Reverse mode at x = [2, 5] with output weight y{BAR} = 1"
+    # The primal trace first, then adjoints from the output back to the inputs.
+    assert text.index("log(v[-1])") < text.index(f"v{BAR}[5]")
+    order = [line.split("=")[0].strip() for line in lines if line.startswith(f"v{BAR}[")]
+    assert order == [f"v{BAR}[{i}]" for i in (5, 4, 3, 2, 1, 0, -1)]
+    expected = {f"v{BAR}[5]": 1.0, f"v{BAR}[4]": -1.0, f"v{BAR}[3]": 1.0, f"v{BAR}[2]": 1.0,
+                f"v{BAR}[1]": 1.0, f"v{BAR}[0]": 2.0 - np.cos(5.0), f"v{BAR}[-1]": 5.5,
+                f"x{BAR}[0]": 5.5, f"x{BAR}[1]": 2.0 - np.cos(5.0)}
+    for label, value in expected.items():
+        assert row_value(text, label) == pytest.approx(value, rel=1e-5), label
+    # Contributions: v̄[0] collects from the product and from sin.
+    row = next(line for line in lines if line.startswith(f"v{BAR}[0] "))
+    assert f"v{BAR}[2] * v[-1] + v{BAR}[4] * cos(v[0])" in row
+    assert "2 - 0.283662 = 1.71634" in row
+    assert lines[-1] == f"gradient x{BAR} = [5.5, 1.71634]"
+
+
+def test_reverse_trace_of_a_vector_output(rich):
+    x, w = np.array([1.0, 2.0]), np.array([1.0, -2.0])
+    text = rich.trace(x, w, mode="reverse")
+    assert f"y{BAR} = [1, -2]" in text.splitlines()[0]
+    expected = rich.vjp(x, w)
+    for i in range(2):
+        assert row_value(text, f"x{BAR}[{i}]") == pytest.approx(expected[i], rel=1e-5)
+    assert f"p{BAR}[0]" in text                      # the parameter's adjoint too
+    with pytest.raises(ValueError, match=r"\(2,\)"):
+        rich.trace(x, None, mode="reverse")      # no default weight for a vector output
+
+
+def test_trace_numbers_come_from_the_sweeps(rich, rng):
+    # Every adjoint row equals the sum of its printed contributions, and the
+    # contributions (from the edge tape) add up to the real reverse sweep.
+    x = np.array([1.0, 2.0]) + 0.1 * rng.standard_normal(2)
+    eng = rich._engine
+    val = display._values(rich, x, ())
+    bar = np.zeros((eng.n_slots, 1, 1))
+    bar[eng.outputs, 0, 0] = [0.7, -1.3]
+    work = val[:, None].copy()
+    eng.adjoints(work, bar)
+    bar = bar[:, 0, 0]
+    entries = display._unpack(rich)
+    edges = display._edge_partials(rich, entries, val, bar)
+    total = np.zeros(eng.n_slots)
+    total[eng.outputs] += [0.7, -1.3]
+    for (index, pos), (_, contribution) in edges.items():
+        total[dict(entries[index].operands)[pos]] += contribution
+    np.testing.assert_allclose(total, bar, rtol=1e-14, atol=1e-300)
+
+
+def test_trace_rejects_a_batch_and_wrong_directions(tape):
+    with pytest.raises(ValueError, match=r"one point of shape \(2,\)") as info:
+        tape.trace(np.ones((4, 2)), [1.0, 0.0])
+    assert isinstance(info.value, wg.WengertError)
+    with pytest.raises(ValueError, match=r"\(2,\)"):
+        tape.trace(X0, np.ones((2, 3)))            # k directions: not in a trace
+    with pytest.raises(ValueError, match=r"\(\)"):
+        tape.trace(X0, [1.0, 2.0], mode="reverse")
+    with pytest.raises(ValueError, match="mode"):
+        tape.trace(X0, [1.0, 0.0], mode="sideways")
+
+
+def test_trace_in_ascii(tape):
+    for mode, d in (("forward", [1.0, 0.0]), ("reverse", 1.0)):
+        text = display.trace_text(tape, X0, d, (), mode, ascii=True)
+        assert text.isascii()
+    text = display.trace_text(tape, X0, [1.0, 0.0], ascii=True)
+    assert re.search(r"v_dot\[1\] +=  ?v_dot\[-1\] / v\[-1\]", text)
+
+
+def test_trace_of_a_guarded_tape_raises_where_the_branch_flips(rich):
+    with pytest.raises(wg.BranchChangedError):
+        rich.trace([0.1, 2.0], [1.0, 0.0])
+
+
+# ---- the printed rules agree with the compiled kernels, op by op ---------------------------
+
+# Operand values inside every operation's domain (a > b, both in (0, 1)).
+A, B, C = 0.6, 0.35, 0.45
+DOMAIN = {"arccosh": (1.7, B)}
+NAMESPACE = {name: getattr(np, name) for name in (
+    "cos", "sin", "sqrt", "log", "exp", "sinh", "cosh", "sign", "pi", "nan", "inf")}
+
+
+def one_op(name, kind, a=None, b=None, c=C):
+    """A tape of one operation ``name`` of ``kind`` on inputs (a, b)."""
+    op = ops.BY_NAME[name]
+    a_, b_ = DOMAIN.get(name, (A, B))
+    a, b = (a_ if a is None else a), (b_ if b is None else b)
+    args = {Kind.UNARY: (0, 0), Kind.VV: (0, 1), Kind.VC: (0, 0), Kind.CV: (0, 1)}[kind]
+    if name == "select":
+        t = wg.Tape(opcodes=[op.code()], args=[(2, 0)], consts=[], aux=[0, 1], outputs=[3],
+                    in_shape=(3,), out_shape=())
+        return t, np.array([a, b, c])
+    t = wg.Tape(opcodes=[op.code(kind)], args=[args], consts=[c], aux=[], outputs=[2],
+                in_shape=(2,), out_shape=())
+    return t, np.array([a, b])
+
+
+CASES = [(op.name, Kind.UNARY) for op in ops.OPERATIONS
+         if not ops.is_binary(op) and op.name not in ("const", "select")]
+CASES += [(op.name, kind) for op in ops.OPERATIONS if ops.is_binary(op)
+          for kind in (Kind.VV, Kind.VC, Kind.CV)]
+
+
+def number(v):
+    return f"({float(v)!r})"
+
+
+@pytest.mark.parametrize("name, kind", CASES, ids=[f"{n}-{k.name}" for n, k in CASES])
+def test_printed_rules_match_the_sweeps(name, kind):
+    t, x = one_op(name, kind)
+    check_rules(t, x)
+
+
+@pytest.mark.parametrize("name, a, b", [
+    ("minimum", 0.3, 0.7), ("minimum", 0.7, 0.3), ("minimum", 0.5, 0.5),
+    ("maximum", 0.3, 0.7), ("maximum", 0.7, 0.3), ("maximum", 0.5, 0.5),
+    ("select", 0.3, 0.7)])
+def test_printed_rules_at_ties_and_branches(name, a, b):
+    for c in (0.0, 1.0):
+        t, x = one_op(name, Kind.VV, a, b, c)
+        check_rules(t, x)
+
+
+def check_rules(t, x):
+    """The tangent rule and the local partials the traces print, evaluated
+    with numbers in place of the names, against the engine."""
+    eng = t._engine
+    (entry,) = display._unpack(t)
+    seed = np.linspace(0.7, -0.4, t.n_inputs)
+    val = eng_values = display._values(t, x, ())
+    dot = np.zeros((eng.n_slots, 1, 1))
+    dot[:t.n_inputs, 0, 0] = seed
+    eng.tangents(eng_values[:, None].copy(), dot, False)
+    dot = dot[:, 0, 0]
+    rule = display._tangent_rule(entry, lambda s: number(val[s]), lambda s: number(dot[s]), val)
+    assert eval(rule, dict(NAMESPACE)) == pytest.approx(dot[entry.slot], rel=1e-13), rule
+    partials = display._partials_at(entry, lambda s: number(val[s]), val)
+    edges = display._edge_partials(t, [entry], val, np.ones(eng.n_slots))
+    for pos, _ in entry.operands:
+        text = partials[pos]
+        expr = ("-" if text.startswith("-") else "") + (
+            f"1 / {text.lstrip('-')[1:]}" if text.lstrip("-").startswith("/")
+            else (text.lstrip("-") or "1"))
+        assert eval(expr, dict(NAMESPACE)) == pytest.approx(edges[(0, pos)][0], rel=1e-13), text
+
+
+def test_every_operation_has_a_printed_rule():
+    missing = [op.name for op in ops.OPERATIONS
+               if op.name not in display._PARTIALS
+               and op.name not in ("const", "select", "minimum", "maximum")]
+    assert missing == []
+
+
+# ---- the graph ---------------------------------------------------------------------------------
+
+def operand_count(t):
+    """Operands of every operation, counted from the tape's arrays: one per
+    slot operand and per constant operand; const entries have none."""
+    n = 0
+    for code in t._engine.opcodes.tolist():
+        op, kind = ops.split(code)
+        n += {"const": 0, "select": 3}.get(op.name, 2 if ops.is_binary(op) else 1)
+    return n
+
+
+def dot_nodes(text):
+    return re.findall(r"^\s+(\w+) \[", text, flags=re.M)
+
+
+def dot_edges(text):
+    return re.findall(r"^\s+(\w+) -> (\w+)", text, flags=re.M)
+
+
+def test_to_dot_of_the_survey_example(tape):
+    text = tape.to_dot()
+    assert text.startswith("digraph wengert {") and text.rstrip().endswith("}")
+    nodes = [n for n in dot_nodes(text) if n not in ("graph", "node", "edge")]
+    assert nodes == [f"s{k}" for k in range(7)] + ["y0"]
+    assert len(dot_edges(text)) == operand_count(tape) + tape.n_outputs == 9
+    for name in ("log", "mul", "add", "sin", "sub", "x[0]", "x[1]"):
+        assert f'"{name}\\n' in text
+    assert ("s0", "s2") in dot_edges(text)          # x1 -> ln x1
+
+
+def test_to_dot_shows_constants_parameters_selects_and_guards(rich):
+    text = rich.to_dot()
+    eng = rich._engine
+    nodes = [n for n in dot_nodes(text) if n not in ("graph", "node", "edge")]
+    slots = [n for n in nodes if re.fullmatch(r"s\d+", n)]
+    assert slots == [f"s{k}" for k in range(eng.n_slots)]        # one node per slot
+    consts = [n for n in nodes if re.fullmatch(r"c\d+_\d", n)]
+    n_const_operands = sum(ops.split(c)[1] in (Kind.VC, Kind.CV) for c in eng.opcodes.tolist())
+    assert len(consts) == n_const_operands == 5
+    assert [n for n in nodes if n.startswith("y")] == ["y0", "y1"]
+    assert [n for n in nodes if n.startswith("g")] == ["g0"]
+    edges = dot_edges(text)
+    assert len(edges) == operand_count(rich) + rich.n_outputs + 2 * rich.n_guards
+    assert 'label="cond", style=dashed' in text
+    assert 'label="true"' in text and 'label="false"' in text
+    assert "fillcolor=\"#fff2cc\"" in text                        # the parameter
+    assert "x[0] > p[0]" in text
+
+
+def test_to_dot_of_a_constant_entry():
+    t = wg.Tape(opcodes=[ops.code_of("const"), ops.code_of("add", Kind.VV)],
+                args=[(0, 0), (0, 1)], consts=[2.5], aux=[], outputs=[2], in_shape=(1,),
+                out_shape=())
+    text = t.to_dot()
+    assert 's1 [label="2.5", shape=box' in text
+    assert len(dot_edges(text)) == operand_count(t) + 1 == 3
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+@pytest.mark.parametrize("fmt", ["svg", "png"])
+def test_render(rich, tmp_path, fmt):
+    path = display.render(rich, tmp_path / f"graph.{fmt}")
+    assert path == tmp_path / f"graph.{fmt}" and path.stat().st_size > 100
+    head = path.read_bytes()[:1000]
+    assert (b"<svg" in head) if fmt == "svg" else head.startswith(b"\x89PNG")
+    # The format may also be given explicitly, whatever the name.
+    other = display.render(rich, tmp_path / "graph.out", format="svg")
+    assert b"<svg" in other.read_bytes()[:400]
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+def test_dot_accepts_the_text(rich):
+    done = subprocess.run(["dot", "-Tplain"], input=rich.to_dot(), capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+def test_render_without_graphviz_says_how_to_install(tape, tmp_path, monkeypatch):
+    monkeypatch.setattr(display.shutil, "which", lambda name: None)
+    with pytest.raises(display.GraphvizNotFoundError, match="apt-get install graphviz") as info:
+        display.render(tape, tmp_path / "graph.svg")
+    assert isinstance(info.value, wg.WengertError)
+    assert not (tmp_path / "graph.svg").exists()
+
+
+# ---- statistics --------------------------------------------------------------------------------
+
+def test_stats_of_the_survey_example(tape):
+    s = tape.stats()
+    assert {k: s[k] for k in ("n_ops", "n_inputs", "n_params", "n_outputs", "n_guards",
+                              "n_consts", "n_slots")} == dict(
+        n_ops=5, n_inputs=2, n_params=0, n_outputs=1, n_guards=0, n_consts=0, n_slots=7)
+    assert s["by_operation"] == {"log": 1, "sin": 1, "add": 1, "sub": 1, "mul": 1}
+    assert s["by_kind"] == dict(const=0, select=0, unary=2, vv=3, vc=0, cv=0)
+    assert s["work_bytes"] == 7 * 8
+    assert s["tape_bytes"]["opcodes"] == 5 and s["tape_bytes"]["args"] == 5 * 2 * 4
+
+
+def test_stats_counts_match_the_tape(rich):
+    s = rich.stats()
+    eng = rich._engine
+    assert s["n_guards"] == 1 and s["n_params"] == 1 and s["n_outputs"] == 2
+    assert s["n_consts"] == eng.consts.size and s["n_slots"] == eng.n_slots
+    assert sum(s["by_operation"].values()) == sum(s["by_kind"].values()) == s["n_ops"]
+    assert s["by_kind"]["select"] == s["by_operation"]["select"] == 1
+    names = [ops.split(c)[0].name for c in eng.opcodes.tolist()]
+    assert s["by_operation"] == {n: names.count(n) for n in s["by_operation"]}
+    bytes_ = s["tape_bytes"]
+    assert bytes_["total"] == sum(v for k, v in bytes_.items() if k != "total")
+    assert bytes_["guards"] == 1 + 8 + 1
+
+
+def test_stats_of_a_large_tape():
+    n = 10_000
+    t = wg.record(lambda x: np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2),
+                  np.ones(n))
+    s = t.stats()
+    assert s["n_ops"] == len(t) and s["n_inputs"] == n
+    assert s["work_bytes"] == (n + len(t)) * 8
+    assert s["by_operation"]["square"] == 3 * (n - 1)
+
+
+def test_summary_for_print(tape):
+    text = display.summary(tape)
+    lines = text.splitlines()
+    assert lines[0] == "wengert.Tape: inputs (2,) -> output (), 5 operations"
+    assert "5 operations, 2 inputs, 0 parameters, 1 output" in text
+    assert text.endswith(tape.listing())
+
+
+def test_summary_of_a_large_tape_is_short():
+    t = wg.record(lambda x: np.sum(np.sin(x)), np.ones(500))
+    lines = display.summary(t).splitlines()
+    assert len(lines) < 30 and lines[-1].endswith("more lines")
