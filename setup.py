@@ -40,7 +40,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + inline_macro,
         extra_compile_args=compile_args,
     )
-    for name in ("_sweeps", "_recorder", "_sparsity")
+    for name in ("_sweeps", "_recorder", "_sparsity", "_optimize")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,
