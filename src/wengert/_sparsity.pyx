@@ -27,6 +27,7 @@ cnp.import_array()
 # could stay lazy: a short merge is cheaper than the bookkeeping.
 cdef enum:
     SMALL_UNION = 64
+    DEDUP_PAIRS = 64
 
 # How an operation's second derivatives couple its operands' index sets.
 cdef enum:
@@ -186,6 +187,17 @@ cdef int _cmp_block(const void* a, const void* b) noexcept nogil:
         if x[j] != y[j]:
             return -1 if x[j] < y[j] else 1
     return 0
+
+
+cdef inline void _swap_blocks(int64_t* data, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    cdef int64_t t
+    cdef int c
+    if i == j:
+        return
+    for c in range(4):
+        t = data[4 * i + c]
+        data[4 * i + c] = data[4 * j + c]
+        data[4 * j + c] = t
 
 
 cdef void sort_marked(index_t* a, Py_ssize_t k, const index_t* mark, index_t stamp,
@@ -565,17 +577,28 @@ cdef _expand_blocks(Pool* pool, Blocks* B, Py_ssize_t n):
     cdef Py_ssize_t m, i, j, r, k, pos, total = 0, row_start, count
     cdef int64_t* blk
     cdef const index_t* P
-    # Repeated blocks (a chain like sin(sin(u)) gives the same run twice)
-    # are merged first, so their pairs are enumerated once.
+    # Repeated blocks (a chain like sin(sin(u)) gives the same runs again)
+    # are merged so that their pairs are enumerated once. Only blocks of
+    # more than DEDUP_PAIRS pairs are worth it: sorting all of them cost 3x
+    # the rest of a Rosenbrock pattern, and the marks absorb small repeats.
     with nogil:
-        qsort(B.data, B.count, 4 * sizeof(int64_t), _cmp_block)
         m = 0
-        for i in range(B.count):
-            if m == 0 or _cmp_block(B.data + 4 * i, B.data + 4 * (m - 1)) != 0:
-                if m != i:
-                    memcpy(B.data + 4 * m, B.data + 4 * i, 4 * sizeof(int64_t))
+        for i in range(B.count):        # big blocks first, in place
+            blk = B.data + 4 * i
+            if blk[1] * blk[3] > DEDUP_PAIRS:
+                _swap_blocks(B.data, i, m)
                 m += 1
-        B.count = m
+        qsort(B.data, m, 4 * sizeof(int64_t), _cmp_block)
+        k = 0
+        for i in range(m):
+            if k == 0 or _cmp_block(B.data + 4 * i, B.data + 4 * (k - 1)) != 0:
+                _swap_blocks(B.data, i, k)
+                k += 1
+        for i in range(m, B.count):     # then the small ones
+            _swap_blocks(B.data, i, k)
+            k += 1
+        B.count = k
+        m = k
     item_ptr_a = np.zeros(n + 1, dtype=np.int64)
     cdef int64_t[::1] item_ptr = item_ptr_a
     for i in range(m):

@@ -596,8 +596,9 @@ def mean(x, axis=None, keepdims=False):
 def matmul(a, b):
     """Matrix product with NumPy's shape rules; each entry is a tree sum."""
     rec = _recorder_of([a, b])
-    A = asarray(a, rec)
-    B = asarray(b, rec)
+    # A constant operand stays constant: its products record as var-const.
+    A = asarray(a, rec) if _recorder_of([a]) is not None else np.asarray(a, dtype=np.float64)
+    B = asarray(b, rec) if _recorder_of([b]) is not None else np.asarray(b, dtype=np.float64)
     a_shape, b_shape = np.shape(_raw(A)), np.shape(_raw(B))
     if len(a_shape) == 0 or len(b_shape) == 0:
         raise ValueError("matmul: Input operand does not have enough dimensions")
