@@ -284,6 +284,21 @@ def test_inexact_identities_are_kept(name, expression, witness):
         assert_same_bits(small.forward(x), tape.forward(x))
 
 
+def test_only_negation_cancels_negation():
+    unary = [op.name for op in ops.OPERATIONS if op.arity == 1 and op.name != "neg"]
+
+    def f(x):
+        return np.stack([getattr(wg, name)(-x[0]) for name in unary]
+                        + [-(-(-x[1])), -(-(-(-x[2])))])
+
+    tape = wg.record(f, np.array([0.3, 0.4, 0.5]))
+    small = tape.optimize()
+    # One neg of x[0] shared by every f(-x[0]); -(-(-x)) is one neg.
+    assert names(small) == ["neg"] + unary + ["neg"]
+    for x in ([0.3, 0.4, 0.5], [-0.0, 0.0, -0.0], [np.inf, np.nan, -1.0]):
+        assert_same_bits(small.forward(x), tape.forward(x))
+
+
 def test_equal_constants_merge_by_bits_only():
     def f(x):
         z = np.concatenate([x, np.array([0.0, -0.0, 0.0, np.nan, np.nan])])

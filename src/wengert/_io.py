@@ -2,87 +2,81 @@
 
 A tape file holds exactly the arrays of a tape plus a small JSON header. It
 is portable (fixed little-endian dtypes), versioned, readable with plain
-NumPy, and never contains or unpickles Python objects.
+NumPy (``np.load(path)``), and never contains or unpickles Python objects.
 
-File format, version 1
-----------------------
-The file is an uncompressed ZIP archive (every member ``ZIP_STORED``; ZIP64
-extensions for members over 2 GiB) of exactly ten ``.npy`` members (NumPy
-format 1.0, C order, no pickled objects), so ``np.load(path)`` opens it too.
-The writer adds them in this order with a fixed timestamp (1980-01-01), so
-one tape always gives the same bytes:
+File format ``wengert-tape``, version 1
+---------------------------------------
+An uncompressed ZIP archive (every member ``ZIP_STORED``; ZIP64 extensions
+for members over 2 GiB) of exactly ten ``.npy`` members, NumPy format 1.0,
+C order, no object dtype. The writer adds them in this order with a fixed
+timestamp (1980-01-01), so one tape always gives the same bytes:
 
-==================== ========= ============ ===================================
-member               dtype     shape        content
-==================== ========= ============ ===================================
-``header.npy``       ``|u1``   (h,)         UTF-8 JSON text, described below
-``opcodes.npy``      ``|u1``   (n_ops,)     one opcode per operation
-                                            (``kind << 6 | base``, see
-                                            ``wengert._opcodes``)
-``args.npy``         ``<i4``   (n_ops, 2)   the two operands of each operation
-                                            (slot, constant or side-table
-                                            indices, by the opcode's kind)
-``consts.npy``       ``<f8``   (n_consts,)  the constant pool
-``aux.npy``          ``<i4``   (n_aux,)     the side table (``select``
-                                            branches)
-``outputs.npy``      ``<i4``   (n_outputs,) output slots, flattened in C order
-``params.npy``       ``<f8``   (n_params,)  recorded values of the dynamic
-                                            parameters, concatenated in order
-``guard_codes.npy``  ``|u1``   (n_guards,)  comparison opcode of each guard
-``guard_args.npy``   ``<i4``   (n_guards,2) its two operands
-``guard_expected``   ``|u1``   (n_guards,)  its recorded outcome, 0 or 1
-``.npy``
-==================== ========= ============ ===================================
+* ``header.npy`` -- ``|u1 (h,)``: the UTF-8 JSON header described below.
+* ``opcodes.npy`` -- ``|u1 (n_ops,)``: one opcode per operation,
+  ``kind << 6 | base`` as listed in ``wengert._opcodes``.
+* ``args.npy`` -- ``<i4 (n_ops, 2)``: the two operands of each operation,
+  slot, constant-pool or side-table indices according to the opcode's kind.
+* ``consts.npy`` -- ``<f8 (n_consts,)``: the constant pool.
+* ``aux.npy`` -- ``<i4 (n_aux,)``: the side table (the two branch slots of
+  each ``select``).
+* ``outputs.npy`` -- ``<i4 (n_outputs,)``: the output slots, C order.
+* ``params.npy`` -- ``<f8 (n_params,)``: the recorded values of the dynamic
+  parameters, flattened and concatenated in argument order.
+* ``guard_codes.npy`` -- ``|u1 (n_guards,)``: each guard's comparison opcode.
+* ``guard_args.npy`` -- ``<i4 (n_guards, 2)``: its two operands.
+* ``guard_expected.npy`` -- ``|u1 (n_guards,)``: its recorded outcome, 0 or 1.
 
 Slots are numbered inputs first (``0 .. n_inputs-1``), then the dynamic
 parameters, then one slot per operation. The header is a JSON object with
-exactly these keys (``wengert`` may be absent)::
+exactly these keys (``wengert``, the writer's version, may be absent)::
 
     {"format": "wengert-tape", "version": 1, "wengert": "0.1.0",
      "in_shape": [2], "out_shape": [], "n_params": 3,
-     "args": [{"kind": "param", "shape": [3]},
-              {"kind": "static", "value": 2},
-              {"kind": "static", "repr": "<function norm at 0x7f...>"}],
+     "extra_args": [{"kind": "param", "shape": [3]},
+                    {"kind": "static", "value": 2},
+                    {"kind": "static", "repr": "<function norm at 0x7f...>"}],
      "guards": [["model.py:12", "x[0] > 0"]]}
 
-* ``in_shape``/``out_shape``: the shapes of ``x`` and ``f(x)`` (lists of at
-  most 32 non-negative integers, ``[]`` for a scalar; fewer than 2**31
-  elements).
-* ``args``: the extra arguments ``f`` was recorded with, in order. A dynamic
-  parameter (a float or float array) gives ``{"kind": "param", "shape"}``;
-  its recorded values are the next ``prod(shape)`` entries of ``params.npy``.
-  A static argument is stored by value when it is made of ``None``, ``bool``,
-  ``int``, ``float``, ``str``, lists, tuples, dicts with string keys and
-  integer or boolean NumPy arrays (NumPy scalars become Python numbers);
-  ``"value"`` is its JSON form, where lists are JSON arrays and the other
-  containers are one-key objects: ``{"tuple": [...]}``,
+* ``in_shape``, ``out_shape``: the shapes of ``x`` and ``f(x)``: lists of at
+  most 32 non-negative integers (``[]`` for a scalar), fewer than 2**31
+  elements.
+* ``n_params``: the number of dynamic parameter values (``params.npy``).
+* ``extra_args``: the extra arguments ``f`` was recorded with, in order. A
+  dynamic parameter (a float or float array) is ``{"kind": "param",
+  "shape": [...]}``; its values are the next ``prod(shape)`` entries of
+  ``params.npy``. A static argument made of ``None``, ``bool``, ``int``,
+  ``float``, ``str``, lists, tuples, dicts with string keys and integer or
+  boolean NumPy arrays is stored by value (NumPy scalars become Python
+  numbers) as ``{"kind": "static", "value": ...}``, in JSON with lists as
+  arrays and the rest as one-key objects: ``{"tuple": [...]}``,
   ``{"dict": [[key, value], ...]}``, ``{"float": "nan" | "inf" | "-inf"}``
-  for non-finite floats and ``{"ndarray": {"dtype": "<i8", "shape": [...],
-  "data": [...]}}`` (data flattened in C order). Any other static argument
-  (a function, an object, a float array nested in a tuple...) cannot be
-  stored without pickle and is stored as its ``repr()`` under ``"repr"``.
+  and ``{"ndarray": {"dtype": "<i8", "shape": [...], "data": [...]}}`` (data
+  flattened in C order). Any other static argument (a function, an object,
+  a float array inside a tuple...) cannot be stored without pickle; it is
+  stored as ``{"kind": "static", "repr": repr(value)}``.
 * ``guards``: ``[location, comparison text]`` of each guard, for the
   :class:`~wengert.BranchChangedError` message.
 
-Static arguments of a loaded tape behave as in the recorded one: omitted,
-they default to the recorded value; passed, they must equal it, else the
-tape raises ``ArgumentError`` ("static argument changed"). For an argument
-stored as its ``repr``, "equal" means an equal ``repr()`` with memory
-addresses (``at 0x...``) ignored, so the same function or object passed
-again in a new process is accepted and a different one is refused. The
-value itself is not needed to replay: static arguments are baked into the
+Static arguments of a loaded tape behave as in the recorded one. Omitted,
+they default to the recorded value; passed, they must equal it, or the tape
+raises :class:`~wengert.ArgumentError` ("static argument changed"). For an
+argument stored as its ``repr``, "equal" means the same ``repr()`` with
+memory addresses (``at 0x...``) ignored: the same function or object passed
+again, even in another process, is accepted, a different one refused. The
+value itself is never needed: static arguments are baked into the
 operations.
 
-Reading validates everything before any sweep can touch the data, and
-anything that is not a well-formed tape raises
-:class:`~wengert.TapeFormatError` naming what is wrong: only the ten
-members, stored uncompressed, each lying inside the file; each ``.npy``
-header parsed without pickle and checked for its exact dtype, its shape
-and C order, and its declared size compared with the member's length before
-any memory is allocated (so the allocation never exceeds the file size);
-CRC-32 checked; the JSON header checked key by key; then the tape's own
-validation (opcodes known, every operand an earlier slot or an existing
-constant, guards comparisons of existing slots, outputs in range).
+Reading validates everything before any sweep can touch the data; anything
+that is not a well-formed tape file raises :class:`~wengert.TapeFormatError`
+naming what is wrong. Checked, in order: the ZIP directory (exactly the ten
+members, stored uncompressed and unencrypted, each lying inside the file);
+each ``.npy`` header (parsed with ``ast.literal_eval``, at most 4 KiB, exact
+dtype, C order, shape, and a declared size equal to the member's length, all
+before any allocation, so memory use never exceeds the file size); the
+CRC-32 of every member; the JSON header, key by key, with the cross-checks
+between it and the arrays; and finally the tape's own validation (opcodes
+known, every operand an earlier slot or an existing constant or side-table
+entry, guards comparisons of existing slots, outputs in range).
 """
 from __future__ import annotations
 
@@ -92,6 +86,7 @@ import json
 import math
 import os
 import re
+import reprlib
 import struct
 import zipfile
 
@@ -117,7 +112,8 @@ _MEMBERS = {
 }
 _STATE_KEYS = {"opcodes", "args", "consts", "aux", "outputs", "in_shape", "out_shape",
                "n_params", "param_specs", "guards"}
-_HEADER_KEYS = {"format", "version", "in_shape", "out_shape", "n_params", "args", "guards"}
+_HEADER_KEYS = {"format", "version", "in_shape", "out_shape", "n_params", "extra_args",
+                "guards"}
 _OPTIONAL_HEADER_KEYS = {"wengert"}
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 # Slots are int32 indices, so no count or shape product can exceed this.
@@ -269,8 +265,17 @@ def _decode_static_array(body):
         raise TapeFormatError(f"a static array has values out of range for {body['dtype']}") from exc
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlevel = 3
+
+
 def _clip(obj, limit=80):
-    text = _safe_repr(obj)
+    """A short repr for messages, cheap even for a huge forged object."""
+    try:
+        text = _SHORT.repr(obj)
+    except Exception:
+        text = f"<{type(obj).__name__}>"
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -291,7 +296,7 @@ def _header(state):
         "in_shape": [int(s) for s in state["in_shape"]],
         "out_shape": [int(s) for s in state["out_shape"]],
         "n_params": int(state["n_params"]),
-        "args": args,
+        "extra_args": args,
         "guards": [[str(g[4]), str(g[5])] for g in state["guards"]],
     }
 
@@ -368,6 +373,8 @@ def save_tape(tape, path):
         if len(state[what]) > _MAX_NDIM:
             raise ShapeError(f"cannot save a tape whose {what} has {len(state[what])} "
                              f"dimensions: tape files hold at most {_MAX_NDIM}")
+    if os.path.islink(path):
+        path = os.path.realpath(path)           # replace the file the link names
     if os.path.exists(path) and not os.path.isfile(path):
         # A device, a pipe or a directory: write in place (or fail) without renaming.
         with open(path, "wb") as fp:
@@ -478,6 +485,8 @@ def _what_instead(head):
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return ("it is a Python pickle, and wengert never unpickles files (pickle is "
                 "for sending tapes to worker processes; write files with tape.save)")
+    if head[:4] == b"PK\x05\x06":
+        return "it is an empty ZIP archive"
     if head[:6] == b"\x93NUMPY":
         return "it is a single NumPy .npy array, not a tape archive"
     return "it is not a ZIP archive (tape files start with the bytes PK\\x03\\x04)"
@@ -650,10 +659,10 @@ def _parse_header(array):
     n_params = meta["n_params"]
     if type(n_params) is not int or not 0 <= n_params <= _MAX_COUNT:
         raise TapeFormatError(f"n_params {_clip(n_params)} is not a count")
-    if not isinstance(meta["args"], list):
-        raise TapeFormatError("the header's 'args' entry is not a list")
+    if not isinstance(meta["extra_args"], list):
+        raise TapeFormatError("the header's 'extra_args' entry is not a list")
     specs = []
-    for i, entry in enumerate(meta["args"]):
+    for i, entry in enumerate(meta["extra_args"]):
         if not isinstance(entry, dict):
             raise TapeFormatError(f"extra argument {i} in the header is not an object")
         kind = entry.get("kind")

@@ -6,10 +6,14 @@
 # (off[s], cnt[s]) into it. Inputs own the runs pool[i] = {i}. Unary
 # operations alias their operand's run, and a union that equals one operand,
 # or whose operands are already adjacent in the pool, costs no copy (so a
-# tree sum of the inputs never copies at all). A large union whose result has
-# exactly one consumer stays *lazy* (no run of its own): the first consumer
-# that needs a run gathers it from the whole lazy in-tree at once, so a
-# running sum s += t over n terms costs O(n), not O(n^2) copying.
+# tree sum of the inputs never copies at all). Any other union whose result
+# has exactly one consumer stays *lazy* (no run of its own): the first
+# consumer that needs a run gathers it from the whole lazy in-tree at once,
+# so a running sum s += t over n terms costs O(n), not O(n^2) copying.
+#
+# The Hessian pattern then adds, for each operation that can reach an output
+# and is nonlinear, blocks of pairs S(a) x S(b) of its operands' sets; the
+# blocks are expanded row by row at the end.
 cimport cython
 from libc.stdlib cimport malloc, realloc, free, qsort
 from libc.string cimport memcpy
@@ -23,10 +27,9 @@ from wengert._opcodes cimport *
 
 cnp.import_array()
 
-# Unions of at most this many elements are merged eagerly even when they
-# could stay lazy: a short merge is cheaper than the bookkeeping.
+# Interaction blocks of more pairs than this are de-duplicated before they
+# are expanded (see _expand_blocks).
 cdef enum:
-    SMALL_UNION = 64
     DEDUP_PAIRS = 64
 
 # How an operation's second derivatives couple its operands' index sets.
@@ -384,7 +387,9 @@ cdef int set_of(const Ops* t, Sets* S, Py_ssize_t s, bint may_lazy) except -1 no
     if not S.lazy[a] and not S.lazy[b]:
         if cheap_union(&S.pool, S.off[a], S.cnt[a], S.off[b], S.cnt[b], &S.off[s], &S.cnt[s]):
             return 0
-        if not may_lazy or S.cnt[a] + S.cnt[b] <= SMALL_UNION:
+        # Merging small runs eagerly when s could stay lazy measured no
+        # faster (up to 20% slower on 10^5-operation tapes): stay lazy.
+        if not may_lazy:
             merge_union(&S.pool, S.off[a], S.cnt[a], S.off[b], S.cnt[b], &S.off[s], &S.cnt[s])
             return 0
     if may_lazy:

@@ -310,7 +310,6 @@ def _column_colouring(pattern):
 def _row_colouring(pattern):
     t = pattern.transpose()
     colours = _colour_columns(t)
-    p = int(colours.max()) + 1 if colours.size else 0
     rows = pattern.rows()
     source = colours[rows].astype(np.int64) * pattern.shape[1] + pattern.indices
     return Colouring("row", pattern, colours, source)

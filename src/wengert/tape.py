@@ -585,6 +585,45 @@ class Tape:
             return float(out) if out.ndim == 0 else out
         return H.reshape((B,) + shape)
 
+    # -- sparsity (wengert.sparsity) -------------------------------------------------
+
+    def jacobian_sparsity(self):
+        """Boolean CSR pattern ``(out.size, x.size)`` of the Jacobian (cached);
+        see :func:`wengert.sparsity.jacobian_sparsity`."""
+        from wengert.sparsity import jacobian_sparsity
+        return jacobian_sparsity(self)
+
+    def hessian_sparsity(self):
+        """Boolean CSR pattern ``(x.size, x.size)`` of the Hessian (cached);
+        see :func:`wengert.sparsity.hessian_sparsity`."""
+        from wengert.sparsity import hessian_sparsity
+        return hessian_sparsity(self)
+
+    def jacobian_colouring(self, mode="auto"):
+        """The cached column (or row) colouring behind :meth:`sparse_jacobian`:
+        ``n_colours``, ``colours`` and the ``seed`` matrix."""
+        from wengert.sparsity import jacobian_colouring
+        return jacobian_colouring(self, mode=mode)
+
+    def hessian_colouring(self, method="star"):
+        """The cached symmetric colouring behind :meth:`sparse_hessian`."""
+        from wengert.sparsity import hessian_colouring
+        return hessian_colouring(self, method=method)
+
+    def sparse_jacobian(self, x, *args, mode="auto"):
+        """The Jacobian at one point as ``scipy.sparse.csr_matrix``
+        ``(out.size, x.size)``, from compressed sweeps (one per colour); see
+        :func:`wengert.sparsity.sparse_jacobian`."""
+        from wengert.sparsity import sparse_jacobian
+        return sparse_jacobian(self, x, *args, mode=mode)
+
+    def sparse_hessian(self, x, *args, w=None, method="star"):
+        """The Hessian at one point as ``scipy.sparse.csr_matrix``
+        ``(x.size, x.size)``, from compressed Hessian-vector products; see
+        :func:`wengert.sparsity.sparse_hessian`."""
+        from wengert.sparsity import sparse_hessian
+        return sparse_hessian(self, x, *args, w=w, method=method)
+
     # -- persistence, optimisation, display (implemented in their own modules) ---------
 
     def save(self, path):
