@@ -15,7 +15,12 @@ LARGE_RECORD_ROUNDS = 3
 #: that conftest.py prints at the end of the run.
 SUMMARY = []
 
+#: Median seconds of every annotated benchmark, by (group, test function),
+#: for the ratios between benchmarks of one group (see ``ratios``).
+MEDIANS = {}
+
 _TAPES = {}
+_SPARSE_TAPES = {}
 
 
 def size_label(n):
@@ -35,6 +40,29 @@ def tape(name, n):
     if key not in _TAPES:
         _TAPES[key] = wg.record(P.BY_NAME[name].f, P.point(name, n))
     return _TAPES[key]
+
+
+def sparse_tape(name, n):
+    """The tape of ``sparse_problems`` problem ``name`` at size ``n``,
+    recorded once per session (patterns and colourings then stay cached on
+    it, as they would in an application)."""
+    from benchmarks import sparse_problems as S
+    key = (name, n)
+    if key not in _SPARSE_TAPES:
+        _SPARSE_TAPES[key] = wg.record(S.function(name, n), S.point(name, n))
+    return _SPARSE_TAPES[key]
+
+
+def fresh_tape_setup(f, x, prepare=None):
+    """A ``benchmark.pedantic`` setup that records a new tape before each
+    round, so nothing cached on a tape (patterns, colourings) survives into
+    the timed call; ``prepare(tape)`` runs untimed after recording."""
+    def setup():
+        t = wg.record(f, x)
+        if prepare is not None:
+            prepare(t)
+        return (t,), {}
+    return setup
 
 
 def keep_tape(name, n, recorded):
@@ -70,4 +98,23 @@ def annotate(benchmark, n_ops=None, ops_per_s=False, us_per_call=False, **info):
         if us_per_call:
             info["us_per_call"] = seconds * 1e6
     benchmark.extra_info.update(info)
+    MEDIANS[(benchmark.group or "", _base_name(benchmark))] = seconds
     SUMMARY.append((benchmark.group or "", benchmark.name, seconds, dict(info)))
+
+
+def _base_name(benchmark):
+    return benchmark.name.split("[", 1)[0]
+
+
+def ratios(benchmark, **others):
+    """``{"over_<key>": median / median of test function <others[key]>}`` for
+    each other benchmark of the same group that already ran with timing (the
+    test functions of a file run in order, so put the reference sweep
+    first). Missing ones (deselected, --benchmark-disable) are left out."""
+    seconds = median_seconds(benchmark)
+    out = {}
+    for key, test_name in others.items():
+        other = MEDIANS.get((benchmark.group or "", test_name))
+        if seconds is not None and other:
+            out[f"over_{key}"] = seconds / other
+    return out

@@ -4,6 +4,8 @@ from benchmarks._support import SUMMARY
 
 _COLUMNS = (("n_ops", "tape ops", "{:d}"), ("ns_per_op", "ns/op", "{:.2f}"),
             ("ops_per_s", "ops/s", "{:.3g}"), ("us_per_call", "us/call", "{:.2f}"),
+            ("nnz", "nnz", "{:d}"), ("n_colours", "colours", "{:d}"),
+            ("over_gradient", "/gradient", "{:.2f}"), ("over_vjp", "/vjp", "{:.2f}"),
             ("rel_error", "rel. error", "{:.1e}"),
             ("wengert_rel_error", "wengert rel. error", "{:.1e}"))
 

@@ -257,16 +257,16 @@ cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
         c = t.consts[b]
     elif kind == KIND_CV:
         c = t.consts[a]
+    if sweep_t is not _values:
+        rd = w.deriv + s * BK
+        xd = w.deriv + a * BK
+        yd = w.deriv + b * BK
     if sweep_t is _values:
         for p in range(B):
             xv = c if kind == KIND_CV else x[p]
             yv = c if kind == KIND_VC else y[p]
             r[p] = binary_value(base, xv, yv)
-        return
-    rd = w.deriv + s * BK
-    xd = w.deriv + a * BK
-    yd = w.deriv + b * BK
-    if sweep_t is _tangents:
+    elif sweep_t is _tangents:
         for p in range(B):
             xv = c if kind == KIND_CV else x[p]
             yv = c if kind == KIND_VC else y[p]
@@ -335,10 +335,10 @@ cdef inline void _const(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) n
         K = 1
     cdef Py_ssize_t s = w.t.first + i
     cdef real_t c = w.t.consts[w.t.args[2 * i]]
-    if sweep_t is _adjoints or sweep_t is _seconds:
-        return
-    for p in range(B):
-        w.val[s * B + p] = c
+    # A constant has no derivative: reverse sweeps have nothing to do.
+    if sweep_t is _values or sweep_t is _tangents:
+        for p in range(B):
+            w.val[s * B + p] = c
     if sweep_t is _tangents:
         memset(w.deriv + s * B * K, 0, B * K * sizeof(real_t))
 
@@ -543,6 +543,7 @@ cdef class Engine:
 
     cdef real_t* _take(self, Py_ssize_t n) except NULL:
         cdef real_t* block
+        n = max(n, 1)     # malloc(0) may return NULL
         if not self.cache_busy:
             if self.cache_size < n:
                 free(self.cache)

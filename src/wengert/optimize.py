@@ -1,7 +1,8 @@
 """``tape.optimize()``: an equivalent, smaller tape.
 
-Four rewrites, in one forward pass and one backward pass over the tape
-(compiled, in ``_optimize.pyx``; renumbering here is vectorised NumPy):
+Four rewrites, made by one forward pass, one backward pass and a
+renumbering pass over the tape (compiled, in ``_optimize.pyx``; guards,
+the constant pool and the report are NumPy here):
 
 * **Constant folding.** An operation whose operands are all constants is
   evaluated once, by the replay's own compiled code, and becomes a ``const``
@@ -29,11 +30,15 @@ What is preserved, exactly:
 * forward-mode derivatives (``jvp``, forward ``jacobian``): equal (==) to
   the original's, NaN where it is NaN;
 * reverse-mode derivatives (``vjp``, ``gradient``, reverse ``jacobian``):
-  equal (==) unless common subexpressions were merged. A merged operation
-  receives the sum of its duplicates' adjoints before passing it on, so
-  ``(a + b) * d`` replaces ``a*d + b*d``: results agree to rounding (a few
-  units in the last place relative to the sum of the magnitudes of the
-  contributions);
+  equal (==) unless operations were merged or removed by an identity. A
+  merged operation receives the sum of its duplicates' adjoints before
+  passing it on (``(a + b) * d`` replaces ``a*d + b*d``), and the users of
+  an aliased ``x*1`` add into ``x``'s adjoint directly, so the sums are
+  associated differently: results agree to rounding (a few units in the
+  last place relative to the sum of the magnitudes of the contributions).
+  Where the original is inf or NaN the optimised tape may differ: merging
+  two ``sqrt(0)`` whose adjoints cancel gives ``0 * inf = 0`` (the exact
+  derivative) where the original added ``inf - inf = NaN``;
 * guards: the same comparisons with the same recorded outcomes and
   messages, so :class:`~wengert.BranchChangedError` is raised at exactly the
   same points.
@@ -47,6 +52,7 @@ import numpy as np
 
 from wengert import _opcodes as ops
 from wengert._opcodes import Kind
+from wengert.tape import Tape
 
 # The compiled passes; "_optimize" is built by setup.py with the sweeps.
 from wengert._optimize import live_slots, renumber, simplify
@@ -133,7 +139,8 @@ class OptimizeReport:
             ("common subexpressions", self.merged, "duplicates of earlier operations"),
             ("trivial algebra", self.simplified, "x*1, x/1, x-0, x+(-0.0), -(-x), selects"),
         ]
-        width = max(len(f"{count}") for _, count, _ in rows)
+        width = len(str(max(self.dead, self.folded, self.merged, self.simplified,
+                            self.inlined, self.guards)))
         lines = [f"tape.optimize(): {self.ops_before} -> {self.ops_after} operations "
                  f"(-{self.removed}, {share:.1f}%) in {self.seconds:.3g} s"]
         lines += [f"  {name:<22} {count:>{width}}  {what}" for name, count, what in rows]
@@ -151,7 +158,7 @@ def optimize_tape(tape):
     applies exact algebraic identities (see the module docstring for what
     is preserved bit for bit). Guards survive with their messages. The new
     tape carries an :class:`OptimizeReport` as ``optimize_report``.
-    Usually called as ``tape.optimize()``. Linear time: about a second for
+    Usually called as ``tape.optimize()``. Linear time: about 0.5 s for
     10^7 operations.
 
     Parameters
@@ -186,8 +193,6 @@ def optimize_tape(tape):
     >>> bool(np.array_equal(small.forward([0.5, 2.0]), tape.forward([0.5, 2.0])))
     True
     """
-    from wengert.tape import Tape
-
     start = time.perf_counter()
     state = tape._state()
     opcodes, args, consts, aux = state["opcodes"], state["args"], state["consts"], state["aux"]

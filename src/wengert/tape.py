@@ -151,7 +151,7 @@ class Tape:
         if x.shape == self.in_shape:
             return x.reshape(-1), None
         if x.ndim == len(self.in_shape) + 1 and x.shape[1:] == self.in_shape:
-            return np.ascontiguousarray(x.reshape(x.shape[0], -1).T), x.shape[0]
+            return np.ascontiguousarray(x.reshape(x.shape[0], self.n_inputs).T), x.shape[0]
         raise ShapeError(
             f"x has shape {_shape_text(x.shape)}, but this tape was recorded for inputs of "
             f"shape {_shape_text(self.in_shape)} (or a batch of shape "
@@ -308,10 +308,10 @@ class Tape:
         if B is not None and v.ndim == len(lead_shape) + 2 and v.shape[:-1] == batch + lead_shape:
             return np.moveaxis(v.reshape(B, n, v.shape[-1]), 0, 1), v.shape[-1]
         if v.shape == lead_shape:
-            return np.broadcast_to(v.reshape(n, 1, 1), (n, B or 1, 1)), None
+            return np.broadcast_to(v.reshape(n, 1, 1), (n, (1 if B is None else B), 1)), None
         if v.ndim == len(lead_shape) + 1 and v.shape[:-1] == lead_shape:
             k = v.shape[-1]
-            return np.broadcast_to(v.reshape(n, 1, k), (n, B or 1, k)), k
+            return np.broadcast_to(v.reshape(n, 1, k), (n, (1 if B is None else B), k)), k
         raise ShapeError(
             f"{name} has shape {_shape_text(v.shape)}; expected {what} "
             f"{_shape_text(lead_shape)} or {_shape_text(lead_shape)} + (k,)"
@@ -323,7 +323,7 @@ class Tape:
         (B,) + out.shape or (B, k) + out.shape."""
         w = np.asarray(w, dtype=np.float64)
         lead, m = self.out_shape, self.n_outputs
-        Bw = B or 1
+        Bw = (1 if B is None else B)
         if B is not None and w.shape == (B,) + lead:
             return w.reshape(B, m).T[:, :, None], None
         if B is not None and w.ndim == len(lead) + 2 and w.shape[0] == B and w.shape[2:] == lead:
@@ -364,9 +364,9 @@ class Tape:
         X, B = self._inputs(x)
         params = self._params(args)
         seeds, k = self._directions(v, B, self.in_shape, "v", "the input shape")
-        Bw = B or 1
+        Bw = (1 if B is None else B)
         K = seeds.shape[2]
-        val = self._work_values(X.reshape(self.n_inputs, -1), Bw, params)
+        val = self._work_values(X.reshape(self.n_inputs, Bw), Bw, params)
         dot = np.zeros((self._engine.n_slots, Bw, K))
         dot[:self.n_inputs] = seeds
         self._engine.tangents(val, dot, B is not None)
@@ -405,9 +405,9 @@ class Tape:
         X, B = self._inputs(x)
         params = self._params(args)
         seeds, k = self._weights(w, B)
-        Bw = B or 1
+        Bw = (1 if B is None else B)
         K = seeds.shape[2]
-        val = self._work_values(X.reshape(self.n_inputs, -1), Bw, params)
+        val = self._work_values(X.reshape(self.n_inputs, Bw), Bw, params)
         self._engine.values(val, B is not None)
         bar = np.zeros((self._engine.n_slots, Bw, K))
         np.add.at(bar, self._engine.outputs, seeds)
@@ -447,12 +447,12 @@ class Tape:
             mode = "forward" if self.n_inputs <= self.n_outputs else "reverse"
         X, B = self._inputs(x)
         params = self._params(args)
-        Bw = B or 1
+        Bw = (1 if B is None else B)
         n_in, n_out, n_slots = self.n_inputs, self.n_outputs, self._engine.n_slots
         J = np.zeros((Bw, n_out, n_in))
         n_dirs = n_in if mode == "forward" else n_out
         chunk = int(max(1, min(n_dirs, _MAX_CHUNK, _CHUNK_BYTES // max(1, 8 * n_slots * Bw))))
-        val = self._work_values(X.reshape(n_in, -1), Bw, params)
+        val = self._work_values(X.reshape(n_in, Bw), Bw, params)
         outputs = self._engine.outputs
         if mode == "forward":
             for start in range(0, n_dirs, chunk):
@@ -485,10 +485,10 @@ class Tape:
                     f"{name} of a tape with output shape {_shape_text(self.out_shape)} needs "
                     f"an output weight w (the Hessian of w·f): pass w= of shape "
                     f"{_shape_text(self.out_shape)}")
-            return np.ones((1, B or 1))
+            return np.ones((1, (1 if B is None else B)))
         w = np.asarray(w, dtype=np.float64)
         if w.shape == self.out_shape:
-            return np.broadcast_to(w.reshape(-1, 1), (self.n_outputs, B or 1))
+            return np.broadcast_to(w.reshape(-1, 1), (self.n_outputs, (1 if B is None else B)))
         if B is not None and w.shape == (B,) + self.out_shape:
             return w.reshape(B, -1).T
         raise ShapeError(
@@ -498,10 +498,10 @@ class Tape:
 
     def _second_order(self, X, B, params, seeds, weights):
         """H(w·f) @ V for seeds (n_inputs, B, K): returns (n_inputs, B, K)."""
-        Bw = B or 1
+        Bw = (1 if B is None else B)
         K = seeds.shape[2]
         n_slots = self._engine.n_slots
-        val = self._work_values(X.reshape(self.n_inputs, -1), Bw, params)
+        val = self._work_values(X.reshape(self.n_inputs, Bw), Bw, params)
         dot = np.zeros((n_slots, Bw, K))
         dot[:self.n_inputs] = seeds
         self._engine.tangents(val, dot, B is not None)
@@ -570,7 +570,7 @@ class Tape:
         X, B = self._inputs(x)
         params = self._params(args)
         weights = self._output_weights(w, B, "hessian")
-        n, Bw, n_slots = self.n_inputs, B or 1, self._engine.n_slots
+        n, Bw, n_slots = self.n_inputs, (1 if B is None else B), self._engine.n_slots
         chunk = int(max(1, min(n, _MAX_CHUNK, _CHUNK_BYTES // max(1, 16 * n_slots * Bw))))
         H = np.empty((Bw, n, n))
         for start in range(0, n, chunk):

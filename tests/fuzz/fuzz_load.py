@@ -9,8 +9,9 @@ mutator repacks mutated members with valid CRCs, so the fuzzer gets past
 the archive checksums to the .npy headers, the JSON header and the tape
 validation.
 
-atheris is an optional dependency (``pip install atheris``; wheels for
-CPython 3.8-3.11 on Linux x86-64 and macOS). Usage::
+atheris is an optional dependency (``pip install atheris``: wheels for
+Linux x86-64, CPython 3.8-3.13; elsewhere it builds from source and needs
+clang with libFuzzer). Usage::
 
     python tests/fuzz/fuzz_load.py --make-seeds SEEDS_DIR     # real tape files
     python tests/fuzz/fuzz_load.py SEEDS_DIR -max_total_time=60 -rss_limit_mb=2048 -max_len=16384

@@ -25,8 +25,8 @@ FUZZ_SECONDS = int(os.environ.get("WENGERT_FUZZ_SECONDS", "20"))
 
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None,
                     reason="atheris is not installed: coverage-guided fuzzing of wg.load "
-                           "skipped (optional; `pip install atheris`, wheels for CPython "
-                           "<= 3.11 on Linux x86-64 and macOS)")
+                           "skipped (optional: `pip install atheris`; wheels for Linux "
+                           "x86-64, elsewhere it needs clang with libFuzzer)")
 def test_atheris_finds_nothing(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
