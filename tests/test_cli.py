@@ -1,7 +1,7 @@
 """The command line, ``python -m wengert``, run as users run it: in a subprocess.
 
-From a source checkout (``src/wengert`` beside ``tests/``) the subprocess gets
-``PYTHONPATH=src``; against an installed wengert it runs as is.
+The subprocess imports the same wengert these tests imported (installed, or
+a source tree built in place and put on PYTHONPATH), never an unbuilt copy.
 """
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ import pytest
 
 import wengert as wg
 
-SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
+# The directory holding the wengert package this process uses.
+PACKAGE_ROOT = pathlib.Path(wg.__file__).resolve().parent.parent
 
 
 def cli_env(**extra):
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", **extra}
-    if (SRC / "wengert").is_dir():
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PACKAGE_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
 
 
