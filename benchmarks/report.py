@@ -2,14 +2,16 @@
 
 Run from the repository root, with wengert built in place or installed::
 
-    PYTHONPATH=src python benchmarks/report.py            # everything, ~30 s
+    PYTHONPATH=src python benchmarks/report.py            # everything, ~50 s
     PYTHONPATH=src python benchmarks/report.py --sizes 100 10000 --no-fd
+    PYTHONPATH=src python benchmarks/report.py --sparse-only   # second order, ~15 s
 
 Every time is the median of several repeats (``timeit``), each repeat long
 enough (>= 20 ms, or one call) to dwarf the timer. On a shared machine,
 compare figures from one run: the ratios are steadier than the absolute
-times. The last section checks the figures against the targets of the
-performance issue.
+times. A second table covers second derivatives and sparsity (the problems
+of ``sparse_problems.py``). The last section checks the figures against the
+targets of the performance issues.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from scipy.optimize import approx_fprime
 
 import wengert as wg
 from benchmarks import problems as P
+from benchmarks import sparse_problems as S
 
 # The issue's targets.
 FORWARD_NS_PER_OP = 1.5        # n = 10^4, zero-order replay
@@ -41,6 +44,19 @@ SURVEY_US = 2.0                # tape.gradient(x) per call
 ROSENBROCK100_US = 6.0
 RECORD_LOOP_NS_PER_OP = 300.0  # scalar Python loop, n = 10^4
 RECORD_OPS_PER_S = 2e7         # vectorised code, n = 10^6
+# Second order and sparsity.
+HVP_OVER_GRADIENT = 4.0        # rosenbrock, tape.hvp(x, v) / tape.gradient(x), every n
+HESSIAN_COLOURS = 3            # rosenbrock n = 10^5, star colouring
+SPARSE_HESSIAN_OVER_GRADIENT = 10.0   # rosenbrock n = 10^5, sparse_hessian / gradient
+BRATU_COLOURS = 3              # bratu, column colouring, every n
+SPARSE_JACOBIAN_OVER_VJP = 6.0  # bratu, sparse_jacobian / one vjp of the same tape, every n
+PATTERN_SECONDS = 1.0          # rosenbrock Hessian and bratu Jacobian pattern, n = 10^5, fresh tape
+
+#: (problem, sizes) of the second-order and sparsity table; the dense
+#: derivative is timed at n <= SPARSE_DENSE_MAX only.
+SPARSE_CASES = (("rosenbrock", (10**2, 10**4, 10**5)), ("bratu", (10**3, 10**5)),
+                ("cppad_jac", (10**3, 10**4)), ("cppad_hes", (10**3, 10**4)))
+SPARSE_DENSE_MAX = 10**3
 
 
 def median_seconds(fn, *args, min_repeat_time=0.02, repeats=7, slow_repeats=3):
@@ -103,6 +119,186 @@ def measure_calls():
         "rosenbrock n=100 forward": median_seconds(rosen.forward, x100) * 1e6,
         "rosenbrock n=100 NumPy gradient (control)": median_seconds(P.rosenbrock_gradient, x100) * 1e6,
     }
+
+
+def fresh_seconds(f, x, fn, prepare=None, repeats=5):
+    """Median seconds of ``fn(tape)`` on a newly recorded tape each time (so
+    nothing cached on a tape survives), after one warm-up; ``prepare(tape)``
+    runs untimed after recording."""
+    times = []
+    for _ in range(repeats + 1):
+        tape = wg.record(f, x)
+        if prepare is not None:
+            prepare(tape)
+        start = time.perf_counter()
+        fn(tape)
+        times.append(time.perf_counter() - start)
+        del tape
+    return statistics.median(times[1:])
+
+
+def _sparse_rel_error(computed, expected):
+    if not S.same_pattern(computed, expected):
+        return float("inf")
+    return S.sparse_rel_error(computed, expected)
+
+
+def interleaved_medians(calls, min_repeat_time=0.02, repeats=9):
+    """Median seconds per call of each ``fn(*args)`` in ``calls`` (a dict
+    name -> (fn, args)), timed in turn within every repeat, so that a change
+    in the machine's load hits all of them alike and their ratios stay
+    steady. One untimed warm-up call each first (it also computes and caches
+    patterns and colourings); each timing lasts >= ``min_repeat_time``."""
+    numbers = {}
+    for name, (fn, args) in calls.items():
+        start = time.perf_counter()
+        fn(*args)
+        first = time.perf_counter() - start
+        numbers[name] = max(1, int(np.ceil(min_repeat_time / max(first, 1e-7))))
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, (fn, args) in calls.items():
+            number = numbers[name]
+            times[name].append(timeit.timeit(lambda: fn(*args), number=number) / number)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def measure_sparse(name, n):
+    """Second-order and sparsity figures for one problem at one size (a dict).
+
+    ``sweep_s`` is the first-order sweep the sparse derivative is compared
+    with: the gradient of a scalar tape, one ``vjp`` of a vector one.
+    ``compressed_s`` is the sparse derivative's own sweep alone (``hvp``,
+    ``jvp`` or ``vjp`` with the colouring's seed matrix): the rest of
+    ``sparse_s`` is the Python wrapper and the gather into CSR. All the
+    per-call times of one row come from one interleaved measurement.
+    """
+    f, x = S.function(name, n), S.point(name, n)
+    kind = S.KIND[name]
+    repeats = 5 if n >= 10**5 else (9 if n >= 10**4 else 15)
+    tape = wg.record(f, x)
+    row = {"problem": name, "n": n, "kind": kind, "ops": len(tape)}
+    if kind == "hessian":
+        pattern_fn, colouring_fn = (lambda t: t.hessian_sparsity()), (lambda t: t.hessian_colouring())
+        sparse_fn, dense_fn, sweep_fn = tape.sparse_hessian, tape.hessian, tape.gradient
+        sweep_args = (x,)
+    else:
+        pattern_fn, colouring_fn = (lambda t: t.jacobian_sparsity()), (lambda t: t.jacobian_colouring())
+        sparse_fn, dense_fn, sweep_fn = tape.sparse_jacobian, tape.jacobian, tape.vjp
+        sweep_args = (x, S.direction(n))
+    row["pattern_s"] = fresh_seconds(f, x, pattern_fn, repeats=repeats)
+    row["colouring_s"] = fresh_seconds(f, x, colouring_fn, prepare=pattern_fn, repeats=repeats)
+    colouring = colouring_fn(tape)
+    row["colours"] = colouring.n_colours
+    row["colouring_kind"] = colouring.kind
+    calls = {"sweep": (sweep_fn, sweep_args), "sparse": (sparse_fn, (x,))}
+    if colouring.kind == "row":
+        calls["compressed"] = (tape.vjp, (x, np.ascontiguousarray(colouring.seed.T)))
+    elif kind == "hessian":
+        calls["compressed"] = (tape.hvp, (x, colouring.seed))
+    else:
+        calls["compressed"] = (tape.jvp, (x, colouring.seed))
+    if name == "rosenbrock":
+        calls["hvp"] = (tape.hvp, (x, S.direction(n)))
+    if name == "bratu":
+        rosenbrock = wg.record(P.rosenbrock, P.point("rosenbrock", n))
+        calls["rosenbrock_gradient"] = (rosenbrock.gradient, (P.point("rosenbrock", n),))
+    if n <= SPARSE_DENSE_MAX:
+        calls["dense"] = (dense_fn, (x,))
+    for key, seconds in interleaved_medians(calls).items():
+        row[f"{key}_s"] = seconds
+
+    result = sparse_fn(x)
+    row["nnz"] = result.nnz
+    row["error"] = _sparse_rel_error(result, S.matrix(name, n))
+    row["sweep_error"] = P.rel_error(sweep_fn(*sweep_args), S.sweep_reference(name, n))
+    if name == "rosenbrock":
+        row["hvp_error"] = P.rel_error(tape.hvp(x, S.direction(n)), S.rosenbrock_hvp(n))
+    if n <= SPARSE_DENSE_MAX:
+        row["dense_error"] = P.rel_error(dense_fn(x), result.toarray())
+    return row
+
+
+SPARSE_LEGEND = """\
+second order and sparsity (H = Hessian of a scalar tape, J = Jacobian of a vector one):
+pattern = hessian_/jacobian_sparsity() on a fresh tape; colouring = the colouring on a fresh
+tape whose pattern is computed; sparse = sparse_hessian/sparse_jacobian(x) with both cached;
+compressed = its hvp/jvp/vjp with the seed matrix alone (the rest of sparse is the wrapper
+and the gather into CSR); 1st-order sweep = gradient (H) or one vjp(x, w) (J) of the same
+tape; hvp = tape.hvp(x, v), one direction; dense = tape.hessian/jacobian(x) (n <= 10^3);
+err = max relative error of the sparse matrix, first-order sweep and hvp against the
+closed forms (long double). The per-call times of a row are medians of one interleaved
+measurement.
+"""
+
+
+def print_sparse_table(rows):
+    header = ("problem", "", "n", "tape ops", "nnz", "colours", "pattern", "colouring",
+              "sparse", "compressed", "1st-order sweep", "sparse/sweep", "hvp", "hvp/grad",
+              "dense", "err")
+    lines = [header]
+    for r in rows:
+        hvp = r.get("hvp_s")
+        lines.append((
+            r["problem"], "H" if r["kind"] == "hessian" else "J", f"{r['n']:.0e}".replace("+0", ""),
+            str(r["ops"]), str(r["nnz"]), f"{r['colours']} {r['colouring_kind']}",
+            _fmt_time(r["pattern_s"]), _fmt_time(r["colouring_s"]), _fmt_time(r["sparse_s"]),
+            _fmt_time(r["compressed_s"]),
+            _fmt_time(r["sweep_s"]) + (" grad" if r["kind"] == "hessian" else " vjp"),
+            f"{r['sparse_s'] / r['sweep_s']:.1f}",
+            _fmt_time(hvp), "-" if hvp is None else f"{hvp / r['sweep_s']:.1f}",
+            _fmt_time(r.get("dense_s")),
+            f"{max(r['error'], r['sweep_error'], r.get('hvp_error', 0.0)):.1e}",
+        ))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for k, line in enumerate(lines):
+        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    for r in rows:
+        if "rosenbrock_gradient_s" in r:
+            print(f"  {r['problem']} n={r['n']:.0e}: sparse Jacobian = "
+                  f"{r['sparse_s'] / r['rosenbrock_gradient_s']:.1f} Rosenbrock gradients at the "
+                  f"same n ({_fmt_time(r['rosenbrock_gradient_s'])})".replace("+0", ""))
+
+
+def check_sparse_targets(rows):
+    """(description, measured text, met) for the second-order and sparsity targets."""
+    out = []
+    by = {(r["problem"], r["n"]): r for r in rows}
+    for r in rows:
+        if r["problem"] == "rosenbrock":
+            ratio = r["hvp_s"] / r["sweep_s"]
+            out.append((f"rosenbrock n={r['n']:.0e} hvp <= {HVP_OVER_GRADIENT:g} x gradient".replace("+0", ""),
+                        f"{ratio:.1f} x", ratio <= HVP_OVER_GRADIENT and r["hvp_error"] <= P.RTOL))
+    r = by.get(("rosenbrock", 10**5))
+    if r is not None:
+        ratio = r["sparse_s"] / r["sweep_s"]
+        out.append((f"rosenbrock n=1e5 sparse Hessian <= {HESSIAN_COLOURS} colours and "
+                    f"<= {SPARSE_HESSIAN_OVER_GRADIENT:g} x gradient",
+                    f"{r['colours']} colours, {ratio:.1f} x",
+                    r["colours"] <= HESSIAN_COLOURS and ratio <= SPARSE_HESSIAN_OVER_GRADIENT
+                    and r["error"] <= P.RTOL))
+        out.append((f"rosenbrock n=1e5 hessian_sparsity (fresh tape) < {PATTERN_SECONDS:g} s",
+                    _fmt_time(r["pattern_s"]), r["pattern_s"] < PATTERN_SECONDS))
+    for r in rows:
+        if r["problem"] == "bratu":
+            ratio = r["sparse_s"] / r["sweep_s"]
+            out.append((f"bratu n={r['n']:.0e} sparse Jacobian {BRATU_COLOURS} colours and "
+                        f"<= {SPARSE_JACOBIAN_OVER_VJP:g} x one vjp".replace("+0", ""),
+                        f"{r['colours']} colours, {ratio:.1f} x",
+                        r["colours"] == BRATU_COLOURS and ratio <= SPARSE_JACOBIAN_OVER_VJP
+                        and r["error"] <= P.RTOL))
+    r = by.get(("bratu", 10**5))
+    if r is not None:
+        out.append((f"bratu n=1e5 jacobian_sparsity (fresh tape) < {PATTERN_SECONDS:g} s",
+                    _fmt_time(r["pattern_s"]), r["pattern_s"] < PATTERN_SECONDS))
+    for r in rows:
+        out.append((f"{r['problem']} n={r['n']:.0e} sparse {'Hessian' if r['kind'] == 'hessian' else 'Jacobian'}"
+                    f" and first-order sweep err <= {P.RTOL:g}".replace("+0", ""),
+                    f"{max(r['error'], r['sweep_error']):.1e}",
+                    max(r["error"], r["sweep_error"], r.get("dense_error", 0.0)) <= P.RTOL))
+    return out
 
 
 # Elementwise operations for the --ops diagnostic: name -> g(x), each one
@@ -229,42 +425,60 @@ def main(argv=None):
     parser.add_argument("--no-fd", action="store_true", help="skip scipy's approx_fprime")
     parser.add_argument("--ops", action="store_true",
                         help="add the cost of each kind of operation (diagnostic)")
+    parser.add_argument("--no-sparse", action="store_true",
+                        help="skip the second-order and sparsity table")
+    parser.add_argument("--sparse-only", action="store_true",
+                        help="only the second-order and sparsity table")
     args = parser.parse_args(argv)
 
     print(f"wengert {wg.__version__}, NumPy {np.__version__}, Python {platform.python_version()}, "
           f"{platform.machine()}, {os.cpu_count()} CPUs")
-    print("ns/op = median time / tape length; grad = forward + reverse sweep; "
-          "grad/f = gradient time / one NumPy evaluation of f;\nFD/grad = approx_fprime "
-          "time / gradient time; err = max|g - g_exact| / max|g_exact| (closed form in "
-          "long double)\n")
+    if not args.sparse_only:
+        print("ns/op = median time / tape length; grad = forward + reverse sweep; "
+              "grad/f = gradient time / one NumPy evaluation of f;\nFD/grad = approx_fprime "
+              "time / gradient time; err = max|g - g_exact| / max|g_exact| (closed form in "
+              "long double)\n")
     started = time.perf_counter()
-    rows = []
-    for problem in (P.BY_NAME[name] for name in args.problems):
-        for n in args.sizes:
-            rows.append(measure_problem(problem, n, fd=not args.no_fd))
-            print(f"  measured {problem.name} n={n} ({time.perf_counter() - started:.0f} s)",
-                  file=sys.stderr)
-    rec = measure_recording()
-    calls = measure_calls()
-    op_rows = measure_ops() if args.ops else None
+    rows, rec, calls, op_rows, sparse_rows = [], None, None, None, []
+    if not args.sparse_only:
+        for problem in (P.BY_NAME[name] for name in args.problems):
+            for n in args.sizes:
+                rows.append(measure_problem(problem, n, fd=not args.no_fd))
+                print(f"  measured {problem.name} n={n} ({time.perf_counter() - started:.0f} s)",
+                      file=sys.stderr)
+        rec = measure_recording()
+        calls = measure_calls()
+        op_rows = measure_ops() if args.ops else None
+    if not args.no_sparse:
+        for name, sizes in SPARSE_CASES:
+            for n in sizes:
+                sparse_rows.append(measure_sparse(name, n))
+                print(f"  measured {name} n={n} (second order and sparsity, "
+                      f"{time.perf_counter() - started:.0f} s)", file=sys.stderr)
 
-    print_table(rows)
-    print()
-    print(f"recording, scalar Python loop (rosenbrock n=10^4, {rec['loop_ops']} ops): "
-          f"{rec['loop_ns_per_op']:.0f} ns/op ({_fmt_time(rec['loop_s'])} per recording)")
-    for r in rows:
-        if r["n"] == max(args.sizes):
-            print(f"recording, vectorised ({r['problem']} n={r['n']}, {r['ops']} ops): "
-                  f"{r['ops'] / r['record_s']:.3g} ops/s")
-    print()
-    for name, us in calls.items():
-        print(f"per call, {name}: {us:.2f} us")
-    print()
+    if rows:
+        print_table(rows)
+        print()
+        print(f"recording, scalar Python loop (rosenbrock n=10^4, {rec['loop_ops']} ops): "
+              f"{rec['loop_ns_per_op']:.0f} ns/op ({_fmt_time(rec['loop_s'])} per recording)")
+        for r in rows:
+            if r["n"] == max(args.sizes):
+                print(f"recording, vectorised ({r['problem']} n={r['n']}, {r['ops']} ops): "
+                      f"{r['ops'] / r['record_s']:.3g} ops/s")
+        print()
+        for name, us in calls.items():
+            print(f"per call, {name}: {us:.2f} us")
+        print()
     if op_rows:
         print_ops(op_rows)
         print()
+    if sparse_rows:
+        print(SPARSE_LEGEND)
+        print_sparse_table(sparse_rows)
+        print()
     print("targets:")
-    for what, measured, met in check_targets(rows, rec, calls):
+    checks = (check_targets(rows, rec, calls) if rows else []) + check_sparse_targets(sparse_rows)
+    for what, measured, met in checks:
         verdict = "n/a " if met is None else ("MET " if met else "MISS")
         print(f"  {verdict}  {what}: {measured}")
     print(f"\n({time.perf_counter() - started:.0f} s)")

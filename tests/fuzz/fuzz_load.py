@@ -50,7 +50,8 @@ def main(argv):
             for attr, member in vars(obj).items():
                 if callable(member) and hasattr(member, "__code__"):
                     setattr(obj, attr, atheris.instrument_func(member))
-        elif callable(obj) and getattr(obj, "__module__", None) == "zipfile" and hasattr(obj, "__code__"):
+        elif (callable(obj) and getattr(obj, "__module__", None) == "zipfile"
+              and hasattr(obj, "__code__")):
             setattr(zipfile, name, atheris.instrument_func(obj))
 
     def exercise(tape):
