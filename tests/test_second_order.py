@@ -209,3 +209,51 @@ def test_hvp_costs_no_more_than_its_shape_says():
     together = tape.hvp(x, V)
     apart = np.stack([tape.hvp(x, V[:, j]) for j in range(4)], axis=1)
     assert_rel(together, apart, 1e-15, atol=1e-13)
+
+
+# Closed-form second derivatives of every one-argument operation of the table.
+SECOND = {
+    "neg": (lambda x: -x, lambda x: 0 * x, (-3.0, 3.0)),
+    "square": (np.square, lambda x: 2 + 0 * x, (-3.0, 3.0)),
+    "sqrt": (np.sqrt, lambda x: -0.25 * x ** -1.5, (0.2, 4.0)),
+    "cbrt": (np.cbrt, lambda x: -2.0 / 9.0 * np.abs(x) ** (-5.0 / 3.0) * np.sign(x), (0.3, 3.0)),
+    "reciprocal": (lambda x: 1.0 / x, lambda x: 2.0 / x ** 3, (0.3, 3.0)),
+    "exp": (np.exp, np.exp, (-3.0, 3.0)),
+    "expm1": (np.expm1, np.exp, (-30.0, 3.0)),
+    "log": (np.log, lambda x: -1.0 / x ** 2, (0.2, 4.0)),
+    "log1p": (np.log1p, lambda x: -1.0 / (1 + x) ** 2, (-0.8, 4.0)),
+    "log2": (np.log2, lambda x: -1.0 / (x ** 2 * np.log(2.0)), (0.2, 4.0)),
+    "log10": (np.log10, lambda x: -1.0 / (x ** 2 * np.log(10.0)), (0.2, 4.0)),
+    "sin": (np.sin, lambda x: -np.sin(x), (-3.0, 3.0)),
+    "cos": (np.cos, lambda x: -np.cos(x), (-3.0, 3.0)),
+    "tan": (np.tan, lambda x: 2 * np.tan(x) / np.cos(x) ** 2, (-1.2, 1.2)),
+    "arcsin": (np.arcsin, lambda x: x / (1 - x * x) ** 1.5, (-0.9, 0.9)),
+    "arccos": (np.arccos, lambda x: -x / (1 - x * x) ** 1.5, (-0.9, 0.9)),
+    "arctan": (np.arctan, lambda x: -2 * x / (1 + x * x) ** 2, (-3.0, 3.0)),
+    "sinh": (np.sinh, np.sinh, (-3.0, 3.0)),
+    "cosh": (np.cosh, np.cosh, (-3.0, 3.0)),
+    "tanh": (np.tanh, lambda x: -2 * np.tanh(x) / np.cosh(x) ** 2, (-12.0, 12.0)),
+    "arcsinh": (np.arcsinh, lambda x: -x / (x * x + 1) ** 1.5, (-3.0, 3.0)),
+    "arccosh": (np.arccosh, lambda x: -x / (x * x - 1) ** 1.5, (1.1, 5.0)),
+    "arctanh": (np.arctanh, lambda x: 2 * x / (1 - x * x) ** 2, (-0.9, 0.9)),
+    "abs": (np.abs, lambda x: 0 * x, (0.3, 3.0)),
+    "sign": (np.sign, lambda x: 0 * x, (0.3, 3.0)),
+    "sigmoid": (wg.sigmoid,
+                lambda x: -np.tanh(x / 2) / (4 * np.cosh(x / 2) ** 2), (-30.0, 30.0)),
+    "erf": (wg.erf, lambda x: -4 * x / np.sqrt(np.pi) * np.exp(-x * x), (-3.0, 3.0)),
+}
+
+
+def test_every_unary_operation_has_a_closed_form_here():
+    from wengert import _opcodes as ops
+    unary = {op.name for op in ops.OPERATIONS if not ops.is_binary(op)} - {"const", "select"}
+    assert unary == set(SECOND)
+
+
+@pytest.mark.parametrize("name", sorted(SECOND))
+def test_unary_second_derivative_matches_closed_form(name, rng):
+    f, second, (low, high) = SECOND[name]
+    x = rng.uniform(low, high, 6)
+    tape = wg.record(lambda z: np.sum(f(z)), x)
+    assert_rel(np.diag(tape.hessian(x)), second(x), 1e-13, atol=1e-300)
+    assert_rel(tape.hvp(x, np.ones(6)), second(x), 1e-13, atol=1e-300)
