@@ -82,3 +82,22 @@ def test_rosenbrock_numpy_gradient(benchmark):
     error = P.rel_error(grad, P.reference("rosenbrock", N)[1])
     assert error <= P.RTOL
     annotate(benchmark, us_per_call=True, rel_error=error)
+
+
+@lru_cache(maxsize=None)
+def _survey_grad():
+    df = wg.grad(P.survey)
+    df(P.SURVEY_POINT)              # records; the benchmark times cached replays
+    return df
+
+
+def test_survey_wg_grad(benchmark):
+    """wg.grad(f)(x) on its cached tape: the transform's own overhead
+    (target: at most 1.5x tape.gradient and at most 1 us more)."""
+    benchmark.group = GROUP_SURVEY
+    df = _survey_grad()
+    grad = benchmark(df, P.SURVEY_POINT)
+    error = P.rel_error(grad, _survey_expected()[1])
+    assert error <= P.RTOL
+    assert len(df.cached_tapes()) == 1
+    annotate(benchmark, n_ops=len(_survey_tape()), us_per_call=True, rel_error=error)

@@ -1,0 +1,90 @@
+"""Tapes on disk and tape optimisation.
+
+* Loading a 10^7-operation tape, validation included (target: under 1 s),
+  beside saving it.
+* ``tape.optimize()`` on the benchmark problems (no duplicates: nothing to
+  remove) and on code that computes subexpressions more than once, with the
+  reduction in the figures.
+"""
+import os
+import tempfile
+from functools import lru_cache
+
+import numpy as np
+
+import wengert as wg
+from benchmarks import problems as P
+from benchmarks._support import annotate
+
+GROUP_FILES = "tape files 10^7 operations"
+GROUP_OPTIMIZE = "optimize n=10^4"
+
+
+def _big(x):
+    # 10 operations per element: 10^7 operations at n = 10^6.
+    y = np.sin(x) * x + np.exp(-x * x) - np.sqrt(1.0 + x * x) / (2.0 + x)
+    return y * y
+
+
+@lru_cache(maxsize=None)
+def _saved():
+    x = np.linspace(0.0, 1.0, 10**6)
+    tape = wg.record(_big, x)
+    path = os.path.join(tempfile.mkdtemp(prefix="wengert-bench-"), "big.wgt")
+    tape.save(path)
+    return tape, x, path
+
+
+def test_load_10e7_operations(benchmark):
+    benchmark.group = GROUP_FILES
+    tape, x, path = _saved()
+    loaded = benchmark.pedantic(wg.load, args=(path,), rounds=5, warmup_rounds=1)
+    assert len(loaded) == len(tape) >= 10**7
+    assert np.array_equal(loaded.forward(x), tape.forward(x))
+    annotate(benchmark, n_ops=len(loaded), file_mb=os.path.getsize(path) / 2**20)
+
+
+def test_save_10e7_operations(benchmark):
+    benchmark.group = GROUP_FILES
+    tape, x, path = _saved()
+    target = path + ".copy"
+    benchmark.pedantic(tape.save, args=(target,), rounds=3, warmup_rounds=1)
+    assert os.path.getsize(target) == os.path.getsize(path)
+    annotate(benchmark, n_ops=len(tape))
+
+
+def _repeated(x):
+    # sin(x) three times, exp(-x*x) twice, and a constant chain: what
+    # optimize() is for.
+    s = np.sin(x) * np.sin(x) + np.sin(x)
+    g = np.exp(-x * x) + np.exp(-x * x) * np.exp(2.0)
+    return np.sum(s * g * 1.0)
+
+
+OPTIMIZE_CASES = [("rosenbrock", P.rosenbrock), ("speelpenning", P.speelpenning),
+                  ("transcendental", P.transcendental), ("repeated", _repeated)]
+
+
+def _optimize_case(name, f):
+    def test(benchmark):
+        benchmark.group = GROUP_OPTIMIZE
+        n = 10**4
+        x = P.point(name, n) if name in P.BY_NAME else np.linspace(0.1, 1.0, n)
+        tape = wg.record(f, x)
+        small = benchmark.pedantic(tape.optimize, rounds=3, warmup_rounds=1)
+        assert np.array_equal(np.asarray(small.forward(x)), np.asarray(tape.forward(x)))
+        # Merged subexpressions sum their adjoints in another order: equal to
+        # rounding, measured against the largest entry (some entries cancel).
+        reference = tape.gradient(x)
+        np.testing.assert_allclose(small.gradient(x), reference, rtol=0,
+                                   atol=1e-13 * np.max(np.abs(reference)))
+        if name == "repeated":
+            assert len(small) < 0.7 * len(tape)
+        annotate(benchmark, n_ops=len(tape), ops_after=len(small),
+                 removed_percent=round(100 * (1 - len(small) / len(tape)), 1))
+    test.__name__ = f"test_optimize_{name}"
+    return test
+
+
+for _name, _f in OPTIMIZE_CASES:
+    globals()[f"test_optimize_{_name}"] = _optimize_case(_name, _f)
