@@ -139,16 +139,12 @@ def big(x):
 
 @pytest.fixture
 def saved(tmp_path):
-    """Tape files of the survey example and of a longer function; skipped
-    until persistence (``tape.save`` / ``wg.load``) is built."""
+    """Tape files of the survey example and of a longer function."""
     paths = {}
-    try:
-        for name, f, x in (("survey", survey, [2.0, 5.0]), ("big", big, np.ones(50))):
-            paths[name] = tmp_path / f"{name}.wgt"
-            wg.record(f, np.asarray(x)).save(paths[name])
-            wg.load(paths[name])
-    except NotImplementedError:
-        pytest.skip("tape persistence (tape.save / wg.load) is not built yet")
+    for name, f, x in (("survey", survey, [2.0, 5.0]), ("big", big, np.ones(50))):
+        paths[name] = tmp_path / f"{name}.wgt"
+        wg.record(f, np.asarray(x)).save(paths[name])
+        wg.load(paths[name])
     return paths
 
 

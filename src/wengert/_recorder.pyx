@@ -81,9 +81,9 @@ cdef class Recorder:
                 f"the tape would exceed {MAX_SLOTS} slots (32-bit indices); "
                 "record a smaller problem or split it")
         cap = max(need, 2 * self.cap_ops)
-        self._opcodes = _grown(self._opcodes, cap, self.n_ops)
-        self._args = _grown(self._args, cap, self.n_ops)
-        self._values = _grown(self._values, self.first + cap, self.first + self.n_ops)
+        self._opcodes = _grown(self._opcodes, cap)
+        self._args = _grown(self._args, cap)
+        self._values = _grown(self._values, self.first + cap)
         self.cap_ops = cap
         self.op_p = <opcode_t*>cnp.PyArray_DATA(self._opcodes)
         self.arg_p = <index_t*>cnp.PyArray_DATA(self._args)
@@ -93,28 +93,30 @@ cdef class Recorder:
         self.view.first = self.first
         return 0
 
-    cdef int _reserve_consts(self, Py_ssize_t extra) except -1:
+    cdef int _check_open(self) except -1:
         if self._finished:
             raise TracingError("this recording is finished; a traced value escaped from "
                                "the recorded function: return it instead")
+        return 0
+
+    cdef int _reserve_consts(self, Py_ssize_t extra) except -1:
+        self._check_open()
         cdef Py_ssize_t need = self.n_consts + extra
         if need <= self.cap_consts:
             return 0
         self.cap_consts = max(need, 2 * self.cap_consts)
-        self._consts = _grown(self._consts, self.cap_consts, self.n_consts)
+        self._consts = _grown(self._consts, self.cap_consts)
         self.const_p = <real_t*>cnp.PyArray_DATA(self._consts)
         self.view.consts = self.const_p
         return 0
 
     cdef int _reserve_aux(self, Py_ssize_t extra) except -1:
-        if self._finished:
-            raise TracingError("this recording is finished; a traced value escaped from "
-                               "the recorded function: return it instead")
+        self._check_open()
         cdef Py_ssize_t need = self.n_aux + extra
         if need <= self.cap_aux:
             return 0
         self.cap_aux = max(need, 2 * self.cap_aux)
-        self._aux = _grown(self._aux, self.cap_aux, self.n_aux)
+        self._aux = _grown(self._aux, self.cap_aux)
         self.aux_p = <index_t*>cnp.PyArray_DATA(self._aux)
         self.view.aux = self.aux_p
         return 0
@@ -257,7 +259,7 @@ cdef class Recorder:
         return self.first + self.n_ops
 
 
-cdef object _grown(object array, Py_ssize_t capacity, Py_ssize_t used):
+cdef object _grown(object array, Py_ssize_t capacity):
     # In place (realloc, often without a copy): the recorder holds the only
     # reference to its buffers, and copying them cost half of a large
     # vectorised recording.

@@ -57,6 +57,26 @@ ctypedef struct Work:
     Py_ssize_t B
     Py_ssize_t K
 
+
+cdef inline Work _work(const TapeView* t, const real_t* val, real_t* deriv,
+                       const real_t* dot, real_t* bar, Py_ssize_t B,
+                       Py_ssize_t K) noexcept nogil:
+    """The state one sweep hands to its kernels (NULL where it has none).
+
+    ``val`` and ``dot`` are const for the sweeps that only read them; one
+    Work type serves all four sweeps, so it stores them writable.
+    """
+    cdef Work w
+    w.t = t
+    w.val = <real_t*>val
+    w.deriv = deriv
+    w.dot = <real_t*>dot
+    w.bar = bar
+    w.B = B
+    w.K = K
+    return w
+
+
 # Full opcodes of the operations that dominate typical tapes: the dispatch
 # switch sends them straight to their kernel with a constant base, saving the
 # second dispatch (about 10% of a gradient on arithmetic-heavy tapes).
@@ -78,12 +98,7 @@ cdef enum:
 cdef void forward0(const TapeView* t, real_t* val, Py_ssize_t B,
                    Py_ssize_t start, Py_ssize_t end) noexcept nogil:
     """Values of operations start..end-1 at B points."""
-    cdef Work w
-    w.t = t
-    w.val = val
-    w.deriv = NULL
-    w.B = B
-    w.K = 1
+    cdef Work w = _work(t, val, NULL, NULL, NULL, B, 1)
     cdef Py_ssize_t i
     if B == 1:
         for i in range(start, end):
@@ -100,12 +115,7 @@ cdef void forward1(const TapeView* t, real_t* val, real_t* dot,
     The caller fills the values and tangents of the input and parameter
     slots; every other slot is written here.
     """
-    cdef Work w
-    w.t = t
-    w.val = val
-    w.deriv = dot
-    w.B = B
-    w.K = K
+    cdef Work w = _work(t, val, dot, NULL, NULL, B, K)
     cdef Py_ssize_t i
     if B == 1 and K == 1:
         for i in range(t.n_ops):
@@ -122,12 +132,7 @@ cdef void reverse1(const TapeView* t, const real_t* val, real_t* bar,
     ``val`` holds every slot's value (from forward0); ``bar`` holds the
     seeded output adjoints and zeros elsewhere.
     """
-    cdef Work w
-    w.t = t
-    w.val = <real_t*>val
-    w.deriv = bar
-    w.B = B
-    w.K = K
+    cdef Work w = _work(t, val, bar, NULL, NULL, B, K)
     cdef Py_ssize_t i
     if B == 1 and K == 1:
         for i in range(t.n_ops - 1, -1, -1):
@@ -145,14 +150,7 @@ cdef void reverse2(const TapeView* t, const real_t* val, const real_t* dot,
     weight w) and zero ``bardot``; afterwards the input rows of ``bardot``
     hold H(w.F) @ V.
     """
-    cdef Work w
-    w.t = t
-    w.val = <real_t*>val
-    w.dot = <real_t*>dot
-    w.bar = bar
-    w.deriv = bardot
-    w.B = B
-    w.K = K
+    cdef Work w = _work(t, val, bardot, dot, bar, B, K)
     cdef Py_ssize_t i
     if B == 1 and K == 1:
         for i in range(t.n_ops - 1, -1, -1):
@@ -625,7 +623,6 @@ cdef class Engine:
         cdef Py_ssize_t i, g, p = 0
         cdef cnp.ndarray result
         cdef real_t* out
-        cdef real_t value
         x = self._check_point(x, params)
         cdef real_t* val = self._take(self.n_slots)
         try:

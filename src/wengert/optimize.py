@@ -62,8 +62,6 @@ _KEPT, _MERGED, _ALIASED = 0, 1, 2
 _EVALUATED, _INLINED = 1, 2
 
 _SHIFT = ops.KIND_SHIFT
-_CONST = ops.code_of("const")
-_SELECT = ops.code_of("select")
 
 
 @dataclass(frozen=True)

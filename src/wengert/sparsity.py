@@ -178,13 +178,30 @@ class Colouring:
 
 
 class _Cache:
-    """Everything sparsity computes for one tape (patterns, colourings)."""
+    """Everything sparsity computes for one tape: its two patterns
+    (``"jacobian"``, ``"hessian"``) and its colourings (keyed by kind and
+    mode), each computed once."""
 
     def __init__(self):
+        # Re-entrant: the "auto" Jacobian colouring makes the other two under it.
         self.lock = threading.RLock()
-        self.jacobian = None        # _Pattern
-        self.hessian = None         # _Pattern
-        self.colourings = {}        # key -> Colouring
+        self._entries = {}
+
+    def get(self, key, make):
+        """The entry ``key``, computed by ``make()`` on first use; threads
+        that ask at the same time wait for one computation."""
+        value = self._entries.get(key)
+        if value is None:
+            with self.lock:
+                value = self._entries.get(key)
+                if value is None:
+                    value = self._entries[key] = make()
+        return value
+
+    @property
+    def jacobian(self):
+        """The Jacobian's _Pattern once computed, else None (for inspection)."""
+        return self._entries.get("jacobian")
 
 
 def _cache(tape):
@@ -198,23 +215,13 @@ def _cache(tape):
 # ---- patterns -------------------------------------------------------------------
 
 def _jacobian_pattern(tape):
-    cache = _cache(tape)
-    if cache.jacobian is None:
-        with cache.lock:
-            if cache.jacobian is None:
-                indptr, indices = _sparsity.jacobian_pattern(tape._engine)
-                cache.jacobian = _Pattern((tape.n_outputs, tape.n_inputs), indptr, indices)
-    return cache.jacobian
+    return _cache(tape).get("jacobian", lambda: _Pattern(
+        (tape.n_outputs, tape.n_inputs), *_sparsity.jacobian_pattern(tape._engine)))
 
 
 def _hessian_pattern(tape):
-    cache = _cache(tape)
-    if cache.hessian is None:
-        with cache.lock:
-            if cache.hessian is None:
-                indptr, indices = _sparsity.hessian_pattern(tape._engine)
-                cache.hessian = _Pattern((tape.n_inputs, tape.n_inputs), indptr, indices)
-    return cache.hessian
+    return _cache(tape).get("hessian", lambda: _Pattern(
+        (tape.n_inputs, tape.n_inputs), *_sparsity.hessian_pattern(tape._engine)))
 
 
 def jacobian_sparsity(tape):
@@ -351,20 +358,10 @@ def jacobian_colouring(tape, mode="auto"):
     """
     if mode not in ("auto", "forward", "reverse"):
         raise ArgumentError(f"mode must be 'auto', 'forward' or 'reverse', not {mode!r}")
-    cache = _cache(tape)
-    key = ("jacobian", mode)
-    colouring = cache.colourings.get(key)
-    if colouring is not None:
-        return colouring
-    with cache.lock:
-        colouring = cache.colourings.get(key)
-        if colouring is None:
-            colouring = _make_jacobian_colouring(tape, mode, cache)
-            cache.colourings[key] = colouring
-    return colouring
+    return _cache(tape).get(("jacobian", mode), lambda: _make_jacobian_colouring(tape, mode))
 
 
-def _make_jacobian_colouring(tape, mode, cache):
+def _make_jacobian_colouring(tape, mode):
     pattern = _jacobian_pattern(tape)
     if mode == "forward":
         return _column_colouring(pattern)
@@ -422,17 +419,8 @@ def hessian_colouring(tape, method="star"):
     """
     if method not in ("star", "distance2"):
         raise ArgumentError(f"method must be 'star' or 'distance2', not {method!r}")
-    cache = _cache(tape)
-    key = ("hessian", method)
-    colouring = cache.colourings.get(key)
-    if colouring is not None:
-        return colouring
-    with cache.lock:
-        colouring = cache.colourings.get(key)
-        if colouring is None:
-            colouring = _make_hessian_colouring(_hessian_pattern(tape), method)
-            cache.colourings[key] = colouring
-    return colouring
+    return _cache(tape).get(("hessian", method),
+                            lambda: _make_hessian_colouring(_hessian_pattern(tape), method))
 
 
 def _make_hessian_colouring(pattern, method):
@@ -510,7 +498,7 @@ def sparse_jacobian(tape, x, *args, mode="auto"):
         compressed = tape.jvp(x, colouring.seed.reshape(tape.in_shape + (p,)), *args)
     else:
         compressed = tape.vjp(x, colouring.seed.T.reshape((p,) + tape.out_shape), *args)
-    return colouring._pattern.csr(np.asarray(compressed).reshape(-1)[colouring._source])
+    return colouring.recover(compressed)
 
 
 def sparse_hessian(tape, x, *args, w=None, method="star"):
@@ -557,7 +545,7 @@ def sparse_hessian(tape, x, *args, w=None, method="star"):
         tape.forward(x, *args)
         return colouring._pattern.csr(np.zeros(0))
     compressed = tape.hvp(x, colouring.seed.reshape(tape.in_shape + (p,)), *args, **kwargs)
-    return colouring._pattern.csr(np.asarray(compressed).reshape(-1)[colouring._source])
+    return colouring.recover(compressed)
 
 
 __all__ = ["jacobian_sparsity", "hessian_sparsity", "jacobian_colouring",

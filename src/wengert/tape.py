@@ -18,6 +18,20 @@ def _shape_text(shape):
     return str(tuple(shape))
 
 
+def _chunk(n_dirs, bytes_per_dir):
+    """Directions per sweep: at most _MAX_CHUNK and _CHUNK_BYTES of storage."""
+    return int(max(1, min(n_dirs, _MAX_CHUNK, _CHUNK_BYTES // max(1, bytes_per_dir))))
+
+
+def _unstack(stacked, B, shape):
+    """Per-point results ``(B or 1, ...)`` as ``shape`` for one point (a
+    float when 0-d, as the contract asks) or ``(B,) + shape`` for a batch."""
+    if B is None:
+        out = stacked[0].reshape(shape)
+        return float(out) if out.ndim == 0 else out
+    return stacked.reshape((B,) + shape)
+
+
 class Tape:
     """A recorded function ``f(x, *params)``, replayable at any point.
 
@@ -53,7 +67,6 @@ class Tape:
         param_parts = [spec[3].reshape(-1) for spec in self._param_specs if spec[0] == "param"]
         self._recorded_params = (np.concatenate(param_parts) if param_parts
                                  else np.zeros(0)).astype(np.float64)
-        self._has_static = any(spec[0] == "static" for spec in self._param_specs)
         n_inputs = int(np.prod(in_shape))
         if n_params is None:
             n_params = self._recorded_params.size
@@ -151,7 +164,8 @@ class Tape:
         if x.shape == self.in_shape:
             return x.reshape(-1), None
         if x.ndim == len(self.in_shape) + 1 and x.shape[1:] == self.in_shape:
-            return np.ascontiguousarray(x.reshape(x.shape[0], self.n_inputs).T), x.shape[0]
+            # A view: _work_values copies it into the work array.
+            return x.reshape(x.shape[0], self.n_inputs).T, x.shape[0]
         raise ShapeError(
             f"x has shape {_shape_text(x.shape)}, but this tape was recorded for inputs of "
             f"shape {_shape_text(self.in_shape)} (or a batch of shape "
@@ -191,14 +205,6 @@ class Tape:
         val[self.n_inputs:self._engine.first] = params[:, None]
         return val
 
-    def _shape_out(self, flat, B, tail=()):
-        """Reshape (B, n_outputs, *tail) or (n_outputs, *tail) results."""
-        shape = self.out_shape + tuple(tail)
-        if B is None:
-            out = flat.reshape(shape)
-            return float(out) if out.ndim == 0 else out
-        return flat.reshape((B,) + shape)
-
     # -- values -------------------------------------------------------------------
 
     def forward(self, x, *args):
@@ -232,7 +238,7 @@ class Tape:
         X, B = self._inputs(x)
         val = self._work_values(X, B, params)
         self._engine.values(val)
-        return self._shape_out(val[self._engine.outputs].T.copy(), B)
+        return _unstack(val[self._engine.outputs].T.copy(), B, self.out_shape)
 
     __call__ = forward
 
@@ -274,7 +280,16 @@ class Tape:
         return self.value_and_gradient(x)
 
     def value_and_gradient(self, x, *args):
-        """``(f(x), gradient)`` of a scalar output, sharing one sweep."""
+        """``(f(x), gradient)`` of a scalar output from one pair of sweeps.
+
+        Examples
+        --------
+        >>> import numpy as np, wengert as wg
+        >>> tape = wg.record(lambda x: x[0] * x[1], np.ones(2))
+        >>> value, grad = tape.value_and_gradient([2.0, 3.0])
+        >>> value, grad.tolist()
+        (6.0, [3.0, 2.0])
+        """
         return self._value_and_gradient(x, args)
 
     def _value_and_gradient(self, x, args):
@@ -370,14 +385,10 @@ class Tape:
         dot = np.zeros((self._engine.n_slots, Bw, K))
         dot[:self.n_inputs] = seeds
         self._engine.tangents(val, dot, B is not None)
-        result = dot[self._engine.outputs]              # (n_out, B, K)
-        if B is None:
-            result = result[:, 0, :]
-            return self._shape_out(result if k is not None else result[:, 0], None,
-                                   (k,) if k is not None else ())
-        result = np.moveaxis(result, 1, 0)              # (B, n_out, K)
-        return self._shape_out(result if k is not None else result[:, :, 0], B,
-                               (k,) if k is not None else ())
+        result = np.moveaxis(dot[self._engine.outputs], 1, 0)     # (B, n_out, K)
+        if k is None:
+            return _unstack(result[:, :, 0], B, self.out_shape)
+        return _unstack(result, B, self.out_shape + (k,))
 
     def vjp(self, x, w, *args):
         """Vector-Jacobian product ``w @ J(x)`` by reverse mode.
@@ -416,11 +427,7 @@ class Tape:
         grad = np.moveaxis(grad, 0, -1)                 # (B, K, n_in)
         if k is None:
             grad = grad[:, 0, :]
-        shape = ((k,) if k is not None else ()) + self.in_shape
-        if B is None:
-            out = grad[0].reshape(shape)
-            return float(out) if out.ndim == 0 else out
-        return grad.reshape((B,) + shape)
+        return _unstack(grad, B, ((k,) if k is not None else ()) + self.in_shape)
 
     # -- Jacobian -------------------------------------------------------------------
 
@@ -451,7 +458,7 @@ class Tape:
         n_in, n_out, n_slots = self.n_inputs, self.n_outputs, self._engine.n_slots
         J = np.zeros((Bw, n_out, n_in))
         n_dirs = n_in if mode == "forward" else n_out
-        chunk = int(max(1, min(n_dirs, _MAX_CHUNK, _CHUNK_BYTES // max(1, 8 * n_slots * Bw))))
+        chunk = _chunk(n_dirs, 8 * n_slots * Bw)
         val = self._work_values(X.reshape(n_in, Bw), Bw, params)
         outputs = self._engine.outputs
         if mode == "forward":
@@ -469,11 +476,7 @@ class Tape:
                 np.add.at(bar, (outputs[start:start + K], slice(None), np.arange(K)), 1.0)
                 self._engine.adjoints(val, bar)
                 J[:, start:start + K, :] = np.moveaxis(bar[:n_in], 0, -1)
-        shape = self.out_shape + self.in_shape
-        if B is None:
-            out = J[0].reshape(shape)
-            return float(out) if out.ndim == 0 else out
-        return J.reshape((B,) + shape)
+        return _unstack(J, B, self.out_shape + self.in_shape)
 
     # -- second order -------------------------------------------------------------------
 
@@ -549,16 +552,21 @@ class Tape:
         weights = self._output_weights(w, B, "hvp")
         seeds, k = self._directions(v, B, self.in_shape, "v", "the input shape")
         result = np.moveaxis(self._second_order(X, B, params, seeds, weights), 0, 1)  # (B, n, K)
-        tail = (k,) if k is not None else ()
-        result = result if k is not None else result[:, :, 0]
-        if B is None:
-            out = result[0].reshape(self.in_shape + tail)
-            return float(out) if out.ndim == 0 else out
-        return result.reshape((B,) + self.in_shape + tail)
+        if k is None:
+            return _unstack(result[:, :, 0], B, self.in_shape)
+        return _unstack(result, B, self.in_shape + (k,))
 
     def hessian(self, x, *args, w=None):
         """The Hessian ``x.shape + x.shape`` of a scalar output (or of
         ``w·f`` for a vector output), by blocks of Hessian-vector products.
+
+        Parameters
+        ----------
+        x : array_like
+            A point (or a batch ``(B,) + x.shape``; the result gains the
+            leading ``B``).
+        w : array_like, optional
+            Output weight for a vector-valued tape, as for :meth:`hvp`.
 
         Examples
         --------
@@ -571,7 +579,7 @@ class Tape:
         params = self._params(args)
         weights = self._output_weights(w, B, "hessian")
         n, Bw, n_slots = self.n_inputs, (1 if B is None else B), self._engine.n_slots
-        chunk = int(max(1, min(n, _MAX_CHUNK, _CHUNK_BYTES // max(1, 16 * n_slots * Bw))))
+        chunk = _chunk(n, 16 * n_slots * Bw)
         H = np.empty((Bw, n, n))
         for start in range(0, n, chunk):
             K = min(chunk, n - start)
@@ -579,11 +587,7 @@ class Tape:
             seeds[start + np.arange(K), :, np.arange(K)] = 1.0
             H[:, :, start:start + K] = np.moveaxis(
                 self._second_order(X, B, params, seeds, weights), 1, 0)
-        shape = self.in_shape + self.in_shape
-        if B is None:
-            out = H[0].reshape(shape)
-            return float(out) if out.ndim == 0 else out
-        return H.reshape((B,) + shape)
+        return _unstack(H, B, self.in_shape + self.in_shape)
 
     # -- sparsity (wengert.sparsity) -------------------------------------------------
 

@@ -21,7 +21,6 @@ from wengert._recorder import Active, Recorder, hooks, make_active
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 _CODE = {op.name: op.base for op in ops.OPERATIONS}
-_SELECT = _CODE["select"]
 _CONST = _CODE["const"]
 
 
@@ -91,6 +90,8 @@ def _slots_of(rec, operand):
     flat = np.ascontiguousarray(values).reshape(-1)
     if flat.size == 0:
         return np.empty(values.shape, dtype=np.intp)
+    # A uniform constant (np.zeros(n), a broadcast scalar) needs one const
+    # entry shared by every element, not n of them.
     if np.all(flat == flat[0]) and not np.isnan(flat[0]) and flat.size > 1:
         index = rec.constant_index(float(flat[0]))
         first = rec.push_one(_CONST, index)
@@ -128,10 +129,6 @@ def apply_unary(name, x, rec=None):
     return TracedArray(rec, np.arange(first, first + flat.size, dtype=np.intp).reshape(slots.shape))
 
 
-def _binary_code(name, kind):
-    return (int(kind) << ops.KIND_SHIFT) | _CODE[name]
-
-
 def _binary_operands(rec, a, b):
     """Broadcast operands; returns (kind, a_indices, b_indices, shape)."""
     A = _operand(rec, a)
@@ -155,13 +152,7 @@ def apply_binary(name, a, b, rec=None):
     kind, ia, ib, shape = _binary_operands(rec, a, b)
     if kind is None:
         return ops.BY_NAME[name].reference(ia, ib)
-    code = _binary_code(name, kind)
-    if shape == ():
-        return make_active(rec, rec.push_one(code, int(ia), int(ib)))
-    ia = np.ascontiguousarray(ia).reshape(-1)
-    ib = np.ascontiguousarray(ib).reshape(-1)
-    first = rec.push_many(code, ia, ib)
-    return TracedArray(rec, np.arange(first, first + ia.size, dtype=np.intp).reshape(shape))
+    return apply_binary_indices(rec, name, kind, ia, ib, shape)
 
 
 def power(a, b):
@@ -179,6 +170,14 @@ def power(a, b):
 
 
 # ---- comparisons and guards -------------------------------------------------
+
+def _check_single(size):
+    """``bool()`` of a traced array needs one element, as in NumPy."""
+    if size != 1:
+        raise ValueError(
+            "The truth value of an array with more than one element is ambiguous. "
+            "Use a.any() or a.all()")
+
 
 def _user_location():
     """``file:line`` of the innermost frame outside this package."""
@@ -228,20 +227,17 @@ class Comparison:
     def indicator_slots(self):
         """Slots holding 1.0 where the comparison holds, else 0.0."""
         if self._indicator is None:
-            self._indicator = _slots_of_result(
+            self._indicator = _raw(
                 apply_binary_indices(self.recorder, self.name, self.kind, self._a, self._b, self.shape))
         return self._indicator
 
     def __bool__(self):
-        if self.size != 1:
-            raise ValueError(
-                "The truth value of an array with more than one element is ambiguous. "
-                "Use a.any() or a.all()")
+        _check_single(self.size)
         a0 = int(np.asarray(self._a).reshape(-1)[0])
         a1 = int(np.asarray(self._b).reshape(-1)[0])
-        code = _binary_code(self.name, self.kind)
+        code = ops.code_of(self.name, self.kind)
         outcome = self.recorder.compare(code, a0, a1)
-        text = f"{_describe(self.recorder, self.kind, a0, a1, self.name)}"
+        text = _describe(self.recorder, self.kind, a0, a1, self.name)
         self.recorder.add_guard(code, a0, a1, outcome, _user_location(), text)
         return outcome
 
@@ -281,18 +277,15 @@ class _IndicatorCondition(Comparison):
     """A condition already held as 0/1 indicator slots (from ~, &, |)."""
 
     def __init__(self, rec, value):
-        slots = np.asarray(value.slots if isinstance(value, TracedArray) else value.slot)
+        slots = _raw(value)
         super().__init__(rec, "ne", Kind.VC, slots, None, slots.shape)
         self._indicator = slots
 
     def __bool__(self):
-        if self.size != 1:
-            raise ValueError(
-                "The truth value of an array with more than one element is ambiguous. "
-                "Use a.any() or a.all()")
+        _check_single(self.size)
         slot = int(self._indicator.reshape(-1)[0])
         zero = self.recorder.constant_index(0.0)
-        code = _binary_code("ne", Kind.VC)
+        code = ops.code_of("ne", Kind.VC)
         outcome = self.recorder.compare(code, slot, zero)
         self.recorder.add_guard(code, slot, zero, outcome, _user_location(),
                                 _describe(self.recorder, Kind.VC, slot, zero, "ne"))
@@ -305,16 +298,14 @@ def _condition_value(c):
     return c
 
 
-def _slots_of_result(traced):
-    return np.asarray(traced.slots if isinstance(traced, TracedArray) else traced.slot)
-
-
 def apply_binary_indices(rec, name, kind, ia, ib, shape):
-    code = _binary_code(name, kind)
+    """Record ``name`` of kind ``kind`` on operand indices ``ia``, ``ib``
+    already broadcast to ``shape`` (as :func:`_binary_operands` returns them)."""
+    code = ops.code_of(name, kind)
     if shape == ():
         return make_active(rec, rec.push_one(code, int(ia), int(ib)))
-    ia = np.ascontiguousarray(np.broadcast_to(ia, shape)).reshape(-1)
-    ib = np.ascontiguousarray(np.broadcast_to(ib, shape)).reshape(-1)
+    ia = np.ascontiguousarray(ia).reshape(-1)
+    ib = np.ascontiguousarray(ib).reshape(-1)
     first = rec.push_many(code, ia, ib)
     return TracedArray(rec, np.arange(first, first + ia.size, dtype=np.intp).reshape(shape))
 
@@ -501,10 +492,7 @@ class TracedArray:
     __hash__ = None
 
     def __bool__(self):
-        if self.size != 1:
-            raise ValueError(
-                "The truth value of an array with more than one element is ambiguous. "
-                "Use a.any() or a.all()")
+        _check_single(self.size)
         return bool(compare("ne", self, 0.0))
 
     def __float__(self):
@@ -569,7 +557,7 @@ def reduce(name, x, axis=None, keepdims=False):
             raise ValueError(f"zero-size array to reduction operation {name} which has no identity")
         result = _slots_of(rec, _Operand(False, np.full(out_shape, 0.0 if name == "add" else 1.0)))
     else:
-        code = _binary_code(name, Kind.VV)
+        code = ops.code_of(name, Kind.VV)
         while rows.shape[1] > 1:
             half = rows.shape[1] // 2
             left = rows[:, 0:2 * half:2].reshape(-1)
@@ -668,7 +656,7 @@ def where(condition, x, y):
     if isinstance(condition, Comparison):
         cond = condition.indicator_slots()
     elif isinstance(condition, (TracedArray, Active)):
-        cond = _slots_of_result(compare("ne", condition, 0.0)._as_value())
+        cond = _raw(compare("ne", condition, 0.0)._as_value())
     else:
         # A concrete condition is decided now, at record time.
         mask = np.asarray(condition, dtype=bool)
@@ -862,7 +850,7 @@ def _cumsum(a, axis=None, dtype=None, out=None):
     if axis is None:
         slots, axis = slots.reshape(-1), 0
     moved = np.moveaxis(slots, axis, -1).copy()
-    code = _binary_code("add", Kind.VV)
+    code = ops.code_of("add", Kind.VV)
     for k in range(1, moved.shape[-1]):
         left = moved[..., k - 1].reshape(-1)
         right = moved[..., k].reshape(-1)
@@ -946,8 +934,8 @@ def _is_dynamic(arg):
 
 
 def trace(f, x, extras):
-    """Run ``f`` on traced values. Returns (recorder, output slots, out shape,
-    parameter specs)."""
+    """Run ``f`` on traced values. Returns (recorder, output slots (flat),
+    output shape, parameter specs, recorded parameter values (flat))."""
     x = np.asarray(x, dtype=np.float64)
     specs = []
     params = []

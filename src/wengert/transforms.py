@@ -30,7 +30,6 @@ class _Transform:
             raise TypeError(f"expected a callable to differentiate, got {type(f).__name__}")
         self._f = f
         self._method = method
-        self._options = options
         self._tapes = {}            # key -> list of tapes, newest first
         self._lock = threading.Lock()
         self._n_operands = 1 if method in ("jvp", "vjp", "hvp") else 0
