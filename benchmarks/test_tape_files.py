@@ -7,10 +7,9 @@
   reduction in the figures.
 """
 import os
-import tempfile
-from functools import lru_cache
 
 import numpy as np
+import pytest
 
 import wengert as wg
 from benchmarks import problems as P
@@ -26,27 +25,29 @@ def _big(x):
     return y * y
 
 
-@lru_cache(maxsize=None)
-def _saved():
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A 10^7-operation tape, its point and its file (removed with pytest's
+    temporary directories)."""
     x = np.linspace(0.0, 1.0, 10**6)
     tape = wg.record(_big, x)
-    path = os.path.join(tempfile.mkdtemp(prefix="wengert-bench-"), "big.wgt")
+    path = str(tmp_path_factory.mktemp("tape-files") / "big.wgt")
     tape.save(path)
     return tape, x, path
 
 
-def test_load_10e7_operations(benchmark):
+def test_load_10e7_operations(benchmark, saved):
     benchmark.group = GROUP_FILES
-    tape, x, path = _saved()
+    tape, x, path = saved
     loaded = benchmark.pedantic(wg.load, args=(path,), rounds=5, warmup_rounds=1)
     assert len(loaded) == len(tape) >= 10**7
     assert np.array_equal(loaded.forward(x), tape.forward(x))
     annotate(benchmark, n_ops=len(loaded), file_mb=os.path.getsize(path) / 2**20)
 
 
-def test_save_10e7_operations(benchmark):
+def test_save_10e7_operations(benchmark, saved):
     benchmark.group = GROUP_FILES
-    tape, x, path = _saved()
+    tape, x, path = saved
     target = path + ".copy"
     benchmark.pedantic(tape.save, args=(target,), rounds=3, warmup_rounds=1)
     assert os.path.getsize(target) == os.path.getsize(path)

@@ -22,6 +22,11 @@ class ArgumentError(WengertError, ValueError):
     """An argument has a wrong value (for example a changed static argument)."""
 
 
+class ArgumentTypeError(WengertError, TypeError):
+    """An argument has a type wengert cannot use (for example an unhashable
+    static argument of a ``wg.*`` transform, or a non-callable ``f``)."""
+
+
 class BranchChangedError(WengertError):
     """A replay reached a point where a recorded branch goes the other way.
 

@@ -24,7 +24,7 @@ import unicodedata
 import numpy as np
 
 from wengert import _opcodes as ops
-from wengert._errors import ShapeError, WengertError
+from wengert._errors import ArgumentError, ShapeError, WengertError
 from wengert._opcodes import Kind
 
 __all__ = ["listing", "trace_text", "to_dot", "render", "stats", "summary",
@@ -480,7 +480,7 @@ def trace_text(tape, x, direction=None, args=(), mode="forward", *, ascii=False)
     gradient x̄ = [5.5, 1.71634]
     """
     if mode not in ("forward", "reverse"):
-        raise ValueError(f"mode must be 'forward' or 'reverse', not {mode!r}")
+        raise ArgumentError(f"mode must be 'forward' or 'reverse', not {mode!r}")
     style = _ASCII if ascii else _UNICODE
     X = _one_point(tape, x, "trace")
     params = tape._params(tuple(args))

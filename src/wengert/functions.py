@@ -215,8 +215,10 @@ def stack(arrays, axis=0):
     >>> tape.forward([2.0, 3.0]).tolist()
     [6.0, 2.0]
     """
-    return np.stack(list(arrays), axis=axis) if not _traced(*arrays) else \
-        tracing._HANDLED[np.stack](list(arrays), axis=axis)
+    arrays = list(arrays)       # a generator would be spent by _traced
+    if not _traced(*arrays):
+        return np.stack(arrays, axis=axis)
+    return tracing._HANDLED[np.stack](arrays, axis=axis)
 
 
 def concatenate(arrays, axis=0):
@@ -230,5 +232,7 @@ def concatenate(arrays, axis=0):
     >>> tape.forward([1.0, 3.0]).tolist()
     [1.0, 3.0, 2.0, 6.0]
     """
-    return np.concatenate(list(arrays), axis=axis) if not _traced(*arrays) else \
-        tracing._HANDLED[np.concatenate](list(arrays), axis=axis)
+    arrays = list(arrays)       # a generator would be spent by _traced
+    if not _traced(*arrays):
+        return np.concatenate(arrays, axis=axis)
+    return tracing._HANDLED[np.concatenate](arrays, axis=axis)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from wengert._errors import ArgumentError
+
 __all__ = ["check_grads"]
 
 _MODES = ("forward", "reverse")
@@ -81,7 +83,7 @@ def check_grads(f, x, *args, modes=("forward", "reverse"), atol=1e-6, rtol=1e-6,
     modes = tuple(modes)
     unknown = [m for m in modes if m not in _MODES]
     if unknown:
-        raise ValueError(f"unknown mode(s) {unknown}; use 'forward' and/or 'reverse'")
+        raise ArgumentError(f"unknown mode(s) {unknown}; use 'forward' and/or 'reverse'")
     rng = np.random.default_rng(seed)
     x = np.asarray(x, dtype=np.float64)
     tape = record(f, _point(x), *args)

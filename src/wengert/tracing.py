@@ -14,9 +14,9 @@ import sys
 import numpy as np
 
 from wengert import _opcodes as ops
-from wengert._errors import ShapeError, TracingError, WengertError
+from wengert._errors import ArgumentTypeError, ShapeError, TracingError, WengertError
 from wengert._opcodes import Kind
-from wengert._recorder import Active, Recorder, hooks, make_active
+from wengert._recorder import _FLOAT_MESSAGE, Active, Recorder, hooks, make_active
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -92,7 +92,9 @@ def _slots_of(rec, operand):
         return np.empty(values.shape, dtype=np.intp)
     # A uniform constant (np.zeros(n), a broadcast scalar) needs one const
     # entry shared by every element, not n of them.
-    if np.all(flat == flat[0]) and not np.isnan(flat[0]) and flat.size > 1:
+    # Compared as bit patterns, so -0.0 and 0.0 (and NaNs) stay apart.
+    bits = flat.view(np.uint64)
+    if flat.size > 1 and np.all(bits == bits[0]):
         index = rec.constant_index(float(flat[0]))
         first = rec.push_one(_CONST, index)
         return np.full(values.shape, first, dtype=np.intp)
@@ -174,7 +176,7 @@ def power(a, b):
 def _check_single(size):
     """``bool()`` of a traced array needs one element, as in NumPy."""
     if size != 1:
-        raise ValueError(
+        raise ShapeError(
             "The truth value of an array with more than one element is ambiguous. "
             "Use a.any() or a.all()")
 
@@ -221,7 +223,7 @@ class Comparison:
 
     def __len__(self):
         if not self.shape:
-            raise TypeError("len() of a 0-d comparison")
+            raise ArgumentTypeError("len() of a 0-d comparison")
         return self.shape[0]
 
     def indicator_slots(self):
@@ -496,10 +498,7 @@ class TracedArray:
         return bool(compare("ne", self, 0.0))
 
     def __float__(self):
-        raise TracingError(
-            "a traced value cannot become a Python float: wengert records operations "
-            "on traced values; use the NumPy ufuncs (np.sin, ...) or wg.* functions "
-            "instead of math.*, and build arrays with np.stack / wg.array")
+        raise TracingError(_FLOAT_MESSAGE.format(what="float", call="float(x) or math.*(x)"))
 
     __int__ = __float__
     __index__ = __float__
@@ -554,7 +553,7 @@ def reduce(name, x, axis=None, keepdims=False):
     rows = np.transpose(slots, kept + list(axes)).reshape(int(np.prod(out_shape)), length)
     if length == 0:
         if name not in ("add", "mul"):
-            raise ValueError(f"zero-size array to reduction operation {name} which has no identity")
+            raise ShapeError(f"zero-size array to reduction operation {name} which has no identity")
         result = _slots_of(rec, _Operand(False, np.full(out_shape, 0.0 if name == "add" else 1.0)))
     else:
         code = ops.code_of(name, Kind.VV)
@@ -589,7 +588,7 @@ def matmul(a, b):
     B = asarray(b, rec) if _recorder_of([b]) is not None else np.asarray(b, dtype=np.float64)
     a_shape, b_shape = np.shape(_raw(A)), np.shape(_raw(B))
     if len(a_shape) == 0 or len(b_shape) == 0:
-        raise ValueError("matmul: Input operand does not have enough dimensions")
+        raise ShapeError("matmul: Input operand does not have enough dimensions")
     A2 = _expand(A, -2) if len(a_shape) == 1 else A
     B2 = _expand(B, -1) if len(b_shape) == 1 else B
     if np.shape(_raw(A2))[-1] != np.shape(_raw(B2))[-2]:
@@ -860,8 +859,10 @@ def _cumsum(a, axis=None, dtype=None, out=None):
 
 
 def _outer(a, b, out=None):
-    return apply_binary("mul", _expand(asarray(a).reshape(-1) if not isinstance(a, np.ndarray) else a.reshape(-1), -1),
-                        asarray(b).reshape(-1) if not isinstance(b, np.ndarray) else b.reshape(-1))
+    rec = _recorder_of([a, b])
+    flat = [wrap(rec, _raw(asarray(v, rec)).reshape(-1)) if _recorder_of([v]) is not None
+            else np.ravel(np.asarray(v, dtype=np.float64)) for v in (a, b)]
+    return apply_binary("mul", _expand(flat[0], -1), flat[1])
 
 
 def _inner(a, b):

@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from wengert._errors import BranchChangedError
+from wengert._errors import ArgumentError, ArgumentTypeError, BranchChangedError
 from wengert.tape import Tape, record
 from wengert.tracing import _is_dynamic
 
@@ -27,7 +27,7 @@ class _Transform:
 
     def __init__(self, f, method, **options):
         if not callable(f):
-            raise TypeError(f"expected a callable to differentiate, got {type(f).__name__}")
+            raise ArgumentTypeError(f"expected a callable to differentiate, got {type(f).__name__}")
         self._f = f
         self._method = method
         self._tapes = {}            # key -> list of tapes, newest first
@@ -52,7 +52,7 @@ class _Transform:
                 try:
                     hash(arg)
                 except TypeError:
-                    raise TypeError(
+                    raise ArgumentTypeError(
                         f"static argument {i} of {type(arg).__name__} is unhashable: the wg.* "
                         "transforms cache tapes by their static arguments. Pass a tuple "
                         "instead of a list, or a float array to make it a dynamic "
@@ -166,7 +166,7 @@ def jacobian(f, mode="auto"):
     [[2.0, 0.0], [0.0, 4.0]]
     """
     if mode not in ("auto", "forward", "reverse"):
-        raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', not {mode!r}")
+        raise ArgumentError(f"mode must be 'auto', 'forward' or 'reverse', not {mode!r}")
     return _caller(f, "jacobian", mode=mode)
 
 
