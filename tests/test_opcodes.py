@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from wengert import _opcodes as ops
+from wengert._opcodes import Kind
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(ops.__file__))
 
@@ -130,8 +131,7 @@ def test_code_and_split_round_trip(op):
 
 # Operations whose second derivative is identically zero (affine or
 # piecewise affine): a second-order kernel is optional for them.
-ZERO_SECOND = {"const", "select", "neg", "add", "sub", "abs", "sign", "minimum", "maximum",
-               *ops.COMPARISONS}
+ZERO_SECOND = {op.name for op in ops.OPERATIONS if op.curvature in (ops.LINEAR, ops.PIECEWISE)}
 
 
 @pytest.mark.parametrize("op", ops.OPERATIONS, ids=lambda op: op.name)
@@ -149,3 +149,45 @@ def test_second_order_kernels_belong_to_table_rows():
         match = re.fullmatch(r"(\w+?)_(value|partials?|seconds?)", name)
         if match and match.group(1) not in ("unary", "binary"):
             assert match.group(1) in ops.BY_NAME, f"kernel {name} has no table row"
+
+
+# What the Hessian-pattern propagation (wengert._sparsity) must do for each
+# operand kind, given the table's curvature column.
+EXPECTED_INTERACTION = {
+    (ops.LINEAR, Kind.UNARY): "none", (ops.PIECEWISE, Kind.UNARY): "none",
+    (ops.CURVED, Kind.UNARY): "self",
+    **{(c, k): "none" for c in (ops.LINEAR, ops.PIECEWISE) for k in (Kind.VV, Kind.VC, Kind.CV)},
+    (ops.BILINEAR, Kind.VV): "cross", (ops.BILINEAR, Kind.VC): "none", (ops.BILINEAR, Kind.CV): "none",
+    (ops.QUOTIENT, Kind.VV): "div", (ops.QUOTIENT, Kind.VC): "none", (ops.QUOTIENT, Kind.CV): "self",
+    (ops.CURVED, Kind.VV): "all", (ops.CURVED, Kind.VC): "self", (ops.CURVED, Kind.CV): "self",
+}
+
+
+@pytest.mark.parametrize("op", ops.OPERATIONS, ids=lambda op: op.name)
+def test_hessian_sparsity_follows_the_curvature_column(op):
+    from wengert._sparsity import interaction
+    kinds = (Kind.VV, Kind.VC, Kind.CV) if ops.is_binary(op) else (Kind.UNARY,)
+    for kind in kinds:
+        assert interaction(op.code(kind)) == EXPECTED_INTERACTION[op.curvature, kind], (
+            op.name, kind.name)
+
+
+@pytest.mark.parametrize("op", ops.OPERATIONS, ids=lambda op: op.name)
+def test_curvature_column_matches_the_second_derivative_kernels(op):
+    """Rows marked linear or piecewise have zero second derivatives at a
+    generic point; curved ones do not."""
+    import wengert as wg
+    from wengert import tracing
+    if op.name in ("const", "select") or op.name in ops.COMPARISONS:
+        return
+    x = np.array([1.7, 1.3]) if op.name == "arccosh" else np.array([0.7, 0.3])
+    if ops.is_binary(op):
+        tape = wg.record(lambda z: tracing.apply_binary(op.name, z[0], z[1]), x)
+    else:
+        tape = wg.record(lambda z: tracing.apply_unary(op.name, z[0]), x)
+    H = tape.hessian(x)
+    assert np.isfinite(H).all(), op.name
+    if op.curvature in (ops.LINEAR, ops.PIECEWISE):
+        assert not H.any(), op.name
+    else:
+        assert H.any(), op.name

@@ -1,7 +1,9 @@
 """The operation table: the single list of every operation on a tape.
 
-Each row names an operation, its base code, its arity and the NumPy function
-that defines its value (used by the tests as the reference). The value,
+Each row names an operation, its base code, its arity, the NumPy function
+that defines its value (used by the tests as the reference) and how it curves
+(which second derivatives can be nonzero: the Hessian-sparsity rules follow
+it, and tests/test_opcodes.py checks both against the kernels). The value,
 partial-derivative and adjoint rules live in ``_kernels.pxd`` under the same
 name (``sin_value``, ``sin_partial`` ...), and ``_opcodes.pxd`` mirrors the
 codes as a C enum; ``tests/test_opcodes.py`` checks that all three agree.
@@ -50,6 +52,14 @@ def _select(c, a, b):
     return np.where(c != 0, a, b)
 
 
+# How an operation curves, for second derivatives and Hessian sparsity:
+LINEAR = "linear"          # second derivatives are zero everywhere
+PIECEWISE = "piecewise"    # piecewise linear or constant: zero almost everywhere
+BILINEAR = "bilinear"      # a * b: only the cross term
+QUOTIENT = "quotient"      # a / b: cross term and d2/db2, none in a alone
+CURVED = "curved"          # anything else: every second derivative may be nonzero
+
+
 @dataclass(frozen=True)
 class Operation:
     """One row of the operation table."""
@@ -59,6 +69,7 @@ class Operation:
     arity: int                # operands that are values (0 for const)
     reference: Optional[Callable]  # NumPy function giving the value
     differentiable: bool = True    # False: every partial is exactly zero
+    curvature: str = CURVED
 
     def code(self, kind: Kind = Kind.UNARY) -> int:
         return (int(kind) << KIND_SHIFT) | self.base
@@ -67,9 +78,9 @@ class Operation:
 # base code, name, arity, NumPy reference. Unary and special operations use
 # base codes below 32, binary operations 32 and above.
 OPERATIONS = [
-    Operation("const", 0, 0, None, differentiable=False),
-    Operation("select", 1, 3, _select),
-    Operation("neg", 2, 1, np.negative),
+    Operation("const", 0, 0, None, differentiable=False, curvature=LINEAR),
+    Operation("select", 1, 3, _select, curvature=LINEAR),
+    Operation("neg", 2, 1, np.negative, curvature=LINEAR),
     Operation("square", 3, 1, np.square),
     Operation("sqrt", 4, 1, np.sqrt),
     Operation("cbrt", 5, 1, np.cbrt),
@@ -92,26 +103,26 @@ OPERATIONS = [
     Operation("arcsinh", 22, 1, np.arcsinh),
     Operation("arccosh", 23, 1, np.arccosh),
     Operation("arctanh", 24, 1, np.arctanh),
-    Operation("abs", 25, 1, np.abs),
-    Operation("sign", 26, 1, np.sign, differentiable=False),
+    Operation("abs", 25, 1, np.abs, curvature=PIECEWISE),
+    Operation("sign", 26, 1, np.sign, differentiable=False, curvature=PIECEWISE),
     Operation("sigmoid", 27, 1, _sigmoid),
     Operation("erf", 28, 1, _erf),
-    Operation("add", 32, 2, np.add),
-    Operation("sub", 33, 2, np.subtract),
-    Operation("mul", 34, 2, np.multiply),
-    Operation("div", 35, 2, np.divide),
+    Operation("add", 32, 2, np.add, curvature=LINEAR),
+    Operation("sub", 33, 2, np.subtract, curvature=LINEAR),
+    Operation("mul", 34, 2, np.multiply, curvature=BILINEAR),
+    Operation("div", 35, 2, np.divide, curvature=QUOTIENT),
     Operation("pow", 36, 2, np.power),
     Operation("arctan2", 37, 2, np.arctan2),
     Operation("hypot", 38, 2, np.hypot),
-    Operation("minimum", 39, 2, np.minimum),
-    Operation("maximum", 40, 2, np.maximum),
+    Operation("minimum", 39, 2, np.minimum, curvature=PIECEWISE),
+    Operation("maximum", 40, 2, np.maximum, curvature=PIECEWISE),
     Operation("logaddexp", 41, 2, np.logaddexp),
-    Operation("lt", 42, 2, lambda a, b: np.less(a, b).astype(float), False),
-    Operation("le", 43, 2, lambda a, b: np.less_equal(a, b).astype(float), False),
-    Operation("gt", 44, 2, lambda a, b: np.greater(a, b).astype(float), False),
-    Operation("ge", 45, 2, lambda a, b: np.greater_equal(a, b).astype(float), False),
-    Operation("eq", 46, 2, lambda a, b: np.equal(a, b).astype(float), False),
-    Operation("ne", 47, 2, lambda a, b: np.not_equal(a, b).astype(float), False),
+    Operation("lt", 42, 2, lambda a, b: np.less(a, b).astype(float), False, curvature=PIECEWISE),
+    Operation("le", 43, 2, lambda a, b: np.less_equal(a, b).astype(float), False, curvature=PIECEWISE),
+    Operation("gt", 44, 2, lambda a, b: np.greater(a, b).astype(float), False, curvature=PIECEWISE),
+    Operation("ge", 45, 2, lambda a, b: np.greater_equal(a, b).astype(float), False, curvature=PIECEWISE),
+    Operation("eq", 46, 2, lambda a, b: np.equal(a, b).astype(float), False, curvature=PIECEWISE),
+    Operation("ne", 47, 2, lambda a, b: np.not_equal(a, b).astype(float), False, curvature=PIECEWISE),
 ]
 
 BY_NAME = {op.name: op for op in OPERATIONS}

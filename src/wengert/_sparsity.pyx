@@ -101,6 +101,13 @@ cdef inline int nonlinearity(int code) noexcept nogil:
     return NL_ALL if kind == KIND_VV else NL_SELF
 
 
+def interaction(int code):
+    """The NL_* class ``nonlinearity`` gives an opcode, as
+    ``(name, ...)``: "none", "self", "cross", "div" or "all" (for the test
+    that checks it against the operation table's curvature column)."""
+    return ("none", "self", "cross", "div", "all")[nonlinearity(code)]
+
+
 cdef Ops _ops_of(engine, const opcode_t[::1] code, const index_t[:, ::1] args,
                  const index_t[::1] aux):
     cdef Ops t
