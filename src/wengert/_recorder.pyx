@@ -13,9 +13,11 @@ cimport numpy as cnp
 from wengert._types cimport real_t, index_t, opcode_t, TapeView
 from wengert._opcodes cimport *
 from wengert._kernels cimport binary_value
-from wengert._sweeps cimport forward0
+from wengert._sweeps cimport first_bad_operation, forward0
+from libc.stdint cimport uint8_t
 
 from wengert._errors import TracingError, WengertError
+from wengert._opcodes import valid_codes
 
 cnp.import_array()
 
@@ -24,6 +26,8 @@ cnp.import_array()
 hooks = {}
 
 cdef Py_ssize_t MAX_SLOTS = 2**31 - 2
+_VALID_CODES = np.ascontiguousarray(valid_codes(), dtype=np.uint8)
+cdef const uint8_t[::1] VALID_CODES = _VALID_CODES
 
 
 @cython.final
@@ -153,23 +157,49 @@ cdef class Recorder:
         return k
 
     def push_one(self, int code, Py_ssize_t a0, Py_ssize_t a1=0):
-        """Append one operation (operands already checked); return its slot."""
-        return self.push(code, a0, a1)
+        """Append one operation; return its slot (checked like push_many)."""
+        if not (0 <= code < 256 and VALID_CODES[code]) or not (-2**31 <= a0 < 2**31
+                                                              and -2**31 <= a1 < 2**31):
+            raise WengertError(f"not a valid operation: opcode {code}, operands {a0}, {a1}")
+        cdef Py_ssize_t i = self.n_ops
+        if i >= self.cap_ops:
+            self._reserve_ops(1)
+        self.op_p[i] = <opcode_t>code
+        self.arg_p[2 * i] = <index_t>a0
+        self.arg_p[2 * i + 1] = <index_t>a1
+        self._check_new(i, i + 1)
+        forward0(&self.view, self.val_p, 1, i, i + 1)
+        self.n_ops = i + 1
+        return self.first + i
+
+    cdef int _check_new(self, Py_ssize_t start, Py_ssize_t end) except -1:
+        """Refuse appended entries that a sweep could not trust (they stay
+        beyond n_ops, so the next append overwrites them)."""
+        cdef Py_ssize_t bad = first_bad_operation(&self.view, &VALID_CODES[0], self.n_consts,
+                                                  self.n_aux, start, end)
+        if bad >= 0:
+            raise WengertError(
+                f"internal error: operation {bad - start} of an append has opcode "
+                f"{self.op_p[bad]} or operands {self.arg_p[2 * bad]}, {self.arg_p[2 * bad + 1]} "
+                "that refer to nothing recorded before it")
+        return 0
 
     def push_many(self, int code, a0, a1=None):
         """Append ``len(a0)`` operations of one opcode with operand index
         arrays ``a0`` (and ``a1``); evaluate them; return their first slot.
 
         Operand indices must refer to slots (or constants) that exist before
-        the first new operation, or to new results of earlier rows (for
-        chained reductions); callers guarantee that.
+        each new operation; anything else raises before evaluation.
         """
         cdef Py_ssize_t n = len(a0), start = self.n_ops
+        if not (0 <= code < 256 and VALID_CODES[code]):
+            raise WengertError(f"not a valid opcode: {code}")
         self._reserve_ops(n)
         args = self._args[start:start + n]
         args[:, 0] = a0
         args[:, 1] = 0 if a1 is None else a1
         self._opcodes[start:start + n] = code
+        self._check_new(start, start + n)
         with nogil:
             forward0(&self.view, self.val_p, 1, start, start + n)
         self.n_ops = start + n
@@ -202,6 +232,8 @@ cdef class Recorder:
     # -- values and guards ---------------------------------------------------
 
     def value(self, Py_ssize_t slot):
+        if not 0 <= slot < self.first + self.n_ops:
+            raise IndexError(f"slot {slot} is not recorded")
         return self.val_p[slot]
 
     def values_of(self, slots):
@@ -218,6 +250,12 @@ cdef class Recorder:
             raise TracingError("this recording is finished; a comparison of traced values "
                                "escaped from the recorded function")
         cdef int kind = code >> KIND_SHIFT
+        cdef Py_ssize_t n_slots = self.first + self.n_ops
+        if (not (0 <= code < 256 and VALID_CODES[code]) or kind == KIND_UNARY
+                or not 0 <= a0 < (self.n_consts if kind == KIND_CV else n_slots)
+                or not 0 <= a1 < (self.n_consts if kind == KIND_VC else n_slots)):
+            raise WengertError(f"not a comparison of recorded values: opcode {code}, "
+                               f"operands {a0}, {a1}")
         cdef real_t av = self.const_p[a0] if kind == KIND_CV else self.val_p[a0]
         cdef real_t bv = self.const_p[a1] if kind == KIND_VC else self.val_p[a1]
         return binary_value(code & BASE_MASK, av, bv) != 0.0
@@ -425,6 +463,8 @@ cdef object _binary(int base, Active x, object other, bint reflected):
 
 
 cpdef Active make_active(Recorder rec, Py_ssize_t slot):
+    if not 0 <= slot < rec.first + rec.n_ops:
+        raise WengertError(f"internal error: slot {slot} is not recorded")
     cdef Active a = Active.__new__(Active)
     a.recorder = rec
     a.slot = slot

@@ -399,13 +399,16 @@ cdef inline bint _slot_ok(index_t s, Py_ssize_t limit) noexcept nogil:
     return 0 <= s and s < limit
 
 
-cdef Py_ssize_t _first_bad_operation(const TapeView* t, const uint8_t* valid,
-                                     Py_ssize_t n_consts, Py_ssize_t n_aux) noexcept nogil:
+cdef Py_ssize_t first_bad_operation(const TapeView* t, const uint8_t* valid,
+                                    Py_ssize_t n_consts, Py_ssize_t n_aux,
+                                    Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    """Index of the first operation in start..end-1 with an unknown opcode or
+    an operand outside what exists before it, or -1."""
     cdef Py_ssize_t i, s
     cdef int code, base, kind
     cdef index_t a0, a1
     cdef bint ok
-    for i in range(t.n_ops):
+    for i in range(start, end):
         code = t.opcodes[i]
         if not valid[code]:
             return i
@@ -521,7 +524,8 @@ cdef class Engine:
         self.out_ptr = &out_v[0] if out_v.shape[0] else NULL
         self.n_out = out_v.shape[0]
         with nogil:
-            bad = _first_bad_operation(&self.view, &valid[0], const_v.shape[0], aux_v.shape[0])
+            bad = first_bad_operation(&self.view, &valid[0], const_v.shape[0], aux_v.shape[0],
+                                      0, self.view.n_ops)
         if bad >= 0:
             raise ValueError(
                 f"operation {bad} (opcode {op_v[bad]}, operands {arg_v[bad, 0]}, "
