@@ -99,13 +99,7 @@ cdef void forward0(const TapeView* t, real_t* val, Py_ssize_t B,
                    Py_ssize_t start, Py_ssize_t end) noexcept nogil:
     """Values of operations start..end-1 at B points."""
     cdef Work w = _work(t, val, NULL, NULL, NULL, B, 1)
-    cdef Py_ssize_t i
-    if B == 1:
-        for i in range(start, end):
-            _step(<_values*>NULL, <_one*>NULL, &w, i)
-    else:
-        for i in range(start, end):
-            _step(<_values*>NULL, <_many*>NULL, &w, i)
+    _run(<_values*>NULL, &w, start, end)
 
 
 cdef void forward1(const TapeView* t, real_t* val, real_t* dot,
@@ -116,13 +110,7 @@ cdef void forward1(const TapeView* t, real_t* val, real_t* dot,
     slots; every other slot is written here.
     """
     cdef Work w = _work(t, val, dot, NULL, NULL, B, K)
-    cdef Py_ssize_t i
-    if B == 1 and K == 1:
-        for i in range(t.n_ops):
-            _step(<_tangents*>NULL, <_one*>NULL, &w, i)
-    else:
-        for i in range(t.n_ops):
-            _step(<_tangents*>NULL, <_many*>NULL, &w, i)
+    _run(<_tangents*>NULL, &w, 0, t.n_ops)
 
 
 cdef void reverse1(const TapeView* t, const real_t* val, real_t* bar,
@@ -133,13 +121,7 @@ cdef void reverse1(const TapeView* t, const real_t* val, real_t* bar,
     seeded output adjoints and zeros elsewhere.
     """
     cdef Work w = _work(t, val, bar, NULL, NULL, B, K)
-    cdef Py_ssize_t i
-    if B == 1 and K == 1:
-        for i in range(t.n_ops - 1, -1, -1):
-            _step(<_adjoints*>NULL, <_one*>NULL, &w, i)
-    else:
-        for i in range(t.n_ops - 1, -1, -1):
-            _step(<_adjoints*>NULL, <_many*>NULL, &w, i)
+    _run(<_adjoints*>NULL, &w, 0, t.n_ops)
 
 
 cdef void reverse2(const TapeView* t, const real_t* val, const real_t* dot,
@@ -151,13 +133,28 @@ cdef void reverse2(const TapeView* t, const real_t* val, const real_t* dot,
     hold H(w.F) @ V.
     """
     cdef Work w = _work(t, val, bardot, dot, bar, B, K)
+    _run(<_seconds*>NULL, &w, 0, t.n_ops)
+
+
+cdef inline void _run(sweep_t* sweep, Work* w, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+    """Operations start..end-1: first to last for values and tangents, last
+    to first for adjoints; the one-point, one-direction body when it fits."""
     cdef Py_ssize_t i
-    if B == 1 and K == 1:
-        for i in range(t.n_ops - 1, -1, -1):
-            _step(<_seconds*>NULL, <_one*>NULL, &w, i)
+    cdef bint one = w.B == 1 and w.K == 1
+    if sweep_t is _values or sweep_t is _tangents:
+        if one:
+            for i in range(start, end):
+                _step(sweep, <_one*>NULL, w, i)
+        else:
+            for i in range(start, end):
+                _step(sweep, <_many*>NULL, w, i)
     else:
-        for i in range(t.n_ops - 1, -1, -1):
-            _step(<_seconds*>NULL, <_many*>NULL, &w, i)
+        if one:
+            for i in range(end - 1, start - 1, -1):
+                _step(sweep, <_one*>NULL, w, i)
+        else:
+            for i in range(end - 1, start - 1, -1):
+                _step(sweep, <_many*>NULL, w, i)
 
 
 cdef inline void _step(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) noexcept nogil:
