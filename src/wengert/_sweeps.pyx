@@ -6,7 +6,7 @@
 # points or directions. Every loop only dispatches on the operand kind; the
 # mathematics sits in _kernels.pxd.
 cimport cython
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from libc.stdint cimport uint8_t
 
@@ -56,6 +56,7 @@ ctypedef struct Work:
     real_t* bar      # second order: the first-order adjoints, (n_slots, B)
     Py_ssize_t B
     Py_ssize_t K
+    bint clear       # adjoints, one point: zero each result's adjoint once used
 
 
 cdef inline Work _work(const TapeView* t, const real_t* val, real_t* deriv,
@@ -72,6 +73,7 @@ cdef inline Work _work(const TapeView* t, const real_t* val, real_t* deriv,
     w.deriv = deriv
     w.dot = <real_t*>dot
     w.bar = bar
+    w.clear = False
     w.B = B
     w.K = K
     return w
@@ -124,6 +126,17 @@ cdef void reverse1(const TapeView* t, const real_t* val, real_t* bar,
     _run(<_adjoints*>NULL, &w, 0, t.n_ops)
 
 
+cdef void reverse1_clearing(const TapeView* t, const real_t* val, real_t* bar) noexcept nogil:
+    """reverse1 at one point along one direction that leaves every
+    operation's adjoint zero again once it is used: with the input and
+    parameter rows zeroed afterwards, ``bar`` is all zero for the next call,
+    so a cached adjoint block never needs a memset (a pass over n_slots
+    doubles, ~13% of a gradient)."""
+    cdef Work w = _work(t, val, bar, NULL, NULL, 1, 1)
+    w.clear = True
+    _run(<_adjoints*>NULL, &w, 0, t.n_ops)
+
+
 cdef void reverse2(const TapeView* t, const real_t* val, const real_t* dot,
                    real_t* bar, real_t* bardot, Py_ssize_t B, Py_ssize_t K) noexcept nogil:
     """Second order, forward over reverse: adjoints ``bar`` (n_slots, B) and
@@ -152,6 +165,9 @@ cdef inline void _run(sweep_t* sweep, Work* w, Py_ssize_t start, Py_ssize_t end)
         if one:
             for i in range(end - 1, start - 1, -1):
                 _step(sweep, <_one*>NULL, w, i)
+                if sweep_t is _adjoints:
+                    if w.clear:
+                        w.deriv[w.t.first + i] = 0.0
         else:
             for i in range(end - 1, start - 1, -1):
                 _step(sweep, <_many*>NULL, w, i)
@@ -468,6 +484,9 @@ cdef class Engine:
     cdef real_t* cache
     cdef Py_ssize_t cache_size
     cdef bint cache_busy
+    cdef real_t* zeros            # an adjoint block kept all zero between calls
+    cdef Py_ssize_t zeros_size
+    cdef bint zeros_busy
     cdef public object branch_error   # callable(guard, point or -1) -> exception
 
     def __cinit__(self, opcodes, args, consts, aux, outputs, Py_ssize_t n_inputs,
@@ -494,6 +513,9 @@ cdef class Engine:
         self.cache = NULL
         self.cache_size = 0
         self.cache_busy = False
+        self.zeros = NULL
+        self.zeros_size = 0
+        self.zeros_busy = False
         if n_inputs < 0 or n_params < 0:
             raise ValueError("negative input or parameter count")
         if op_v.shape[0] != arg_v.shape[0]:
@@ -537,6 +559,7 @@ cdef class Engine:
 
     def __dealloc__(self):
         free(self.cache)
+        free(self.zeros)
 
     # -- work space: one cached block, taken by one caller at a time --------
 
@@ -561,6 +584,30 @@ cdef class Engine:
     cdef void _give(self, real_t* block) noexcept:
         if block == self.cache:
             self.cache_busy = False
+        else:
+            free(block)
+
+    cdef real_t* _take_zeros(self, Py_ssize_t n) except NULL:
+        """A block of n zeros; hand it back all zero with _give_zeros."""
+        cdef real_t* block
+        n = max(n, 1)
+        if not self.zeros_busy:
+            if self.zeros_size < n:
+                free(self.zeros)
+                self.zeros = <real_t*>calloc(n, sizeof(real_t))
+                self.zeros_size = n if self.zeros != NULL else 0
+                if self.zeros == NULL:
+                    raise MemoryError()
+            self.zeros_busy = True
+            return self.zeros
+        block = <real_t*>calloc(n, sizeof(real_t))
+        if block == NULL:
+            raise MemoryError()
+        return block
+
+    cdef void _give_zeros(self, real_t* block) noexcept:
+        if block == self.zeros:
+            self.zeros_busy = False
         else:
             free(block)
 
@@ -652,18 +699,21 @@ cdef class Engine:
         if self.n_out != 1:
             raise ValueError("gradient_point needs exactly one output")
         x = self._check_point(x, params)
-        cdef real_t* work = self._take(2 * n)
-        cdef real_t* val = work
-        cdef real_t* bar = work + n
+        cdef real_t* val = self._take(n)
+        cdef real_t* bar
+        try:
+            bar = self._take_zeros(n)
+        except MemoryError:
+            self._give(val)
+            raise
         try:
             self._load(val, x, params)
             with nogil:
                 forward0(&self.view, val, 1, 0, self.view.n_ops)
                 g = first_failed_guard(&self.view, val, 1, &p)
                 if g < 0:
-                    memset(bar, 0, n * sizeof(real_t))
                     bar[self.out_ptr[0]] = 1.0
-                    reverse1(&self.view, val, bar, 1, 1)
+                    reverse1_clearing(&self.view, val, bar)
             if g >= 0:
                 self._raise_branch(g, -1)
             value = val[self.out_ptr[0]]
@@ -672,7 +722,11 @@ cdef class Engine:
                 memcpy(cnp.PyArray_DATA(result), bar, self.n_inputs * sizeof(real_t))
             return value, result
         finally:
-            self._give(work)
+            # Operations' adjoints are zero again (reverse1_clearing); the
+            # inputs' and parameters' rows hold the gradient: clear them too.
+            memset(bar, 0, self.first * sizeof(real_t))
+            self._give_zeros(bar)
+            self._give(val)
 
     def hvp_point(self, cnp.ndarray x, cnp.ndarray params, cnp.ndarray v, cnp.ndarray weights):
         """H(w·f) @ v at one point along one direction, shaped like ``x``;
