@@ -129,3 +129,24 @@ def test_reductions_over_ties_split_the_derivative(ties, reduction):
         assert g.sum() == 1.0
         assert np.all(g[x != reduction(x)] == 0.0)
         assert np.all(g[x == reduction(x)] > 0.0)
+
+
+# A zero factor wins over an infinite one in every derivative product, so
+# forward and reverse mode agree where an infinite partial meets a zero one.
+SINGULAR = [
+    ("sqrt(x)**3 at 0", lambda x: np.sqrt(x) ** 3, 0.0, 0.0),
+    ("sqrt(x*x) at 0", lambda x: np.sqrt(x * x), 0.0, 0.0),
+    ("0 * log(x) at 0", lambda x: 0.0 * np.log(x), 0.0, 0.0),
+    ("cbrt(x)**2 * x at 0", lambda x: np.cbrt(x) ** 2 * x, 0.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("label, f, x, expected", SINGULAR, ids=[s[0] for s in SINGULAR])
+def test_forward_and_reverse_agree_at_singular_points(label, f, x, expected):
+    tape = wg.record(lambda z: np.sum(f(z)), np.array([x]))
+    with np.errstate(all="ignore"):
+        ways = {"gradient": tape.gradient(np.array([x]))[0],
+                "jvp": tape.jvp(np.array([x]), np.array([1.0])),
+                "jacobian-forward": tape.jacobian(np.array([x]), mode="forward")[0],
+                "jacobian-reverse": tape.jacobian(np.array([x]), mode="reverse")[0]}
+    assert all(value == expected for value in ways.values()), ways

@@ -32,14 +32,11 @@ cdef extern from *:
 
 
 cdef inline real_t azmul(real_t x, real_t y) noexcept nogil:
-    # Absolute-zero multiply: 0 * inf is 0 here, so a zero adjoint or tangent
-    # (a branch not taken, a direction not seeded) never becomes NaN.
-    return 0.0 if x == 0.0 else x * y
-
-
-cdef inline real_t azmul2(real_t x, real_t y) noexcept nogil:
-    # Second-order cross terms (adjoint x second derivative x tangent): either
-    # factor may be the structural zero, so a zero on either side wins.
+    # Absolute-zero multiply, every derivative product goes through it: a
+    # zero factor wins over inf or NaN. So a zero adjoint or tangent (a
+    # branch not taken, a direction not seeded) never becomes NaN, and a
+    # zero partial stops an infinite one (sqrt(x)**3 at 0 has derivative 0
+    # in forward and reverse mode alike).
     return 0.0 if (x == 0.0 or y == 0.0) else x * y
 
 

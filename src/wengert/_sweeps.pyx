@@ -16,7 +16,7 @@ cimport numpy as cnp
 from wengert._types cimport real_t, index_t, opcode_t, TapeView
 from wengert._opcodes cimport *
 from wengert._kernels cimport (
-    azmul, azmul2, is_comparison, unary_value, unary_partial, unary_second,
+    azmul, is_comparison, unary_value, unary_partial, unary_second,
     binary_value, binary_partials, binary_seconds,
 )
 
@@ -240,7 +240,7 @@ cdef inline void _unary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
             w.bar[a * B + p] += azmul(seed, d)
             dd = azmul(seed, unary_second(base, x[p], r[p]))
             for j in range(K):
-                xd[p * K + j] += azmul(rd[p * K + j], d) + azmul2(dd, xt[p * K + j])
+                xd[p * K + j] += azmul(rd[p * K + j], d) + azmul(dd, xt[p * K + j])
 
 
 cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
@@ -332,11 +332,11 @@ cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
                 tx = 0.0 if kind == KIND_CV else xt[p * K + j]
                 ty = 0.0 if kind == KIND_VC else yt[p * K + j]
                 if kind != KIND_CV:
-                    xd[p * K + j] += (azmul(rd[p * K + j], dx) + azmul2(dxx, tx)
-                                      + azmul2(dxy, ty))
+                    xd[p * K + j] += (azmul(rd[p * K + j], dx) + azmul(dxx, tx)
+                                      + azmul(dxy, ty))
                 if kind != KIND_VC:
-                    yd[p * K + j] += (azmul(rd[p * K + j], dy) + azmul2(dxy, tx)
-                                      + azmul2(dyy, ty))
+                    yd[p * K + j] += (azmul(rd[p * K + j], dy) + azmul(dxy, tx)
+                                      + azmul(dyy, ty))
 
 
 cdef inline void _const(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) noexcept nogil:
