@@ -1,4 +1,5 @@
 """Test configuration: the hypothesis profile and the per-test random generator."""
+import os
 import zlib
 
 import numpy as np
@@ -9,7 +10,9 @@ settings.register_profile(
     # Derandomised: the suite gives the same verdict on every run.
     "wengert", max_examples=100, deadline=None, derandomize=True, database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.load_profile("wengert")
+# A longer run for soaking: WENGERT_HYPOTHESIS_PROFILE=soak python -m pytest ...
+settings.register_profile("soak", parent=settings.get_profile("wengert"), max_examples=1000)
+settings.load_profile(os.environ.get("WENGERT_HYPOTHESIS_PROFILE", "wengert"))
 
 
 @pytest.fixture
