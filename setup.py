@@ -24,7 +24,9 @@ directives = {
 if os.name == "nt":
     compile_args = ["/O2"] if not DEBUG else ["/Od"]
 else:
-    compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+    # -fno-math-errno: nothing reads errno, and without it GCC must keep a
+    # libm call beside every sqrt and cannot pair sin and cos into sincos.
+    compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno"]
 
 # The sweeps dispatch to per-operation kernels that are `cdef inline`; GCC
 # left the larger dispatchers as calls, costing ~40% of a gradient. Forcing
