@@ -40,7 +40,10 @@ BASE_MASK = (1 << KIND_SHIFT) - 1
 
 
 def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))
+    # exp(-|x|) never overflows, and neither branch cancels.
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def _erf(x):

@@ -76,10 +76,7 @@ cdef class Recorder:
         cdef Py_ssize_t need = self.n_ops + extra, cap
         if need <= self.cap_ops:
             return 0
-        if self._finished:
-            raise TracingError(
-                "this recording is finished: a traced value escaped from the recorded "
-                "function and was used afterwards; return it instead")
+        self._check_open()
         if self.first + need > MAX_SLOTS:
             raise WengertError(
                 f"the tape would exceed {MAX_SLOTS} slots (32-bit indices); "
@@ -99,8 +96,10 @@ cdef class Recorder:
 
     cdef int _check_open(self) except -1:
         if self._finished:
-            raise TracingError("this recording is finished; a traced value escaped from "
-                               "the recorded function: return it instead")
+            raise TracingError(
+                "this recording is finished: a traced value (or a comparison of traced "
+                "values) escaped from the recorded function and was used afterwards; "
+                "return it from the function instead")
         return 0
 
     cdef int _reserve_consts(self, Py_ssize_t extra) except -1:
@@ -246,9 +245,7 @@ cdef class Recorder:
     def compare(self, int code, Py_ssize_t a0, Py_ssize_t a1):
         """Outcome of a comparison opcode on recorded operands, computed by
         the kernel the guard check uses at replay."""
-        if self._finished:
-            raise TracingError("this recording is finished; a comparison of traced values "
-                               "escaped from the recorded function")
+        self._check_open()
         cdef int kind = code >> KIND_SHIFT
         cdef Py_ssize_t n_slots = self.first + self.n_ops
         if (not (0 <= code < 256 and VALID_CODES[code]) or kind == KIND_UNARY

@@ -58,12 +58,6 @@ def _binary_doc(name, what):
     """
 
 
-def _sigmoid_numpy(x):
-    x = np.asarray(x, dtype=np.float64)
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
 sin = _unary("sin", np.sin, _doc("sin", "Sine"))
 cos = _unary("cos", np.cos, _doc("cos", "Cosine"))
 tan = _unary("tan", np.tan, _doc("tan", "Tangent"))
@@ -89,7 +83,7 @@ reciprocal = _unary("reciprocal", lambda x: 1.0 / np.asarray(x, dtype=float),
                     _doc("reciprocal", "1 / x"))
 abs = _unary("abs", np.abs, _doc("abs", "Absolute value (derivative 0 at 0)"))
 sign = _unary("sign", np.sign, _doc("sign", "Sign (derivative 0)"))
-sigmoid = _unary("sigmoid", _sigmoid_numpy, _doc("sigmoid", "Logistic sigmoid 1 / (1 + exp(-x))"))
+sigmoid = _unary("sigmoid", ops.BY_NAME["sigmoid"].reference, _doc("sigmoid", "Logistic sigmoid 1 / (1 + exp(-x))"))
 erf = _unary("erf", ops.BY_NAME["erf"].reference, _doc("erf", "Error function"))
 
 arctan2 = _binary("arctan2", np.arctan2,
