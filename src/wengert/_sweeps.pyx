@@ -468,6 +468,39 @@ cdef Py_ssize_t _first_bad_guard(const TapeView* t, Py_ssize_t n_slots,
     return -1
 
 
+# A cached work block, taken by one caller at a time (the GIL orders the
+# taking); a second, concurrent caller gets a private block instead.
+ctypedef struct Block:
+    real_t* data
+    Py_ssize_t size
+    bint busy
+
+
+cdef real_t* _block_take(Block* b, Py_ssize_t n, bint zeroed) except NULL:
+    cdef real_t* block
+    n = max(n, 1)     # malloc(0) may return NULL
+    if not b.busy:
+        if b.size < n:
+            free(b.data)
+            b.data = <real_t*>(calloc(n, sizeof(real_t)) if zeroed else malloc(n * sizeof(real_t)))
+            b.size = n if b.data != NULL else 0
+            if b.data == NULL:
+                raise MemoryError()
+        b.busy = True
+        return b.data
+    block = <real_t*>(calloc(n, sizeof(real_t)) if zeroed else malloc(n * sizeof(real_t)))
+    if block == NULL:
+        raise MemoryError()
+    return block
+
+
+cdef void _block_give(Block* b, real_t* block) noexcept:
+    if block == b.data:
+        b.busy = False
+    else:
+        free(block)
+
+
 @cython.final
 cdef class Engine:
     """The compiled half of a tape: validated arrays and the sweeps over them.
@@ -481,12 +514,8 @@ cdef class Engine:
     cdef readonly Py_ssize_t n_inputs, n_params, n_slots, first
     cdef const index_t* out_ptr
     cdef Py_ssize_t n_out
-    cdef real_t* cache
-    cdef Py_ssize_t cache_size
-    cdef bint cache_busy
-    cdef real_t* zeros            # an adjoint block kept all zero between calls
-    cdef Py_ssize_t zeros_size
-    cdef bint zeros_busy
+    cdef Block cache              # work space for the one-point fast paths
+    cdef Block zeros              # an adjoint block kept all zero between calls
     cdef public object branch_error   # callable(guard, point or -1) -> exception
 
     def __cinit__(self, opcodes, args, consts, aux, outputs, Py_ssize_t n_inputs,
@@ -510,12 +539,8 @@ cdef class Engine:
         cdef const uint8_t[::1] ge_v = self.guard_expected
         cdef const uint8_t[::1] valid = np.ascontiguousarray(valid_codes, np.uint8)
         cdef Py_ssize_t bad, i
-        self.cache = NULL
-        self.cache_size = 0
-        self.cache_busy = False
-        self.zeros = NULL
-        self.zeros_size = 0
-        self.zeros_busy = False
+        self.cache = Block(NULL, 0, False)
+        self.zeros = Block(NULL, 0, False)
         if n_inputs < 0 or n_params < 0:
             raise ValueError("negative input or parameter count")
         if op_v.shape[0] != arg_v.shape[0]:
@@ -558,58 +583,23 @@ cdef class Engine:
                 raise ValueError(f"output {i} refers to slot {out_v[i]}, outside 0..{self.n_slots - 1}")
 
     def __dealloc__(self):
-        free(self.cache)
-        free(self.zeros)
+        free(self.cache.data)
+        free(self.zeros.data)
 
     # -- work space: one cached block, taken by one caller at a time --------
 
     cdef real_t* _take(self, Py_ssize_t n) except NULL:
-        cdef real_t* block
-        n = max(n, 1)     # malloc(0) may return NULL
-        if not self.cache_busy:
-            if self.cache_size < n:
-                free(self.cache)
-                self.cache = <real_t*>malloc(n * sizeof(real_t))
-                self.cache_size = n if self.cache != NULL else 0
-                if self.cache == NULL:
-                    raise MemoryError()
-            self.cache_busy = True
-            return self.cache
-        # Another thread is replaying this tape: use a private block.
-        block = <real_t*>malloc(n * sizeof(real_t))
-        if block == NULL:
-            raise MemoryError()
-        return block
+        return _block_take(&self.cache, n, False)
 
     cdef void _give(self, real_t* block) noexcept:
-        if block == self.cache:
-            self.cache_busy = False
-        else:
-            free(block)
+        _block_give(&self.cache, block)
 
     cdef real_t* _take_zeros(self, Py_ssize_t n) except NULL:
         """A block of n zeros; hand it back all zero with _give_zeros."""
-        cdef real_t* block
-        n = max(n, 1)
-        if not self.zeros_busy:
-            if self.zeros_size < n:
-                free(self.zeros)
-                self.zeros = <real_t*>calloc(n, sizeof(real_t))
-                self.zeros_size = n if self.zeros != NULL else 0
-                if self.zeros == NULL:
-                    raise MemoryError()
-            self.zeros_busy = True
-            return self.zeros
-        block = <real_t*>calloc(n, sizeof(real_t))
-        if block == NULL:
-            raise MemoryError()
-        return block
+        return _block_take(&self.zeros, n, True)
 
     cdef void _give_zeros(self, real_t* block) noexcept:
-        if block == self.zeros:
-            self.zeros_busy = False
-        else:
-            free(block)
+        _block_give(&self.zeros, block)
 
     cdef int _raise_branch(self, Py_ssize_t g, Py_ssize_t p) except -1:
         raise self.branch_error(g, p)
