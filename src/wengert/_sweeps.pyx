@@ -468,18 +468,29 @@ cdef Py_ssize_t _first_bad_guard(const TapeView* t, Py_ssize_t n_slots,
     return -1
 
 
-# A cached work block, taken by one caller at a time (the GIL orders the
-# taking); a second, concurrent caller gets a private block instead.
+# Cached work blocks, each taken by one caller at a time (the GIL orders
+# the taking). POOL of them serve that many threads replaying one tape at
+# once without allocating: a fresh block of many MB costs its page faults on
+# every call (two threads on one tape were slower than one before). Callers
+# beyond that get a private block.
+cdef enum:
+    POOL = 4
+
 ctypedef struct Block:
     real_t* data
     Py_ssize_t size
     bint busy
 
 
-cdef real_t* _block_take(Block* b, Py_ssize_t n, bint zeroed) except NULL:
+cdef real_t* _block_take(Block* pool, Py_ssize_t n, bint zeroed) except NULL:
     cdef real_t* block
+    cdef Block* b
+    cdef int k
     n = max(n, 1)     # malloc(0) may return NULL
-    if not b.busy:
+    for k in range(POOL):
+        b = &pool[k]
+        if b.busy:
+            continue
         if b.size < n:
             free(b.data)
             b.data = <real_t*>(calloc(n, sizeof(real_t)) if zeroed else malloc(n * sizeof(real_t)))
@@ -494,11 +505,13 @@ cdef real_t* _block_take(Block* b, Py_ssize_t n, bint zeroed) except NULL:
     return block
 
 
-cdef void _block_give(Block* b, real_t* block) noexcept:
-    if block == b.data:
-        b.busy = False
-    else:
-        free(block)
+cdef void _block_give(Block* pool, real_t* block) noexcept:
+    cdef int k
+    for k in range(POOL):
+        if block == pool[k].data:
+            pool[k].busy = False
+            return
+    free(block)
 
 
 @cython.final
@@ -514,8 +527,8 @@ cdef class Engine:
     cdef readonly Py_ssize_t n_inputs, n_params, n_slots, first
     cdef const index_t* out_ptr
     cdef Py_ssize_t n_out
-    cdef Block cache              # work space for the one-point fast paths
-    cdef Block zeros              # an adjoint block kept all zero between calls
+    cdef Block cache[POOL]        # work space for the one-point fast paths
+    cdef Block zeros[POOL]        # adjoint blocks kept all zero between calls
     cdef public object branch_error   # callable(guard, point or -1) -> exception
 
     def __cinit__(self, opcodes, args, consts, aux, outputs, Py_ssize_t n_inputs,
@@ -539,8 +552,10 @@ cdef class Engine:
         cdef const uint8_t[::1] ge_v = self.guard_expected
         cdef const uint8_t[::1] valid = np.ascontiguousarray(valid_codes, np.uint8)
         cdef Py_ssize_t bad, i
-        self.cache = Block(NULL, 0, False)
-        self.zeros = Block(NULL, 0, False)
+        cdef int k
+        for k in range(POOL):
+            self.cache[k] = Block(NULL, 0, False)
+            self.zeros[k] = Block(NULL, 0, False)
         if n_inputs < 0 or n_params < 0:
             raise ValueError("negative input or parameter count")
         if op_v.shape[0] != arg_v.shape[0]:
@@ -583,23 +598,25 @@ cdef class Engine:
                 raise ValueError(f"output {i} refers to slot {out_v[i]}, outside 0..{self.n_slots - 1}")
 
     def __dealloc__(self):
-        free(self.cache.data)
-        free(self.zeros.data)
+        cdef int k
+        for k in range(POOL):
+            free(self.cache[k].data)
+            free(self.zeros[k].data)
 
     # -- work space: one cached block, taken by one caller at a time --------
 
     cdef real_t* _take(self, Py_ssize_t n) except NULL:
-        return _block_take(&self.cache, n, False)
+        return _block_take(self.cache, n, False)
 
     cdef void _give(self, real_t* block) noexcept:
-        _block_give(&self.cache, block)
+        _block_give(self.cache, block)
 
     cdef real_t* _take_zeros(self, Py_ssize_t n) except NULL:
         """A block of n zeros; hand it back all zero with _give_zeros."""
-        return _block_take(&self.zeros, n, True)
+        return _block_take(self.zeros, n, True)
 
     cdef void _give_zeros(self, real_t* block) noexcept:
-        _block_give(&self.zeros, block)
+        _block_give(self.zeros, block)
 
     cdef int _raise_branch(self, Py_ssize_t g, Py_ssize_t p) except -1:
         raise self.branch_error(g, p)
