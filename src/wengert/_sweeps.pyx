@@ -3,8 +3,8 @@
 # Storage is slot-major: the values of slot s for B points are
 # val[s*B : s*B + B]; its tangents (or adjoints) for K directions at point p
 # are dot[(s*B + p)*K : ... + K], so the innermost loops run over contiguous
-# points or directions. Every loop only dispatches on the operand kind; the
-# mathematics sits in _kernels.pxd.
+# points or directions. The loops only dispatch (the hottest full opcodes
+# first, then by operand kind); the mathematics sits in _kernels.pxd.
 cimport cython
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
