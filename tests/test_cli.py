@@ -167,12 +167,14 @@ def test_show_at_a_point(saved):
 
 
 def test_show_truncates_long_listings(saved):
-    done = run("show", saved["big"], "--max-lines", "5")
+    done = run("show", saved["big"], "--max-rows", "5")
     assert done.returncode == 0, done.stderr
     listing = done.stdout.split("Wengert list:\n", 1)[1].splitlines()
-    assert len(listing) == 6 and "more lines" in listing[-1]
-    whole = run("show", saved["big"], "--max-lines", "0").stdout
-    assert "more lines" not in whole and "\ny      = v[" in whole
+    assert len(listing) == 6
+    assert listing[-1] == "... 195 more rows not shown (max_rows=5; --max-rows 0 shows all)"
+    assert run("show", saved["big"], "--max-lines", "5").stdout == done.stdout   # former name
+    whole = run("show", saved["big"], "--max-rows", "0").stdout
+    assert "more rows" not in whole and "\ny      = v[" in whole
 
 
 def test_show_dot(saved):

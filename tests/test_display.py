@@ -86,11 +86,13 @@ def test_listing_of_one_point_only(tape):
 
 
 def test_listing_truncates(rich):
-    full = display.listing(rich)
-    short = display.listing(rich, max_lines=4)
+    full = display.listing(rich, max_rows=None)
+    short = display.listing(rich, max_rows=4)
     assert short.splitlines()[:4] == full.splitlines()[:4]
     left = len(full.splitlines()) - 4
-    assert short.splitlines()[-1] == f"... {left} more lines"
+    assert short.splitlines()[-1] == f"... {left} more rows not shown (max_rows=4)"
+    assert display.listing(rich, max_lines=4) == short          # the former name
+    assert display.listing(rich) == full                         # 19 rows: under the default
 
 
 def test_listing_shows_guards_and_parameters(rich):
@@ -434,4 +436,5 @@ def test_summary_for_print(tape):
 def test_summary_of_a_large_tape_is_short():
     t = wg.record(lambda x: np.sum(np.sin(x)), np.ones(500))
     lines = display.summary(t).splitlines()
-    assert len(lines) < 30 and lines[-1].endswith("more lines")
+    assert len(lines) < 30
+    assert lines[-1] == f"... {t.n_ops + 500 + 1 - 20:,} more rows not shown (max_rows=20)"

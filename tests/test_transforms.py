@@ -48,6 +48,7 @@ def test_every_transform_matches_the_tape():
     assert_rel(wg.hvp(g)(np.array([1.0, 2.0]), np.array([1.0, 0.0])), np.array([4.0, 2.0]), 0.0)
 
 
+@pytest.mark.filterwarnings("ignore::wengert.RecordingWarning")   # integer keys on purpose
 def test_new_shape_and_new_static_argument_retape():
     calls = []
 
@@ -104,6 +105,7 @@ def test_unhashable_static_argument_is_a_type_error():
     assert_rel(df(np.ones(2), (1, 2)), np.full(2, 2.0), 0.0)
 
 
+@pytest.mark.filterwarnings("ignore::wengert.RecordingWarning")   # integer keys on purpose
 def test_cache_is_bounded():
     df = wg.grad(lambda x, k: np.sum(x) * k)
     for k in range(100):

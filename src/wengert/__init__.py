@@ -10,8 +10,9 @@ Examples
 >>> tape.gradient([2.0, 5.0]).round(3).tolist()
 [5.5, 1.716]
 """
-from wengert._errors import (ArgumentError, ArgumentTypeError, BranchChangedError, ShapeError,
-                             TapeFormatError, TracingError, WengertError)
+from wengert._errors import (ArgumentError, ArgumentTypeError, AxisError, BranchChangedError,
+                             IndexingError, RecordingWarning, ShapeError, TapeFormatError,
+                             TracingError, WengertError)
 from wengert.functions import (abs, arccos, arccosh, arcsin, arcsinh, arctan,
                                arctan2, arctanh, array, cbrt, clip, concatenate,
                                cos, cosh, dot, erf, exp, expm1, hypot, log,
@@ -28,7 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "record", "load", "Tape", "grad", "value_and_grad", "jacobian", "jvp", "vjp",
     "hessian", "hvp", "WengertError", "TracingError", "ShapeError", "ArgumentError", "ArgumentTypeError",
-    "BranchChangedError", "TapeFormatError",
+    "BranchChangedError", "TapeFormatError", "AxisError", "IndexingError", "RecordingWarning",
     "abs", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh",
     "array", "cbrt", "clip", "concatenate", "cos", "cosh", "dot", "erf", "exp",
     "expm1", "hypot", "log", "log1p", "log2", "log10", "logaddexp", "maximum",

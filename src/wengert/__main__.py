@@ -56,6 +56,17 @@ def _positive(text):
     return n
 
 
+def _count(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative integer; got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {n}")
+    return n
+
+
 def _unicode_ok(stream):
     """Whether ``stream`` can print the accents and box characters of the traces."""
     try:
@@ -177,11 +188,12 @@ def show(options, out=None):
         if options.file not in message:
             message = f"{options.file}: {message}"
         raise CommandError(message) from None
+    max_nodes = None if options.max_nodes == 0 else options.max_nodes
     if options.dot:
-        out.write(display.to_dot(tape))
+        out.write(display.to_dot(tape, max_nodes=max_nodes))
         return 0
     if options.render is not None:
-        path = display.render(tape, options.render)
+        path = display.render(tape, options.render, max_nodes=max_nodes)
         print(f"wrote {path}", file=out)
         return 0
     x = None
@@ -196,10 +208,11 @@ def show(options, out=None):
     print(display.stats_text(tape), file=out)
     where = "" if x is None else f" at x = {display._vector(options.at)}"
     print(f"\nWengert list{where}:", file=out)
-    max_lines = None if options.max_lines == 0 else options.max_lines
-    text = display.listing(tape, x, max_lines=max_lines)
-    if max_lines is not None and text.endswith("more lines"):
-        text += " (--max-lines 0 shows all)"
+    max_rows = None if options.max_rows == 0 else options.max_rows
+    text = display.listing(tape, x, max_rows=max_rows)
+    cut = f"(max_rows={max_rows})"
+    if max_rows is not None and text.endswith(cut):
+        text = text[:-1] + "; --max-rows 0 shows all)"
     print(text, file=out)
     return 0
 
@@ -404,8 +417,11 @@ def build_parser():
                    help="show values at this point (the flattened input, comma-separated; "
                         "the recorded parameter values are used; write --at=-1,2 when the "
                         "first number is negative). Default: no values")
-    p.add_argument("--max-lines", type=int, default=100, metavar="N",
-                   help="show at most N lines of the list (default 100; 0: all)")
+    p.add_argument("--max-rows", "--max-lines", dest="max_rows", type=_count, default=100,
+                   metavar="N", help="show at most N rows of the list (default 100; 0: all)")
+    p.add_argument("--max-nodes", type=_count, default=200, metavar="N",
+                   help="with --dot or --render: draw at most N nodes of the graph "
+                        "(default 200; 0: all)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--dot", action="store_true",
                        help="print the computational graph as Graphviz text instead")

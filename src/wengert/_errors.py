@@ -1,4 +1,5 @@
 """The exceptions wengert raises. Every one derives from :class:`WengertError`."""
+import numpy as np
 
 
 class WengertError(Exception):
@@ -38,3 +39,22 @@ class BranchChangedError(WengertError):
 
 class TapeFormatError(WengertError, ValueError):
     """A tape (from a file, a pickle or a constructor) is malformed."""
+
+
+class AxisError(WengertError, np.exceptions.AxisError):
+    """An ``axis=`` argument is out of range for the array's dimensions.
+
+    Also NumPy's ``AxisError`` (so a ``ValueError`` and an ``IndexError``),
+    as NumPy raises it for the same call on plain arrays.
+    """
+
+
+class IndexingError(WengertError, IndexError):
+    """An index into a traced array is out of range (also an ``IndexError``,
+    as NumPy raises for the same index on a plain array)."""
+
+
+class RecordingWarning(UserWarning):
+    """A recording pattern that works but costs more than it should, such
+    as an integer extra argument that changes between calls of a ``wg.*``
+    transform (each new value records a new tape)."""

@@ -41,6 +41,12 @@ exactly these keys (``wengert``, the writer's version, may be absent)::
   most 32 non-negative integers (``[]`` for a scalar), fewer than 2**31
   elements.
 * ``n_params``: the number of dynamic parameter values (``params.npy``).
+  Inputs, parameters and operations together number at most 2**31 - 2
+  slots (32-bit indices); ``outputs.npy`` holds exactly ``prod(out_shape)``
+  slots. A tape may declare inputs it never reads (``f(x) = x[0]``): what
+  wengert does with a loaded tape -- displays, sparsity, ``optimize`` --
+  costs nothing per unread input, so a small file stays cheap whatever
+  ``in_shape`` says.
 * ``extra_args``: the extra arguments ``f`` was recorded with, in order. A
   dynamic parameter (a float or float array) is ``{"kind": "param",
   "shape": [...]}``; its values are the next ``prod(shape)`` entries of
@@ -87,11 +93,15 @@ import math
 import os
 import re
 import reprlib
+import stat
 import struct
+import threading
+import warnings
 import zipfile
 
 import numpy as np
 
+from wengert._arguments import checked_path
 from wengert._errors import ShapeError, TapeFormatError
 
 FORMAT_NAME = "wengert-tape"
@@ -130,8 +140,12 @@ _STATIC_ARRAY_DTYPES = {"|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", 
 _PARSE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError,
                  TypeError, struct.error, NotImplementedError, RuntimeError,
                  SyntaxError, KeyError, IndexError, OverflowError)
-# What ast.literal_eval raises on a malformed .npy header.
-_LITERAL_ERRORS = (ValueError, TypeError, SyntaxError, MemoryError, RecursionError)
+# What ast.literal_eval raises on a malformed .npy header (warnings included:
+# _npy_header turns the parser's warnings into errors).
+_LITERAL_ERRORS = (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, Warning)
+# catch_warnings() swaps the process-wide filter list: two threads inside it
+# at once could leave the "error" filter installed for good.
+_WARNINGS_LOCK = threading.Lock()
 # NumPy pads .npy headers to 128 bytes; more only for shapes of many axes.
 _MAX_NPY_HEADER = 4096
 
@@ -385,7 +399,7 @@ def save_tape(tape, path):
     >>> sorted(os.listdir(os.path.dirname(path)))
     ['sines.wgt']
     """
-    path = os.fspath(path)
+    path = checked_path(path)
     state = tape._state()
     for what in ("in_shape", "out_shape"):
         if len(state[what]) > _MAX_NDIM:
@@ -440,10 +454,18 @@ def load(path):
     ------
     FileNotFoundError
         If there is no such file.
-    IsADirectoryError
-        If ``path`` is a directory.
     TapeFormatError
-        If the file is not a valid tape file of a version this wengert reads.
+        If the file is not a valid tape file of a version this wengert reads,
+        or ``path`` is not a regular file at all (a directory, a named pipe,
+        a device such as ``/dev/zero``, a socket): those are refused before
+        they are opened, so a load never blocks on a pipe or reads an
+        endless device.
+        A path that cannot be read (a symlink loop, permission denied, a
+        disk error) raises it too, with the ``OSError`` as its cause.
+    ArgumentTypeError
+        If ``path`` is not a str, bytes or os.PathLike.
+    ArgumentError
+        If ``path`` is empty or contains a NUL character.
 
     Notes
     -----
@@ -463,11 +485,49 @@ def load(path):
     >>> tape.gradient(5.0)
     10.0
     """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, "wg.load needs a tape file, not a directory", path)
-    with open(path, "rb") as fp:
-        return _read(fp, os.fsdecode(path))
+    path = checked_path(path)               # ArgumentTypeError, ArgumentError
+    label = os.fsdecode(path)
+    try:
+        return _load_path(path, label)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        # Not the file's content but the way to it (a symlink loop, a path
+        # through a file, permissions, a disk error): still not a tape.
+        raise TapeFormatError(f"{label!r} cannot be read as a wengert tape file: "
+                              f"{exc.strerror or exc}") from exc
+
+
+def _load_path(path, label):
+    _check_regular(os.stat(path).st_mode, label)        # FileNotFoundError if missing
+    # O_NONBLOCK: should a pipe replace the file after the check, opening it
+    # returns at once instead of waiting for a writer; fstat then refuses it.
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags)
+    try:
+        _check_regular(os.fstat(fd).st_mode, label)
+        if flags & getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
+        fp = open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fp:
+        return _read(fp, label)
+
+
+_FILE_KINDS = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket")]
+
+
+def _check_regular(mode, label):
+    """TapeFormatError unless ``mode`` is a regular file's."""
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    raise TapeFormatError(f"{label!r} is not a valid wengert tape file: it is {kind}, "
+                          "and wg.load reads only regular files")
 
 
 def _load_bytes(data, label="<bytes>"):
@@ -480,8 +540,11 @@ def _read(fp, label):
     def bad(reason):
         return TapeFormatError(f"{label!r} is not a valid wengert tape file: {reason}")
 
-    size = fp.seek(0, os.SEEK_END)
-    fp.seek(0)
+    try:
+        size = fp.seek(0, os.SEEK_END)
+        fp.seek(0)
+    except OSError:
+        raise bad("its size cannot be found by seeking (a file in /proc?)") from None
     head = fp.read(8)
     if not head:
         raise bad("the file is empty")
@@ -499,6 +562,15 @@ def _read(fp, label):
         raise bad(str(exc)) from None
     except _PARSE_ERRORS as exc:
         raise bad(f"damaged archive ({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        # A forged offset makes zipfile seek before the start of the file:
+        # io.BytesIO says ValueError, a real file EINVAL (Python 3.9's zipfile
+        # does not check the central directory's offset). Other errors are the
+        # disk's, not the content's: load reports them with the OSError as cause.
+        if exc.errno != errno.EINVAL:
+            raise
+        raise bad("damaged archive (an offset in its ZIP directory points before the "
+                  "start of the file)") from None
     try:
         state = _build_state(meta, arrays)
         from wengert.tape import Tape
@@ -581,7 +653,12 @@ def _npy_header(f, name):
     if len(text) != length:
         raise TapeFormatError(f"member {name} ends inside its .npy header")
     try:
-        header = ast.literal_eval(text.decode("latin1"))
+        # The parser warns about some forged texts (an invalid escape such as
+        # '\d': SyntaxWarning on 3.12+, DeprecationWarning before; '1if':
+        # SyntaxWarning): as errors they refuse the header and print nothing.
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("error")
+            header = ast.literal_eval(text.decode("latin1"))
     except _LITERAL_ERRORS as exc:
         raise TapeFormatError(f"member {name} has a malformed .npy header "
                               f"({type(exc).__name__})") from None
@@ -716,6 +793,22 @@ def _parse_header(array):
 def _build_state(meta, arrays):
     """The dict ``Tape._from_state`` takes, after the cross-checks between
     header and arrays."""
+    # Declared sizes against what the arrays hold and what 32-bit slot
+    # indices can number, before anything is built from them. (Inputs may
+    # outnumber what the operations read -- f(x) = x[0] -- so in_shape is
+    # bounded by the slot range only; the tools never spend per unread input.)
+    n_ops = arrays["opcodes"].shape[0]
+    n_slots = math.prod(meta["in_shape"]) + meta["n_params"] + n_ops
+    if n_slots > _MAX_COUNT:
+        raise TapeFormatError(
+            f"the header declares {math.prod(meta['in_shape'])} inputs and "
+            f"{meta['n_params']} parameters, which with the {n_ops} operations make "
+            f"{n_slots} slots; slots are 32-bit indices, at most {_MAX_COUNT}")
+    n_outputs = math.prod(meta["out_shape"])
+    if arrays["outputs"].shape[0] != n_outputs:
+        raise TapeFormatError(
+            f"outputs holds {arrays['outputs'].shape[0]} slots but the header's out_shape "
+            f"{list(meta['out_shape'])} has {n_outputs} elements")
     n_guards = len(meta["guards"])
     for name in ("guard_codes", "guard_args", "guard_expected"):
         if arrays[name].shape[0] != n_guards:

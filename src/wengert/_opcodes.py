@@ -41,7 +41,8 @@ BASE_MASK = (1 << KIND_SHIFT) - 1
 
 def _sigmoid(x):
     # exp(-|x|) never overflows, and neither branch cancels.
-    x = np.asarray(x, dtype=np.float64)
+    from wengert._arguments import real_array
+    x = real_array(x, "x")
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 

@@ -312,6 +312,11 @@ _FLOAT_MESSAGE = (
     "np.stack / wg.array rather than writing into a float array.")
 
 
+_UNPICKLABLE = (
+    "a traced value cannot be pickled: it is a slot of a recording in progress. "
+    "Pickle the tape that wg.record returns instead.")
+
+
 cdef inline bint _is_number(object x):
     return type(x) is float or type(x) is int or isinstance(x, (float, int, np.floating, np.integer))
 
@@ -331,7 +336,14 @@ cdef class Active:
 
     @property
     def value(self):
-        """The value recorded at the recording point (for inspection)."""
+        """The value at the recording point, a plain float, for inspection
+        and printing only.
+
+        It escapes the recording: ``if x.value > 0:`` records **no guard**,
+        so a replay on the other side of that branch silently follows the
+        recorded one. Branch on the traced value itself (``if x > 0:``,
+        which records a guard) or use :func:`wengert.where`.
+        """
         return self.recorder.val_p[self.slot]
 
     shape = ()
@@ -356,7 +368,20 @@ cdef class Active:
         raise TracingError(_FLOAT_MESSAGE.format(what="complex", call="complex(x)"))
 
     def __hash__(self):
-        raise TypeError("traced values are unhashable")
+        raise TracingError("traced values are unhashable: a set or dict key would need "
+                           "the value, which differs at every replay")
+
+    def __round__(self, ndigits=None):
+        raise TracingError(_FLOAT_MESSAGE.format(what="rounded number", call="round(x)"))
+
+    def __format__(self, spec):
+        if spec:
+            raise TracingError(_FLOAT_MESSAGE.format(what="formatted number",
+                                                     call=f"formatting with {spec!r}"))
+        return repr(self)
+
+    def __reduce__(self):
+        raise TracingError(_UNPICKLABLE)
 
     def __bool__(self):
         return bool(hooks["compare"](OP_NE, self, 0.0))

@@ -515,6 +515,15 @@ cdef void _block_give(Block* pool, real_t* block) noexcept:
 
 
 @cython.final
+cdef object _frozen(values, dtype, shape):
+    """A private, immutable copy of ``values``: an array over a ``bytes``
+    object. The sweeps trust what was validated, so no caller may keep a
+    writable handle on it; unlike ``flags.writeable = False`` on an owned
+    array, a bytes-backed array cannot be made writable again."""
+    cdef object array = np.ascontiguousarray(values, dtype)
+    return np.frombuffer(array.tobytes(), dtype=dtype).reshape(shape)
+
+
 cdef class Engine:
     """The compiled half of a tape: validated arrays and the sweeps over them.
 
@@ -534,14 +543,14 @@ cdef class Engine:
     def __cinit__(self, opcodes, args, consts, aux, outputs, Py_ssize_t n_inputs,
                   Py_ssize_t n_params, guard_codes, guard_args, guard_expected,
                   valid_codes):
-        self.opcodes = np.ascontiguousarray(opcodes, np.uint8).reshape(-1)
-        self.args = np.ascontiguousarray(args, np.int32).reshape(-1, 2)
-        self.consts = np.ascontiguousarray(consts, np.float64).reshape(-1)
-        self.aux = np.ascontiguousarray(aux, np.int32).reshape(-1)
-        self.outputs = np.ascontiguousarray(outputs, np.int32).reshape(-1)
-        self.guard_codes = np.ascontiguousarray(guard_codes, np.uint8).reshape(-1)
-        self.guard_args = np.ascontiguousarray(guard_args, np.int32).reshape(-1, 2)
-        self.guard_expected = np.ascontiguousarray(guard_expected, np.uint8).reshape(-1)
+        self.opcodes = _frozen(opcodes, np.uint8, (-1,))
+        self.args = _frozen(args, np.int32, (-1, 2))
+        self.consts = _frozen(consts, np.float64, (-1,))
+        self.aux = _frozen(aux, np.int32, (-1,))
+        self.outputs = _frozen(outputs, np.int32, (-1,))
+        self.guard_codes = _frozen(guard_codes, np.uint8, (-1,))
+        self.guard_args = _frozen(guard_args, np.int32, (-1, 2))
+        self.guard_expected = _frozen(guard_expected, np.uint8, (-1,))
         cdef const opcode_t[::1] op_v = self.opcodes
         cdef const index_t[:, ::1] arg_v = self.args
         cdef const real_t[::1] const_v = self.consts

@@ -1,17 +1,40 @@
 """``wg.sin``, ``wg.where`` ...: functions that work on traced values and,
 unchanged, on plain floats and arrays (where they are NumPy's)."""
 import builtins
+import collections.abc
+import functools
 
 import numpy as np
 
 from wengert import _opcodes as ops
 from wengert import tracing
+from wengert._arguments import real_array
 from wengert._recorder import Active
 
 
 def _traced(*values):
     return builtins.any(isinstance(v, (Active, tracing.TracedArray, tracing.Comparison))
                         or (isinstance(v, (list, tuple)) and _traced(*v)) for v in values)
+
+
+def _materialised(values):
+    """A generator or iterator as a list (NumPy deprecates reducing them)."""
+    if isinstance(values, collections.abc.Iterator):
+        return list(values)
+    return values
+
+
+def _library_errors(function):
+    """NumPy's errors for bad arguments, raised as wengert's (which keep
+    NumPy's class as a base: a TypeError stays a TypeError)."""
+    @functools.wraps(function)
+    def checked(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except tracing._NUMPY_ERRORS + (AttributeError,) as exc:
+            # AttributeError: NumPy's object loops call x.arctan2() on junk.
+            raise tracing._library_error(exc, f"wg.{function.__name__}") from None
+    return checked
 
 
 def _unary(name, numpy_function, doc):
@@ -21,7 +44,7 @@ def _unary(name, numpy_function, doc):
         return numpy_function(x)
     function.__name__ = function.__qualname__ = name
     function.__doc__ = doc
-    return function
+    return _library_errors(function)
 
 
 def _binary(name, numpy_function, doc):
@@ -31,7 +54,7 @@ def _binary(name, numpy_function, doc):
         return numpy_function(a, b)
     function.__name__ = function.__qualname__ = name
     function.__doc__ = doc
-    return function
+    return _library_errors(function)
 
 
 def _doc(name, what):
@@ -79,7 +102,7 @@ log10 = _unary("log10", np.log10, _doc("log10", "Base-10 logarithm"))
 sqrt = _unary("sqrt", np.sqrt, _doc("sqrt", "Square root (derivative inf at 0)"))
 cbrt = _unary("cbrt", np.cbrt, _doc("cbrt", "Cube root"))
 square = _unary("square", np.square, _doc("square", "x * x"))
-reciprocal = _unary("reciprocal", lambda x: 1.0 / np.asarray(x, dtype=float),
+reciprocal = _unary("reciprocal", lambda x: 1.0 / real_array(x, "x"),
                     _doc("reciprocal", "1 / x"))
 abs = _unary("abs", np.abs, _doc("abs", "Absolute value (derivative 0 at 0)"))
 sign = _unary("sign", np.sign, _doc("sign", "Sign (derivative 0)"))
@@ -97,6 +120,7 @@ logaddexp = _binary("logaddexp", np.logaddexp,
                     _binary_doc("logaddexp", "log(exp(a) + exp(b)) without overflow"))
 
 
+@_library_errors
 def power(a, b):
     """``a ** b`` elementwise (variable or constant base and exponent).
 
@@ -112,6 +136,7 @@ def power(a, b):
     return np.power(a, b)
 
 
+@_library_errors
 def where(condition, x, y):
     """Branch-free select: ``x`` where ``condition`` holds, else ``y``.
 
@@ -129,6 +154,7 @@ def where(condition, x, y):
     return tracing.where(condition, x, y)
 
 
+@_library_errors
 def sum(x, axis=None, keepdims=False):
     """Sum (a pairwise tree of additions on traced values).
 
@@ -139,9 +165,11 @@ def sum(x, axis=None, keepdims=False):
     >>> tape.gradient([1.0, 2.0, 3.0]).tolist()
     [2.0, 4.0, 6.0]
     """
+    x = _materialised(x)
     return np.sum(x, axis=axis, keepdims=keepdims) if not _traced(x) else tracing.reduce("add", x, axis, keepdims)
 
 
+@_library_errors
 def prod(x, axis=None, keepdims=False):
     """Product (a pairwise tree of multiplications on traced values).
 
@@ -152,9 +180,11 @@ def prod(x, axis=None, keepdims=False):
     >>> tape.gradient([1.0, 2.0, 3.0]).tolist()
     [6.0, 3.0, 2.0]
     """
+    x = _materialised(x)
     return np.prod(x, axis=axis, keepdims=keepdims) if not _traced(x) else tracing.reduce("mul", x, axis, keepdims)
 
 
+@_library_errors
 def dot(a, b):
     """``np.dot`` for traced or plain operands.
 
@@ -169,6 +199,7 @@ def dot(a, b):
     return tracing.dot(a, b) if _traced(a, b) else np.dot(a, b)
 
 
+@_library_errors
 def clip(x, a_min=None, a_max=None):
     """``np.clip`` as maximum/minimum operations (no guards).
 
@@ -179,9 +210,14 @@ def clip(x, a_min=None, a_max=None):
     >>> tape.forward([-2.0, 0.5, 3.0]).tolist()
     [-1.0, 0.5, 1.0]
     """
-    return tracing.clip(x, a_min, a_max) if _traced(x, a_min, a_max) else np.clip(x, a_min, a_max)
+    if _traced(x, a_min, a_max):
+        return tracing.clip(x, a_min, a_max)
+    if a_min is None and a_max is None:
+        return np.array(x, dtype=float)             # as NumPy >= 2.1 does
+    return np.clip(x, a_min, a_max)
 
 
+@_library_errors
 def array(values):
     """An array from (nested lists of) traced values and numbers.
 
@@ -194,10 +230,13 @@ def array(values):
     >>> tape.forward([2.0, 3.0]).tolist()
     [6.0, 1.0]
     """
-    return tracing.asarray(values) if _traced(values) or (
-        isinstance(values, np.ndarray) and values.dtype == object) else np.asarray(values, dtype=float)
+    if _traced(values) or (isinstance(values, np.ndarray) and values.dtype == object):
+        # A new array, as np.array gives: writing into it leaves `values` alone.
+        return tracing._fresh(tracing.asarray(values))
+    return np.array(real_array(values, "values"))
 
 
+@_library_errors
 def stack(arrays, axis=0):
     """``np.stack`` for traced or plain arrays (it moves slot indices: only
     constants among the arrays add tape entries).
@@ -215,6 +254,7 @@ def stack(arrays, axis=0):
     return tracing._HANDLED[np.stack](arrays, axis=axis)
 
 
+@_library_errors
 def concatenate(arrays, axis=0):
     """``np.concatenate`` for traced or plain arrays (it moves slot indices:
     only constants among the arrays add tape entries).

@@ -52,6 +52,7 @@ import numpy as np
 
 from wengert import _opcodes as ops
 from wengert._opcodes import Kind
+from wengert._compact import compact, map_state
 from wengert.tape import Tape
 
 # The compiled passes; "_optimize" is built by setup.py with the sweeps.
@@ -192,10 +193,16 @@ def optimize_tape(tape):
     True
     """
     start = time.perf_counter()
+    # The passes allocate per slot: run them on the tape without the inputs
+    # and parameters it never reads (renumbered in order, so every rewrite
+    # is the same), and number the slots back at the end.
+    c = compact(tape)
     state = tape._state()
+    if not c.identity:
+        state = map_state(state, c.to_new)
     opcodes, args, consts, aux = state["opcodes"], state["args"], state["consts"], state["aux"]
     n = opcodes.size
-    first = tape.n_inputs + tape.n_params
+    first = c.first
     done = simplify(opcodes, args, consts, aux, first)
     rep, constant, values = done["rep"], done["constant"], done["values"]
     fate, flags = done["fate"], done["flags"]
@@ -233,6 +240,8 @@ def optimize_tape(tape):
     new_state = dict(state)
     new_state.update(opcodes=code, args=new_args, consts=pool, aux=new_aux,
                      outputs=new_slot[rep[state["outputs"]]], guards=new_guards)
+    if not c.identity:
+        new_state = map_state(new_state, c.to_old)
     result = Tape._from_state(new_state)
 
     constant_ops = constant[first:]

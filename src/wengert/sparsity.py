@@ -20,6 +20,12 @@ whole matrix: :func:`sparse_jacobian` makes one ``tape.jvp`` (or
 ``tape.vjp``) sweep with ``p`` directions and :func:`sparse_hessian` one
 ``tape.hvp``. Patterns, colourings, seed matrices and recovery plans are
 computed once per tape and cached on it.
+
+Everything runs on the tape without the inputs it never reads
+(``wengert._compact``): a tape that declares 10**9 inputs and reads three
+costs what a tape of three inputs costs, up to the results that have one
+entry per input by definition (the row pointers of the Hessian pattern, a
+colouring's ``colours`` and ``seed``, made on first use).
 """
 from __future__ import annotations
 
@@ -29,6 +35,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from wengert import _sparsity
+from wengert._arguments import check_choice, real_array
+from wengert._compact import compact
 from wengert._errors import ArgumentError, ShapeError
 
 _CACHE_KEY = "_sparsity_cache"
@@ -97,9 +105,13 @@ class Colouring:
     n_colours : int
         Number of colours, i.e. of directional derivatives needed.
     colours : ndarray of int32
-        The colour of every column (of every row for ``kind == "row"``).
+        The colour of every column (of every row for ``kind == "row"``);
+        inputs the tape never reads have empty columns and colour 0.
     seed : ndarray, shape (n, n_colours)
         ``seed[j, c] = 1`` where column (row) ``j`` has colour ``c``.
+        ``colours`` and ``seed`` hold one row per input, so they are made on
+        first use: :func:`sparse_jacobian` and :func:`sparse_hessian` never
+        need them.
     shape : tuple
         Shape of the matrix the colouring compresses.
 
@@ -113,26 +125,59 @@ class Colouring:
     (2, [1, 0, 1, 0, 1, 0])
     """
 
-    def __init__(self, kind, pattern, colours, source):
+    def __init__(self, kind, pattern, colours, source, expand=None):
+        # pattern, colours and source are those of the pattern coloured: the
+        # compact one when `expand` (an _Expand) maps its columns (rows and
+        # columns of a Hessian) to the tape's inputs; `source` indexes the
+        # compressed product in those compact coordinates.
         self.kind = kind
-        self._pattern = pattern
-        self.colours = np.ascontiguousarray(colours, dtype=np.int32)
-        self.n_colours = int(self.colours.max()) + 1 if self.colours.size else 0
-        n = self.colours.size
-        self.seed = np.zeros((n, self.n_colours))
-        self.seed[np.arange(n), self.colours] = 1.0
-        self._source = source
-        for a in (self.colours, self.seed, self._source):
+        self._compact = pattern
+        self._expand = expand
+        self._colours = np.ascontiguousarray(colours, dtype=np.int32)
+        self.n_colours = _colour_count(self._colours, kind, expand)
+        self._compact_source = np.asarray(source, dtype=np.int64)
+        self._source = _full_source(self._compact_source, kind, pattern, expand,
+                                    self.n_colours)
+        self._full_colours = self._seed = None
+        for a in (self._colours, self._compact_source, self._source):
             a.setflags(write=False)
 
     @property
+    def colours(self):
+        """The colour of every column (of every row for ``kind == "row"``)."""
+        if self._full_colours is None:
+            if self._expand is None or self.kind == "row":
+                colours = self._colours
+            else:
+                colours = np.zeros(self._expand.n, dtype=np.int32)
+                colours[self._expand.columns] = self._colours
+                colours.setflags(write=False)
+            self._full_colours = colours
+        return self._full_colours
+
+    @property
+    def seed(self):
+        """The seed matrix ``(n, n_colours)``: 1 where column (row) j has colour c."""
+        if self._seed is None:
+            colours = self.colours
+            seed = np.zeros((colours.size, self.n_colours))
+            seed[np.arange(colours.size), colours] = 1.0
+            seed.setflags(write=False)
+            self._seed = seed
+        return self._seed
+
+    def _pattern(self):
+        """The full _Pattern of the matrix (the one coloured when they agree)."""
+        return self._compact if self._expand is None else self._expand.full()
+
+    @property
     def shape(self):
-        return self._pattern.shape
+        return self._compact.shape if self._expand is None else self._expand.shape
 
     @property
     def pattern(self):
         """The boolean CSR pattern this colouring compresses."""
-        return self._pattern.csr()
+        return self._pattern().csr()
 
     def _compressed_shape(self):
         rows, cols = self.shape
@@ -164,17 +209,55 @@ class Colouring:
         >>> c.recover(tape.jvp(x, c.seed)).toarray().tolist()
         [[2.0, 1.0, 0.0, 0.0], [0.0, 3.0, 2.0, 0.0], [0.0, 0.0, 4.0, 3.0]]
         """
-        compressed = np.asarray(compressed, dtype=np.float64)
+        compressed = real_array(compressed, "the compressed product")
         expected = self._compressed_shape()
         if compressed.size != expected[0] * expected[1]:
             raise ShapeError(
                 f"the compressed product has shape {compressed.shape}; this {self.kind} "
                 f"colouring expects {expected}")
-        return self._pattern.csr(compressed.reshape(-1)[self._source])
+        return self._pattern().csr(compressed.reshape(-1)[self._source])
+
+    def _recover_compact(self, compressed):
+        """:meth:`recover` from the compressed product of the compact tape,
+        whose rows (columns for ``kind == "row"``) are the inputs it reads."""
+        return self._pattern().csr(np.asarray(compressed).reshape(-1)[self._compact_source])
 
     def __repr__(self):
         return (f"<wengert Colouring: {self.kind}, {self.n_colours} colours for a "
-                f"{self.shape[0]}x{self.shape[1]} pattern with {self._pattern.nnz} entries>")
+                f"{self.shape[0]}x{self.shape[1]} pattern with {self._compact.nnz} entries>")
+
+
+class _Expand:
+    """How a colouring of a compact pattern maps to the tape's inputs:
+    ``columns[j]`` is the input of compact column j (row and column j of a
+    Hessian), ``n`` the number of inputs, ``shape`` the full matrix's shape
+    and ``full()`` its _Pattern (made on first use)."""
+
+    __slots__ = ("columns", "n", "shape", "full")
+
+    def __init__(self, columns, n, shape, full):
+        self.columns, self.n, self.shape, self.full = columns, n, shape, full
+
+
+def _colour_count(colours, kind, expand):
+    """Colours of a colouring. Inputs the tape never reads have empty
+    columns, which take colour 0, as a greedy colouring of them all gives."""
+    count = int(colours.max()) + 1 if colours.size else 0
+    if expand is not None and kind != "row" and expand.n > colours.size:
+        count = max(count, 1)
+    return count
+
+
+def _full_source(source, kind, pattern, expand, p):
+    """Positions in the full compressed product from those in the compact
+    one (the same entries in the same order)."""
+    if expand is None or kind == "column" or source.size == 0:
+        return source
+    if kind == "row":                   # colour * n_columns + column
+        colour, column = np.divmod(source, pattern.shape[1])
+        return colour * expand.n + expand.columns[column]
+    row, colour = np.divmod(source, p)  # Hessian: row * n_colours + colour
+    return expand.columns[row] * p + colour
 
 
 class _Cache:
@@ -214,14 +297,50 @@ def _cache(tape):
 
 # ---- patterns -------------------------------------------------------------------
 
+def _compact_jacobian(tape):
+    """The Jacobian pattern over the inputs the tape reads (compact columns)."""
+    c = compact(tape)
+    return _cache(tape).get("compact jacobian", lambda: _Pattern(
+        (tape.n_outputs, c.n_inputs), *_sparsity.jacobian_pattern(c.engine)))
+
+
+def _compact_hessian(tape):
+    """The Hessian pattern over the inputs the tape reads."""
+    c = compact(tape)
+    return _cache(tape).get("compact hessian", lambda: _Pattern(
+        (c.n_inputs, c.n_inputs), *_sparsity.hessian_pattern(c.engine)))
+
+
 def _jacobian_pattern(tape):
-    return _cache(tape).get("jacobian", lambda: _Pattern(
-        (tape.n_outputs, tape.n_inputs), *_sparsity.jacobian_pattern(tape._engine)))
+    def make():
+        pattern, c = _compact_jacobian(tape), compact(tape)
+        if c.n_inputs == tape.n_inputs:
+            return pattern
+        return _Pattern((tape.n_outputs, tape.n_inputs), pattern.indptr,
+                        c.inputs[pattern.indices])
+    return _cache(tape).get("jacobian", make)
 
 
 def _hessian_pattern(tape):
-    return _cache(tape).get("hessian", lambda: _Pattern(
-        (tape.n_inputs, tape.n_inputs), *_sparsity.hessian_pattern(tape._engine)))
+    def make():
+        # One row pointer per input: a CSR (n_inputs, n_inputs) needs them.
+        pattern, c = _compact_hessian(tape), compact(tape)
+        n = tape.n_inputs
+        if c.n_inputs == n:
+            return pattern
+        counts = np.zeros(n + 1, dtype=np.int64)
+        counts[c.inputs + 1] = np.diff(pattern.indptr)
+        return _Pattern((n, n), np.cumsum(counts), c.inputs[pattern.indices])
+    return _cache(tape).get("hessian", make)
+
+
+def _expand(tape, shape, full):
+    """The _Expand of the tape's compact patterns (None when nothing is dropped)."""
+    c = compact(tape)
+    if c.n_inputs == tape.n_inputs:
+        full(tape)              # the same _Pattern: cache it under its full name too
+        return None
+    return _Expand(c.inputs, tape.n_inputs, shape, lambda: full(tape))
 
 
 def jacobian_sparsity(tape):
@@ -306,20 +425,20 @@ def _square_sum(counts):
     return int(np.sum(counts * counts))
 
 
-def _column_colouring(pattern):
+def _column_colouring(pattern, expand=None):
     colours = _colour_columns(pattern)
-    p = int(colours.max()) + 1 if colours.size else 0
+    p = _colour_count(colours, "column", expand)
     source = _sparsity.direct_recovery(pattern.indptr, pattern.indices, colours, p, False)
     _check_source(source, "column")
-    return Colouring("column", pattern, colours, source)
+    return Colouring("column", pattern, colours, source, expand)
 
 
-def _row_colouring(pattern):
+def _row_colouring(pattern, expand=None):
     t = pattern.transpose()
     colours = _colour_columns(t)
     rows = pattern.rows()
     source = colours[rows].astype(np.int64) * pattern.shape[1] + pattern.indices
-    return Colouring("row", pattern, colours, source)
+    return Colouring("row", pattern, colours, source, expand)
 
 
 def _check_source(source, kind):
@@ -356,17 +475,19 @@ def jacobian_colouring(tape, mode="auto"):
     >>> jacobian_colouring(wg.record(f, np.ones(10))).n_colours
     3
     """
-    if mode not in ("auto", "forward", "reverse"):
-        raise ArgumentError(f"mode must be 'auto', 'forward' or 'reverse', not {mode!r}")
+    check_choice(mode, "mode", ("auto", "forward", "reverse"))
     return _cache(tape).get(("jacobian", mode), lambda: _make_jacobian_colouring(tape, mode))
 
 
 def _make_jacobian_colouring(tape, mode):
-    pattern = _jacobian_pattern(tape)
+    # The pattern over the inputs the tape reads; the others have empty columns.
+    pattern = _compact_jacobian(tape)
     if mode == "forward":
-        return _column_colouring(pattern)
+        return _column_colouring(pattern, _expand(
+            tape, (tape.n_outputs, tape.n_inputs), _jacobian_pattern))
     if mode == "reverse":
-        return _row_colouring(pattern)
+        return _row_colouring(pattern, _expand(
+            tape, (tape.n_outputs, tape.n_inputs), _jacobian_pattern))
     # auto: colour the side whose lower bound (the longest row for columns,
     # the longest column for rows) is smaller, then the other side if it
     # could need fewer colours and its colouring is affordable.
@@ -417,13 +538,13 @@ def hessian_colouring(tape, method="star"):
     >>> hessian_colouring(wg.record(rosenbrock, np.ones(10))).n_colours
     3
     """
-    if method not in ("star", "distance2"):
-        raise ArgumentError(f"method must be 'star' or 'distance2', not {method!r}")
-    return _cache(tape).get(("hessian", method),
-                            lambda: _make_hessian_colouring(_hessian_pattern(tape), method))
+    check_choice(method, "method", ("star", "distance2"))
+    return _cache(tape).get(("hessian", method), lambda: _make_hessian_colouring(
+        _compact_hessian(tape), method,
+        _expand(tape, (tape.n_inputs, tape.n_inputs), _hessian_pattern)))
 
 
-def _make_hessian_colouring(pattern, method):
+def _make_hessian_colouring(pattern, method, expand=None):
     if method == "distance2":
         colours = _colour_columns(pattern)
         symmetric = False
@@ -437,16 +558,16 @@ def _make_hessian_colouring(pattern, method):
         colours = _sparsity.star_colouring(adjacency.indptr, adjacency.indices, mate,
                                            _largest_first(counts))
         symmetric = True
-    p = int(colours.max()) + 1 if colours.size else 0
+    p = _colour_count(colours, method, expand)
     source = _sparsity.direct_recovery(pattern.indptr, pattern.indices, colours, p, symmetric)
     _check_source(source, method)
-    return Colouring(method, pattern, colours, source)
+    return Colouring(method, pattern, colours, source, expand)
 
 
 # ---- sparse derivatives ---------------------------------------------------------
 
 def _one_point(tape, x, name):
-    x = np.asarray(x, dtype=np.float64)
+    x = real_array(x, "x")
     if x.shape != tape.in_shape:
         raise ShapeError(
             f"{name} takes one point of shape {tuple(tape.in_shape)}, but x has shape "
@@ -493,12 +614,24 @@ def sparse_jacobian(tape, x, *args, mode="auto"):
     p = colouring.n_colours
     if p == 0:
         tape.forward(x, *args)          # checks the parameters and the guards
-        return colouring._pattern.csr(np.zeros(0))
+        return colouring._pattern().csr(np.zeros(0))
+    # tape.jvp(x, seed) or tape.vjp(x, seed.T), on the tape without the
+    # inputs it never reads: the same operations on the same values.
+    c = compact(tape)
+    eng = c.engine
+    val = c.leading_work(x.reshape(-1), tape._params(args))
     if colouring.kind == "column":
-        compressed = tape.jvp(x, colouring.seed.reshape(tape.in_shape + (p,)), *args)
+        dot = np.zeros((eng.n_slots, 1, p))
+        dot[np.arange(c.n_inputs), 0, colouring._colours] = 1.0
+        eng.tangents(val, dot, False)
+        compressed = dot[eng.outputs, 0, :]                 # (n_outputs, p)
     else:
-        compressed = tape.vjp(x, colouring.seed.T.reshape((p,) + tape.out_shape), *args)
-    return colouring.recover(compressed)
+        eng.values(val, False)
+        bar = np.zeros((eng.n_slots, 1, p))
+        np.add.at(bar, (eng.outputs, 0, colouring._colours), 1.0)
+        eng.adjoints(val, bar)
+        compressed = bar[:c.n_inputs, 0, :].T               # (p, inputs read)
+    return colouring._recover_compact(compressed)
 
 
 def sparse_hessian(tape, x, *args, w=None, method="star"):
@@ -540,12 +673,23 @@ def sparse_hessian(tape, x, *args, w=None, method="star"):
     x = _one_point(tape, x, "sparse_hessian")
     colouring = hessian_colouring(tape, method)
     p = colouring.n_colours
-    kwargs = {} if w is None else {"w": w}
+    weights = tape._output_weights(w, None, "hvp")         # (n_outputs, 1)
     if p == 0:                          # no inputs
         tape.forward(x, *args)
-        return colouring._pattern.csr(np.zeros(0))
-    compressed = tape.hvp(x, colouring.seed.reshape(tape.in_shape + (p,)), *args, **kwargs)
-    return colouring.recover(compressed)
+        return colouring._pattern().csr(np.zeros(0))
+    # tape.hvp(x, seed, w=w), on the tape without the inputs it never reads.
+    params = tape._params(args)
+    c = compact(tape)
+    eng = c.engine
+    val = c.leading_work(x.reshape(-1), params)
+    dot = np.zeros((eng.n_slots, 1, p))
+    dot[np.arange(c.n_inputs), 0, colouring._colours] = 1.0
+    eng.tangents(val, dot, False)
+    bar = np.zeros((eng.n_slots, 1))
+    np.add.at(bar, eng.outputs, weights)
+    bardot = np.zeros((eng.n_slots, 1, p))
+    eng.seconds(val, dot, bar, bardot)
+    return colouring._recover_compact(bardot[:c.n_inputs, 0, :])
 
 
 __all__ = ["jacobian_sparsity", "hessian_sparsity", "jacobian_colouring",

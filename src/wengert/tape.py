@@ -1,14 +1,19 @@
 """The Tape: a recorded Wengert list and the drivers that replay it."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from wengert import _opcodes as ops
-from wengert._errors import (ArgumentError, BranchChangedError, ShapeError,
-                             TapeFormatError)
+from wengert._arguments import MAX_DIMS, check_choice, real_array
+from wengert._errors import (ArgumentError, ArgumentTypeError, BranchChangedError, ShapeError,
+                             TapeFormatError, WengertError)
 from wengert._sweeps import Engine
 
 _VALID_CODES = ops.valid_codes()
+# Parameters a constructed tape may declare without giving their values.
+_MAX_UNSPECIFIED_PARAMS = 2**24
 # Bytes of tangent or adjoint storage one jacobian chunk may use.
 _CHUNK_BYTES = 64 * 2**20
 _MAX_CHUNK = 64
@@ -26,10 +31,14 @@ def _chunk(n_dirs, bytes_per_dir):
 def _unstack(stacked, B, shape):
     """Per-point results ``(B or 1, ...)`` as ``shape`` for one point (a
     float when 0-d, as the contract asks) or ``(B,) + shape`` for a batch."""
-    if B is None:
-        out = stacked[0].reshape(shape)
-        return float(out) if out.ndim == 0 else out
-    return stacked.reshape((B,) + shape)
+    try:
+        if B is None:
+            out = stacked[0].reshape(shape)
+            return float(out) if out.ndim == 0 else out
+        return stacked.reshape((B,) + shape)
+    except ValueError as exc:           # more dimensions than NumPy allows
+        raise ShapeError(f"the result of shape {(B,) + tuple(shape) if B is not None else shape} "
+                         f"cannot be a NumPy array: {exc}") from None
 
 
 class Tape:
@@ -59,32 +68,46 @@ class Tape:
 
     def __init__(self, *, opcodes, args, consts, aux, outputs, in_shape, out_shape,
                  param_specs=(), guards=(), n_params=None):
-        in_shape = tuple(int(s) for s in in_shape)
-        out_shape = tuple(int(s) for s in out_shape)
+        in_shape = _checked_shape(in_shape, "input shape")
+        out_shape = _checked_shape(out_shape, "output shape")
         self.in_shape = in_shape
         self.out_shape = out_shape
-        self._param_specs = list(param_specs)
+        n_inputs = math.prod(in_shape)
+        self._param_specs = _checked_param_specs(param_specs, n_inputs)
         param_parts = [spec[3].reshape(-1) for spec in self._param_specs if spec[0] == "param"]
-        self._recorded_params = (np.concatenate(param_parts) if param_parts
-                                 else np.zeros(0)).astype(np.float64)
-        n_inputs = int(np.prod(in_shape))
+        self._recorded_params = _read_only(np.concatenate(param_parts) if param_parts
+                                           else np.zeros(0))
         if n_params is None:
             n_params = self._recorded_params.size
+        elif not isinstance(n_params, (int, np.integer)) or isinstance(n_params, bool) or n_params < 0:
+            raise TapeFormatError(f"invalid tape: n_params must be a non-negative integer, "
+                                  f"not {n_params!r:.40}")
         elif not self._param_specs and n_params:
-            # Arrays without recorded parameter values: one flat parameter.
-            self._param_specs = [("param", (int(n_params),), n_inputs, np.zeros(int(n_params)))]
-            self._recorded_params = np.zeros(int(n_params))
+            # Arrays without recorded parameter values: one flat parameter,
+            # zero by default; a count that could not be a real tape's is
+            # refused before anything is allocated for it.
+            if n_params > _MAX_UNSPECIFIED_PARAMS:
+                raise TapeFormatError(
+                    f"invalid tape: {n_params} parameters without param_specs; give their "
+                    f"recorded values in param_specs (at most {_MAX_UNSPECIFIED_PARAMS} "
+                    "default to zero)")
+            zeros = _read_only(np.zeros(int(n_params)))
+            self._param_specs = [("param", (int(n_params),), n_inputs, zeros)]
+            self._recorded_params = zeros
         if n_params != self._recorded_params.size:
             raise TapeFormatError(
                 f"invalid tape: {n_params} parameter slots but the parameter "
                 f"specifications hold {self._recorded_params.size} values")
-        guards = list(guards)
+        guards = _checked_guards(guards)
         self._guard_info = [(g[4], g[5], bool(g[3])) for g in guards]
         opcodes = _exact(opcodes, np.uint8, "opcodes")
         args = _exact(args, np.int32, "operands")
         aux = _exact(aux, np.int32, "side table")
         outputs = _exact(outputs, np.int32, "outputs")
-        consts = np.asarray(consts)
+        try:
+            consts = np.asarray(consts)
+        except (ValueError, TypeError, RuntimeError):
+            raise TapeFormatError("invalid tape: constants are not a regular array") from None
         if consts.dtype.kind not in "fiu":
             raise TapeFormatError(f"invalid tape: constants must be numbers, not {consts.dtype}")
         try:
@@ -160,7 +183,7 @@ class Tape:
 
     def _inputs(self, x):
         """(flat single point, None) or (points as (n_inputs, B), B)."""
-        x = np.asarray(x, dtype=np.float64)
+        x = real_array(x, "x")
         if x.shape == self.in_shape:
             return x.reshape(-1), None
         if x.ndim == len(self.in_shape) + 1 and x.shape[1:] == self.in_shape:
@@ -182,7 +205,7 @@ class Tape:
         for i, spec in enumerate(self._param_specs):
             if spec[0] == "param":
                 if i < len(extras):
-                    value = np.asarray(extras[i], dtype=np.float64)
+                    value = real_array(extras[i], f"extra argument {i}")
                     if value.shape != spec[1]:
                         raise ShapeError(
                             f"extra argument {i} (a dynamic parameter) has shape "
@@ -229,7 +252,7 @@ class Tape:
         >>> tape.forward([1.0, 3.0]).tolist()
         [1.0, 9.0]
         """
-        x = np.asarray(x, dtype=np.float64)
+        x = real_array(x, "x")
         params = self._params(args) if args else self._recorded_params
         if x.shape == self.in_shape:
             if self._scalar_out:
@@ -258,7 +281,7 @@ class Tape:
         >>> tape.gradient([1.0, 2.0, 3.0]).tolist()
         [3.0, 12.0, 27.0]
         """
-        x = np.asarray(x, dtype=np.float64)
+        x = real_array(x, "x")
         if x.shape == self.in_shape and self._scalar_out:
             params = self._params(args) if args else self._recorded_params
             grad = self._engine.gradient_point(x, params)[1]
@@ -297,7 +320,7 @@ class Tape:
             raise ShapeError(
                 f"gradient needs a scalar output, but this tape's output has shape "
                 f"{_shape_text(self.out_shape)}; use vjp(x, w) or jacobian(x)")
-        x = np.asarray(x, dtype=np.float64)
+        x = real_array(x, "x")
         params = self._params(args) if args else self._recorded_params
         if x.shape == self.in_shape:
             value, grad = self._engine.gradient_point(x, params)
@@ -315,7 +338,7 @@ class Tape:
 
     def _directions(self, v, B, lead_shape, name, what):
         """Arrange seeds as (n, B_or_1, K); returns (seeds, k or None)."""
-        v = np.asarray(v, dtype=np.float64)
+        v = real_array(v, name)
         n = int(np.prod(lead_shape))
         batch = () if B is None else (B,)
         if B is not None and v.shape == batch + lead_shape:
@@ -336,7 +359,7 @@ class Tape:
         """Arrange output weights as (n_outputs, B_or_1, K); returns (seeds,
         k or None). Accepted: out.shape, (k,) + out.shape, and with a batch
         (B,) + out.shape or (B, k) + out.shape."""
-        w = np.asarray(w, dtype=np.float64)
+        w = real_array(w, "w")
         lead, m = self.out_shape, self.n_outputs
         Bw = (1 if B is None else B)
         if B is not None and w.shape == (B,) + lead:
@@ -448,8 +471,7 @@ class Tape:
         >>> tape.jacobian([0.0, 2.0]).tolist()
         [[2.0, 0.0], [1.0, 0.0]]
         """
-        if mode not in ("auto", "forward", "reverse"):
-            raise ArgumentError(f"mode must be 'auto', 'forward' or 'reverse', not {mode!r}")
+        check_choice(mode, "mode", ("auto", "forward", "reverse"))
         if mode == "auto":
             mode = "forward" if self.n_inputs <= self.n_outputs else "reverse"
         X, B = self._inputs(x)
@@ -489,11 +511,11 @@ class Tape:
                     f"an output weight w (the Hessian of w·f): pass w= of shape "
                     f"{_shape_text(self.out_shape)}")
             return np.ones((1, (1 if B is None else B)))
-        w = np.asarray(w, dtype=np.float64)
+        w = real_array(w, "w")
         if w.shape == self.out_shape:
             return np.broadcast_to(w.reshape(-1, 1), (self.n_outputs, (1 if B is None else B)))
         if B is not None and w.shape == (B,) + self.out_shape:
-            return w.reshape(B, -1).T
+            return w.reshape(B, self.n_outputs).T
         raise ShapeError(
             f"w has shape {_shape_text(w.shape)}; expected the output shape "
             f"{_shape_text(self.out_shape)}"
@@ -540,10 +562,10 @@ class Tape:
         >>> tape.hvp([1.0, 2.0], [1.0, 0.0]).tolist()
         [4.0, 2.0]
         """
-        x = np.asarray(x, dtype=np.float64)
+        x = real_array(x, "x")
         params = self._params(args) if args else self._recorded_params
         if x.shape == self.in_shape:
-            v = np.asarray(v, dtype=np.float64)
+            v = real_array(v, "v")
             if v.shape == self.in_shape:
                 weights = np.ascontiguousarray(self._output_weights(w, None, "hvp")[:, 0])
                 out = self._engine.hvp_point(x, params, v, weights)
@@ -651,17 +673,23 @@ class Tape:
         from wengert.optimize import optimize_tape
         return optimize_tape(self)
 
-    def trace(self, x, direction=None, *args, mode="forward"):
+    def trace(self, x, direction=None, *args, mode="forward", max_rows=200):
         """The forward tangent trace (``mode="forward"``, ``direction`` = v) or
         the reverse adjoint trace (``mode="reverse"``, ``direction`` = w) at
-        ``x``, as text in the layout of the survey's tables 2 and 3."""
-        from wengert.display import trace_text
-        return trace_text(self, x, direction, args, mode)
+        ``x``, as text in the layout of the survey's tables 2 and 3.
 
-    def to_dot(self):
-        """The computational graph as Graphviz text (``digraph ... { a -> b }``)."""
+        Each table shows at most ``max_rows`` rows (None: all), then a line
+        saying how many it left out. See :func:`wengert.display.trace_text`."""
+        from wengert.display import trace_text
+        return trace_text(self, x, direction, args, mode, max_rows=max_rows)
+
+    def to_dot(self, *, max_nodes=200):
+        """The computational graph as Graphviz text (``digraph ... { a -> b }``).
+
+        At most ``max_nodes`` nodes (None: all); a cut graph ends with a note
+        saying how many nodes it left out. See :func:`wengert.display.to_dot`."""
         from wengert.display import to_dot
-        return to_dot(self)
+        return to_dot(self, max_nodes=max_nodes)
 
     def stats(self):
         """Size, operation counts by kind and memory, as a dict."""
@@ -670,12 +698,14 @@ class Tape:
 
     # -- the Wengert list ---------------------------------------------------------------
 
-    def listing(self, x=None, *args):
+    def listing(self, x=None, *args, max_rows=200):
         """The Wengert list as text, one line per slot, with values at ``x``.
 
         Inputs are numbered ``v[1-n] .. v[0]`` and operations ``v[1] ..``, as
         in the survey by Baydin et al.; values are shown with 6 significant
-        digits. (Implemented in :func:`wengert.display.listing`.)
+        digits. At most ``max_rows`` rows are shown (None: all), then a line
+        saying how many were left out, e.g. ``... 999,800 more rows not shown
+        (max_rows=200)``. (Implemented in :func:`wengert.display.listing`.)
 
         Examples
         --------
@@ -689,14 +719,17 @@ class Tape:
         y     = v[2]                =  0
         """
         from wengert.display import listing
-        return listing(self, x, *args)
+        return listing(self, x, *args, max_rows=max_rows)
 
 
 def _exact(values, dtype, what):
     """``values`` as ``dtype`` if every entry converts exactly, else a
     TapeFormatError: a silent wrap-around would give a valid-looking tape
     with another meaning."""
-    array = np.asarray(values)
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError, RuntimeError):
+        raise TapeFormatError(f"invalid tape: {what} are not a regular array") from None
     if array.dtype == dtype:
         return array
     if array.dtype.kind not in "iu" and not (array.dtype.kind == "f" and array.size == 0):
@@ -708,8 +741,92 @@ def _exact(values, dtype, what):
     return array.astype(dtype)
 
 
+def _checked_shape(shape, what):
+    """A shape as a tuple of non-negative Python ints, or TapeFormatError."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TapeFormatError(f"invalid tape: the {what} must be a tuple of sizes, "
+                              f"not {shape!r:.60}") from None
+    if len(dims) > MAX_DIMS or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                                 and 0 <= d < 2**31 for d in dims):
+        raise TapeFormatError(f"invalid tape: the {what} {dims!r:.60} is not a tuple of "
+                              f"at most {MAX_DIMS} sizes between 0 and 2**31 - 1")
+    dims = tuple(int(d) for d in dims)
+    if math.prod(dims) >= 2**31:
+        raise TapeFormatError(f"invalid tape: the {what} {dims} has more elements than "
+                              "32-bit slot indices can address")
+    return dims
+
+
+def _read_only(array):
+    """A float64 copy nobody else holds, marked read-only."""
+    array = np.array(array, dtype=np.float64)
+    array.flags.writeable = False
+    return array
+
+
+def _checked_param_specs(specs, n_inputs):
+    """Parameter specifications ``("param", shape, first slot, values)`` and
+    ``("static", value)`` checked, with private read-only value copies."""
+    try:
+        specs = list(specs)
+    except TypeError:
+        raise TapeFormatError("invalid tape: parameter specifications must be a "
+                              "list") from None
+    checked, offset = [], n_inputs
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, (tuple, list)) or not spec or spec[0] not in ("param", "static"):
+            raise TapeFormatError(f"invalid tape: parameter specification {i} is not "
+                                  "('param', shape, slot, values) or ('static', value)")
+        if spec[0] == "static":
+            if len(spec) != 2:
+                raise TapeFormatError(f"invalid tape: static specification {i} is not "
+                                      "('static', value)")
+            checked.append(("static", spec[1]))
+            continue
+        if len(spec) != 4:
+            raise TapeFormatError(f"invalid tape: parameter specification {i} is not "
+                                  "('param', shape, slot, values)")
+        shape = _checked_shape(spec[1], f"shape of parameter {i}")
+        try:
+            values = np.asarray(spec[3])
+        except (TypeError, ValueError):
+            values = None
+        if (values is None or values.dtype.kind not in "fiu" or values.shape != shape
+                or spec[2] != offset):
+            raise TapeFormatError(
+                f"invalid tape: parameter specification {i} needs real values of shape "
+                f"{shape} starting at slot {offset}")
+        checked.append(("param", shape, offset, _read_only(values)))
+        offset += values.size
+    return checked
+
+
+def _checked_guards(guards):
+    """Guards ``(code, a0, a1, expected, where, text)`` with plain types
+    (the engine validates codes and operands)."""
+    try:
+        records = [tuple(g) for g in guards]
+        if any(len(g) != 6 or g[3] not in (0, 1) for g in records):
+            raise ValueError("a guard record does not have six fields and a 0/1 outcome")
+        return [(int(code), int(a0), int(a1), bool(expected), str(where), str(text))
+                for code, a0, a1, expected, where, text in records]
+    except (TypeError, ValueError, OverflowError):
+        raise TapeFormatError("invalid tape: guards must be (opcode, operand, operand, "
+                              "outcome, location, text) records") from None
+
+
 def _tape_from_state(state):
-    return Tape._from_state(state)
+    if not isinstance(state, dict):
+        raise TapeFormatError(f"invalid tape state: a dict was expected, not "
+                              f"{type(state).__name__}")
+    try:
+        return Tape._from_state(state)
+    except TypeError as exc:
+        if isinstance(exc, WengertError):
+            raise
+        raise TapeFormatError(f"invalid tape state: {exc}") from None
 
 
 def _same_static(new, old):
@@ -754,7 +871,10 @@ def record(f, x, *args):
     11.6521
     """
     from wengert.tracing import trace
-    x_arr = np.asarray(x, dtype=np.float64)
+    if not callable(f):
+        raise ArgumentTypeError(f"wg.record needs a callable to record, not a "
+                                f"{type(f).__name__}")
+    x_arr = real_array(x, "x")
     rec, out_slots, out_shape, specs, params = trace(f, x_arr, args)
     arrays = rec.arrays()
     return Tape(outputs=out_slots, in_shape=x_arr.shape, out_shape=out_shape,

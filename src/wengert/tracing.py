@@ -8,15 +8,18 @@ vectorised call. Traced scalars are the Cython type :class:`Active`.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 
 import numpy as np
 
 from wengert import _opcodes as ops
-from wengert._errors import ArgumentTypeError, ShapeError, TracingError, WengertError
+from wengert._arguments import real_array
+from wengert._errors import (ArgumentError, ArgumentTypeError, AxisError, IndexingError,
+                             ShapeError, TracingError, WengertError)
 from wengert._opcodes import Kind
-from wengert._recorder import _FLOAT_MESSAGE, Active, Recorder, hooks, make_active
+from wengert._recorder import _FLOAT_MESSAGE, _UNPICKLABLE, Active, Recorder, hooks, make_active
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,7 +44,11 @@ class _Operand:
         return self.data.shape
 
 
-def _recorder_of(values):
+# NumPy arrays have at most 64 dimensions; deeper lists are no array.
+_MAX_NESTING = 64
+
+
+def _recorder_of(values, depth=0):
     """The one recorder behind the traced values among ``values``."""
     found = None
     for v in values:
@@ -49,8 +56,11 @@ def _recorder_of(values):
         if isinstance(v, (Active, TracedArray, Comparison)):
             rec = v.recorder
         elif isinstance(v, (list, tuple)) or (isinstance(v, np.ndarray) and v.dtype == object):
+            if depth > _MAX_NESTING:
+                raise ShapeError(f"values nested more than {_MAX_NESTING} lists deep (a list "
+                                 "that contains itself?) cannot be an array")
             rec = _recorder_of(list(np.asarray(v, dtype=object).ravel()) if isinstance(v, np.ndarray)
-                               else v)
+                               else v, depth + 1)
         if rec is not None:
             if found is not None and rec is not found:
                 raise TracingError(
@@ -61,25 +71,45 @@ def _recorder_of(values):
     return found
 
 
+def _same_recording(rec, x):
+    """Refuse a traced value of another recording: its slot numbers mean
+    nothing on this tape."""
+    if x.recorder is not rec:
+        raise TracingError(
+            "a traced value from another recording was used in this one (it escaped "
+            "an earlier wg.record or an outer recording: stored in a list, a closure "
+            "or a global). Pass values into the recorded function as arguments, and "
+            "return the traced values it computes")
+
+
 def _operand(rec, x):
     """Turn a traced value, a comparison or a constant into an operand."""
     if isinstance(x, TracedArray):
+        _same_recording(rec, x)
         return _Operand(True, x.slots)
     if isinstance(x, Active):
+        _same_recording(rec, x)
         return _Operand(True, np.array(x.slot, dtype=np.intp))
     if isinstance(x, Comparison):
+        _same_recording(rec, x)
         return _Operand(True, x.indicator_slots())
-    if isinstance(x, np.ndarray) and x.dtype == object:
-        return _Operand(True, asarray(x, rec).slots_array())
-    if isinstance(x, (list, tuple)) and _recorder_of(x) is not None:
-        return _Operand(True, asarray(x, rec).slots_array())
+    if (isinstance(x, np.ndarray) and x.dtype == object) or (
+            isinstance(x, (list, tuple)) and _recorder_of(x) is not None):
+        traced = asarray(x, rec)
+        if isinstance(traced, (TracedArray, Active)):
+            return _Operand(True, _raw(traced))
+        x = traced
+    return _Operand(False, _constant(x))
+
+
+def _constant(x):
+    """A constant operand as float64, refused clearly when it is no number."""
     try:
-        data = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+        return real_array(x, "the operand", allow_bool=True)
+    except WengertError as exc:
         raise TracingError(
-            f"cannot use a {type(x).__name__} as an operand of a traced operation; "
-            "pass floats, NumPy arrays or traced values") from exc
-    return _Operand(False, data)
+            f"cannot use a {type(x).__name__} as an operand of a traced operation ({exc}); "
+            "pass floats, NumPy arrays or traced values") from None
 
 
 def _slots_of(rec, operand):
@@ -137,7 +167,7 @@ def _binary_operands(rec, a, b):
     B = _operand(rec, b)
     try:
         shape = np.broadcast_shapes(A.shape, B.shape)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         raise ShapeError(f"operands could not be broadcast together with shapes "
                          f"{A.shape} {B.shape}") from exc
     if A.is_slots and B.is_slots:
@@ -163,7 +193,7 @@ def power(a, b):
         if b == 2:
             return apply_unary("square", a)
         if b == 1:
-            return a
+            return _fresh(a)
         if b == -1:
             return apply_unary("reciprocal", a)
         if b == 0.5:
@@ -172,6 +202,28 @@ def power(a, b):
 
 
 # ---- comparisons and guards -------------------------------------------------
+
+def _refuse_round(self, ndigits=None):
+    raise TracingError(_FLOAT_MESSAGE.format(what="rounded number", call="round(x)"))
+
+
+def _refuse_format(self, spec):
+    if spec:
+        raise TracingError(_FLOAT_MESSAGE.format(what="formatted number",
+                                                 call=f"formatting with {spec!r}"))
+    return repr(self)
+
+
+def _refuse_pickle(self):
+    raise TracingError(_UNPICKLABLE)
+
+
+def _refuse_traced_index(index):
+    if isinstance(index, (Active, TracedArray, Comparison)):
+        raise TracingError(
+            "a traced value cannot be used as an index: the recorded tape would "
+            "not know which element to read at another point; use wg.where")
+
 
 def _check_single(size):
     """``bool()`` of a traced array needs one element, as in NumPy."""
@@ -226,6 +278,23 @@ class Comparison:
             raise ArgumentTypeError("len() of a 0-d comparison")
         return self.shape[0]
 
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, index):
+        """A part of the comparison (``c[0]``, ``c[1:]``), still unrecorded."""
+        _refuse_traced_index(index)
+        try:
+            a = np.broadcast_to(self._a, self.shape)[index]
+            b = np.broadcast_to(self._b, self.shape)[index]
+        except _NUMPY_ERRORS as exc:
+            raise _library_error(exc, "indexing a comparison") from None
+        part = Comparison(self.recorder, self.name, self.kind, a, b, a.shape)
+        if self._indicator is not None:
+            part._indicator = self._indicator[index]
+        return part
+
     def indicator_slots(self):
         """Slots holding 1.0 where the comparison holds, else 0.0."""
         if self._indicator is None:
@@ -253,17 +322,60 @@ class Comparison:
     def __or__(self, other):
         return _IndicatorCondition(self.recorder, apply_binary("maximum", self._as_value(), _condition_value(other)))
 
+    def __xor__(self, other):
+        return _IndicatorCondition(self.recorder,
+                                   apply_binary("ne", self._as_value(), _condition_value(other)))
+
     __rand__ = __and__
     __ror__ = __or__
+    __rxor__ = __xor__
 
     def _as_value(self):
         return wrap(self.recorder, self.indicator_slots())
 
-    # Arithmetic with a comparison uses its 0/1 indicator (no guard).
+    # Python code compares conditions with booleans: `(x > 0) == True`,
+    # `c != False`, `c in (True,)`. Each gives the condition the bool stands
+    # for, so an `if` on it records the guard it means; without these,
+    # object identity would answer and silently pick a branch.
+    def __eq__(self, other):
+        if not _is_condition_operand(other):
+            return NotImplemented
+        return compare("eq", self._as_value(), _condition_value(other))
+
+    def __ne__(self, other):
+        if not _is_condition_operand(other):
+            return NotImplemented
+        return compare("ne", self._as_value(), _condition_value(other))
+
+    __hash__ = None
+
+    def __float__(self):
+        raise TracingError(_FLOAT_MESSAGE.format(
+            what="float", call="float(comparison)"))
+
+    def __int__(self):
+        raise TracingError(_FLOAT_MESSAGE.format(what="int", call="int(comparison)"))
+
+    def __index__(self):
+        raise TracingError(_FLOAT_MESSAGE.format(
+            what="index", call="using a comparison as an index"))
+
+    __round__ = _refuse_round
+    __format__ = _refuse_format
+    __reduce__ = _refuse_pickle
+
+    # Arithmetic with a comparison uses its 0/1 indicator (no guard), as
+    # NumPy's arithmetic on booleans does: sum(c for c in ...) counts.
     def __mul__(self, other): return apply_binary("mul", self._as_value(), other)
     def __rmul__(self, other): return apply_binary("mul", other, self._as_value())
     def __add__(self, other): return apply_binary("add", self._as_value(), other)
     def __radd__(self, other): return apply_binary("add", other, self._as_value())
+    def __sub__(self, other): return apply_binary("sub", self._as_value(), other)
+    def __rsub__(self, other): return apply_binary("sub", other, self._as_value())
+    def __truediv__(self, other): return apply_binary("div", self._as_value(), other)
+    def __rtruediv__(self, other): return apply_binary("div", other, self._as_value())
+    def __neg__(self): return apply_unary("neg", self._as_value())
+    def __pos__(self): return _fresh(self._as_value())
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         return _array_ufunc(ufunc, method, inputs, kwargs)
@@ -283,6 +395,14 @@ class _IndicatorCondition(Comparison):
         super().__init__(rec, "ne", Kind.VC, slots, None, slots.shape)
         self._indicator = slots
 
+    def __getitem__(self, index):
+        _refuse_traced_index(index)
+        try:
+            part = self._indicator[index]
+        except _NUMPY_ERRORS as exc:
+            raise _library_error(exc, "indexing a comparison") from None
+        return _IndicatorCondition(self.recorder, wrap(self.recorder, part))
+
     def __bool__(self):
         _check_single(self.size)
         slot = int(self._indicator.reshape(-1)[0])
@@ -298,6 +418,13 @@ def _condition_value(c):
     if isinstance(c, Comparison):
         return c._as_value()
     return c
+
+
+def _is_condition_operand(x):
+    """What a condition may be compared with: booleans, numbers, other
+    conditions, traced values and arrays of them (as NumPy compares bools)."""
+    return isinstance(x, (bool, int, float, np.bool_, np.number, np.ndarray,
+                          Comparison, Active, TracedArray))
 
 
 def apply_binary_indices(rec, name, kind, ia, ib, shape):
@@ -377,54 +504,72 @@ class TracedArray:
 
     @property
     def value(self):
-        """Values recorded at the recording point (for inspection)."""
+        """Values at the recording point, a float array, for inspection and
+        printing only: branching on them (``if x.value[0] > 0:``) records
+        **no guard**, so a replay where that branch flips silently follows
+        the recorded one. Branch on the traced value (``if x[0] > 0:``) or use
+        :func:`wengert.where`."""
         return self.recorder.values_of(self.slots)
 
     # -- indexing costs no tape operations -------------------------------------
 
     def __getitem__(self, index):
-        if type(index) is int:
-            slot = self.slots[index]
-            if self.slots.ndim == 1:
-                return make_active(self.recorder, int(slot))
-            return TracedArray(self.recorder, slot)
-        if isinstance(index, (Active, TracedArray, Comparison)):
-            raise TracingError(
-                "a traced value cannot be used as an index: the recorded tape would "
-                "not know which element to read at another point; use wg.where")
-        return wrap(self.recorder, self.slots[index])
+        if type(index) is not int:
+            _refuse_traced_index(index)
+        try:
+            slots = self.slots[index]
+        except _NUMPY_ERRORS as exc:
+            raise _library_error(exc, "indexing a traced array") from None
+        if type(index) is int and self.slots.ndim == 1:
+            return make_active(self.recorder, int(slots))
+        return wrap(self.recorder, slots)
 
     def __setitem__(self, index, value):
         rec = self.recorder
-        self.slots[index] = _slots_of(rec, _operand(rec, value))
+        new = _slots_of(rec, _operand(rec, value))
+        try:
+            self.slots[index] = new
+        except _NUMPY_ERRORS as exc:
+            raise _library_error(exc, "assigning into a traced array") from None
 
-    # -- shape manipulation ----------------------------------------------------
+    # -- shape manipulation (NumPy's rules and errors, applied to the slots) ----
+
+    def _moved(self, method, *args, **kwargs):
+        try:
+            return wrap(self.recorder, getattr(self.slots, method)(*args, **kwargs))
+        except _NUMPY_ERRORS as exc:
+            raise _library_error(exc, f"{method} of a traced array") from None
 
     def reshape(self, *shape, order="C"):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        return wrap(self.recorder, self.slots.reshape(shape, order=order))
+        return self._moved("reshape", shape, order=order)
 
     def ravel(self, order="C"):
-        return wrap(self.recorder, self.slots.ravel(order))
+        return self._moved("ravel", order)
 
     def flatten(self, order="C"):
-        return wrap(self.recorder, self.slots.flatten(order))
+        return self._moved("flatten", order)
 
     def transpose(self, *axes):
-        return wrap(self.recorder, self.slots.transpose(*axes))
+        return self._moved("transpose", *axes)
 
     T = property(lambda self: self.transpose())
 
     def squeeze(self, axis=None):
-        return wrap(self.recorder, self.slots.squeeze(axis))
+        return self._moved("squeeze", axis)
 
     def copy(self):
         return TracedArray(self.recorder, self.slots.copy())
 
     def astype(self, dtype, copy=True):
-        if np.dtype(dtype).kind != "f":
-            raise TracingError(f"a traced array cannot be converted to {np.dtype(dtype)}")
+        try:
+            dtype = np.dtype(dtype)
+        except _NUMPY_ERRORS as exc:
+            raise _library_error(exc, "astype of a traced array") from None
+        if dtype != np.float64:
+            raise TracingError(f"a traced array cannot be converted to {dtype}: wengert "
+                               "records float64 values only")
         return self.copy() if copy else self
 
     def item(self, *args):
@@ -472,7 +617,7 @@ class TracedArray:
     def __matmul__(self, other): return matmul(self, other)
     def __rmatmul__(self, other): return matmul(other, self)
     def __neg__(self): return apply_unary("neg", self)
-    def __pos__(self): return self
+    def __pos__(self): return self.copy()
     def __abs__(self): return apply_unary("abs", self)
 
     def _inplace(self, result):
@@ -502,6 +647,9 @@ class TracedArray:
 
     __int__ = __float__
     __index__ = __float__
+    __round__ = _refuse_round
+    __format__ = _refuse_format
+    __reduce__ = _refuse_pickle
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         return _array_ufunc(ufunc, method, inputs, kwargs)
@@ -514,6 +662,8 @@ def asarray(obj, rec=None):
     """A traced array (or scalar) from traced values, constants, nested lists
     and object arrays of them. Constants become constant tape entries."""
     if isinstance(obj, (TracedArray, Active)):
+        if rec is not None:
+            _same_recording(rec, obj)
         return obj
     if rec is None:
         rec = _recorder_of([obj])
@@ -521,11 +671,17 @@ def asarray(obj, rec=None):
         return np.asarray(obj, dtype=np.float64)
     if isinstance(obj, Comparison):
         return wrap(rec, obj.indicator_slots())
+    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.ndim == 0:
+        return asarray(obj[()], rec)
     if isinstance(obj, (list, tuple)) or (isinstance(obj, np.ndarray) and obj.dtype == object):
         parts = [_slots_of(rec, _operand(rec, asarray(item, rec))) for item in obj]
         if not parts:
             return np.zeros(0)
-        return wrap(rec, np.stack([np.asarray(p) for p in parts]))
+        try:
+            return wrap(rec, np.stack([np.asarray(p) for p in parts]))
+        except ValueError as exc:
+            raise ShapeError(f"a nested list of traced values must be a regular array, as "
+                             f"np.array needs: {exc}") from None
     return wrap(rec, _slots_of(rec, _operand(rec, obj)))
 
 
@@ -543,10 +699,7 @@ def reduce(name, x, axis=None, keepdims=False):
         return {"add": np.sum, "mul": np.prod, "maximum": np.max, "minimum": np.min}[name](
             x, axis=axis, keepdims=keepdims)
     slots = np.asarray(asarray(x, rec).slots_array() if not isinstance(x, Active) else x.slot)
-    if axis is None:
-        axes = tuple(range(slots.ndim))
-    else:
-        axes = tuple(a % slots.ndim for a in np.atleast_1d(axis)) if slots.ndim else ()
+    axes = normalize_axes(axis, slots.ndim)
     kept = [a for a in range(slots.ndim) if a not in axes]
     out_shape = tuple(slots.shape[a] for a in kept)
     length = int(np.prod([slots.shape[a] for a in axes])) if axes else 1
@@ -566,26 +719,57 @@ def reduce(name, x, axis=None, keepdims=False):
             if rows.shape[1] % 2:
                 paired = np.concatenate([paired, rows[:, -1:]], axis=1)
             rows = paired
-        result = rows.reshape(out_shape)
-    if keepdims:
+        # A copy: where the reduced length is 1 the rows are a view of x.
+        result = rows.reshape(out_shape).copy()
+    if _flag(keepdims, "keepdims"):
         result = np.expand_dims(result, axes)
     return wrap(rec, result)
 
 
+def _flag(value, name):
+    """A boolean keyword as NumPy takes it, refusing arrays (whose truth
+    value NumPy deprecates or calls ambiguous)."""
+    if isinstance(value, (bool, np.bool_, int, np.integer)):
+        return bool(value)
+    raise ArgumentTypeError(f"{name} must be True or False, not {type(value).__name__}")
+
+
 def mean(x, axis=None, keepdims=False):
-    total = reduce("add", x, axis, keepdims)
-    shape = np.shape(x.slots if isinstance(x, TracedArray) else ())
-    axes = range(len(shape)) if axis is None else np.atleast_1d(axis)
-    count = int(np.prod([shape[a] for a in axes])) if shape else 1
-    return apply_binary("div", total, float(count))
+    rec = _recorder_of([x])
+    if rec is None:
+        return np.mean(x, axis=axis, keepdims=keepdims)
+    x = asarray(x, rec)
+    shape = np.shape(_raw(x))
+    count = math.prod(shape[a] for a in normalize_axes(axis, len(shape)))
+    return apply_binary("div", reduce("add", x, axis, keepdims), float(count))
+
+
+def normalize_axes(axis, ndim):
+    """``axis`` (None, an int or a tuple of ints) as a tuple of axes in
+    ``range(ndim)``, checked as NumPy checks it: an axis out of range raises
+    :class:`wengert.AxisError` (NumPy's AxisError), never wraps around."""
+    if axis is None:
+        return tuple(range(ndim))
+    items = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    axes = []
+    for item in items:
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
+            raise ArgumentTypeError(f"axis must be an integer or a tuple of integers, "
+                                    f"not {type(item).__name__}")
+        if not -ndim <= item < ndim:
+            raise AxisError(int(item), ndim)
+        axes.append(int(item) % ndim)
+    if len(set(axes)) != len(axes):
+        raise ArgumentError(f"duplicate value in 'axis': {axis}")
+    return tuple(axes)
 
 
 def matmul(a, b):
     """Matrix product with NumPy's shape rules; each entry is a tree sum."""
     rec = _recorder_of([a, b])
     # A constant operand stays constant: its products record as var-const.
-    A = asarray(a, rec) if _recorder_of([a]) is not None else np.asarray(a, dtype=np.float64)
-    B = asarray(b, rec) if _recorder_of([b]) is not None else np.asarray(b, dtype=np.float64)
+    A = asarray(a, rec) if _recorder_of([a]) is not None else _constant(a)
+    B = asarray(b, rec) if _recorder_of([b]) is not None else _constant(b)
     a_shape, b_shape = np.shape(_raw(A)), np.shape(_raw(B))
     if len(a_shape) == 0 or len(b_shape) == 0:
         raise ShapeError("matmul: Input operand does not have enough dimensions")
@@ -635,7 +819,7 @@ def dot(a, b):
                        "supported on traced values; use np.einsum-free matmul")
 
 
-def where(condition, x, y):
+def where(condition, x=None, y=None):
     """Select elementwise: ``x`` where ``condition`` holds, else ``y``.
 
     Both branches are recorded, the condition is evaluated at every replay
@@ -649,6 +833,11 @@ def where(condition, x, y):
     >>> tape.jacobian([4.0, -1.0]).tolist()
     [[0.25, 0.0], [0.0, 0.0]]
     """
+    if x is None or y is None:
+        raise TracingError(
+            "np.where(condition) with one argument returns the indices where it holds, "
+            "which depend on the values and cannot be recorded; use wg.where(condition, "
+            "x, y) to select, or compute indices from concrete values before recording")
     rec = _recorder_of([condition, x, y])
     if rec is None:
         return np.where(condition, x, y)
@@ -674,10 +863,24 @@ def where(condition, x, y):
 
 
 def clip(x, a_min=None, a_max=None):
+    if a_min is None and a_max is None:
+        return _fresh(x)
     if a_min is not None:
         x = apply_binary("maximum", x, a_min)
     if a_max is not None:
         x = apply_binary("minimum", x, a_max)
+    return x
+
+
+def _fresh(x):
+    """``x`` as a new array, for the identity shortcuts (``x ** 1``, ``+x``)
+    where NumPy answers with a new array: an in-place update of the result
+    must leave ``x`` alone, as it does in NumPy. Traced scalars and Python
+    numbers are immutable and need no copy."""
+    if isinstance(x, TracedArray):
+        return x.copy()
+    if isinstance(x, np.ndarray):
+        return x.astype(np.float64, copy=True)
     return x
 
 
@@ -707,8 +910,18 @@ _REDUCE = {np.add: "add", np.multiply: "mul", np.maximum: "maximum", np.minimum:
 
 
 def _array_ufunc(ufunc, method, inputs, kwargs):
+    try:
+        return _ufunc_on_traced(ufunc, method, inputs, kwargs)
+    except _NUMPY_ERRORS as exc:
+        raise _library_error(exc, f"np.{ufunc.__name__} on traced values") from None
+
+
+def _ufunc_on_traced(ufunc, method, inputs, kwargs):
     out = kwargs.pop("out", None)
-    if kwargs.get("where", True) is not True or kwargs.get("dtype") not in (None, float, np.float64):
+    dtype = kwargs.get("dtype")
+    if kwargs.get("where", True) is not True or not (
+            dtype is None or dtype is float or (isinstance(dtype, (str, type, np.dtype))
+                                                and np.dtype(dtype) == np.float64)):
         raise TracingError(f"np.{ufunc.__name__} with where= or dtype= is not supported on traced values")
     kwargs.pop("where", None)
     kwargs.pop("dtype", None)
@@ -730,7 +943,7 @@ def _array_ufunc(ufunc, method, inputs, kwargs):
     elif ufunc is np.matmul:
         result = matmul(*inputs)
     elif ufunc is np.positive:
-        result = inputs[0]
+        result = _fresh(inputs[0])
     elif ufunc is np.exp2:
         result = apply_binary("pow", 2.0, inputs[0])
     elif ufunc.__name__ in _UFUNC_BY_NAME:
@@ -759,6 +972,28 @@ _ARRAY_KEYWORDS = {"a": False, "arr": False, "m": False, "ary": False, "values":
                    "arrays": True, "tup": True}
 
 
+# What NumPy raises for bad arguments (RuntimeError: more dimensions than
+# it supports; OverflowError: an axis or count beyond a C integer).
+_NUMPY_ERRORS = (IndexError, ValueError, TypeError, OverflowError, RuntimeError, RecursionError)
+
+
+def _library_error(exc, what):
+    """The wengert exception for a NumPy error met on traced values (NumPy's
+    class kept as a base, so ``except IndexError`` and the like still
+    work); wengert's own errors pass through unchanged."""
+    if isinstance(exc, WengertError):
+        return exc
+    if isinstance(exc, np.exceptions.AxisError):
+        return AxisError(f"{what}: {exc}")
+    if isinstance(exc, IndexError):
+        return IndexingError(f"{what}: {exc}")
+    if isinstance(exc, (ValueError, RuntimeError, RecursionError)):
+        return ShapeError(f"{what}: {exc}")
+    if isinstance(exc, OverflowError):
+        return ArgumentError(f"{what}: {exc}")
+    return ArgumentTypeError(f"{what}: {exc}")
+
+
 def _structural(func):
     """Wrap a NumPy function that only moves elements: apply it to slots.
 
@@ -779,7 +1014,10 @@ def _structural(func):
         for key, sequence in _ARRAY_KEYWORDS.items():
             if key in kwargs:
                 kwargs[key] = to_slots(kwargs[key], sequence)
-        result = func(*args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except _NUMPY_ERRORS as exc:
+            raise _library_error(exc, f"np.{func.__name__} on traced values") from None
         if isinstance(result, (list, tuple)):
             return type(result)(wrap(rec, r) for r in result)
         return wrap(rec, result)
@@ -792,7 +1030,10 @@ def _zero_filling(func):
     slot 0, indices are shifted by one and the fill becomes a constant 0."""
     def run(a, *args, **kwargs):
         rec = _recorder_of([a])
-        moved = func(_slots_of(rec, _operand(rec, a)) + 1, *args, **kwargs)
+        try:
+            moved = func(_slots_of(rec, _operand(rec, a)) + 1, *args, **kwargs)
+        except _NUMPY_ERRORS as exc:
+            raise _library_error(exc, f"np.{func.__name__} on traced values") from None
         filled = moved == 0
         if filled.any():
             zero = int(_slots_of(rec, _Operand(False, np.zeros(1)))[0])
@@ -828,17 +1069,25 @@ def _mean(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
 
 
 def _norm(x, ord=None, axis=None, keepdims=False):
-    if ord not in (None, 2, "fro") or (axis is not None and ord == "fro"):
+    two_norm = ord is None or (isinstance(ord, (int, float, np.number)) and ord == 2)
+    if not (two_norm or (isinstance(ord, str) and ord == "fro" and axis is None)):
         raise TracingError("np.linalg.norm on traced values supports only the 2-norm")
     return apply_unary("sqrt", reduce("add", apply_unary("square", x), axis, keepdims))
 
 
 def _diff(a, n=1, axis=-1):
-    for _ in range(n):
+    rec = _recorder_of([a])
+    a = asarray(a, rec)
+    (axis,) = normalize_axes(axis, len(_shape(a)))
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise ArgumentTypeError(f"np.diff: n must be an integer, not {type(n).__name__}")
+    if n < 0:
+        raise ArgumentError(f"np.diff: order must be non-negative but got {n}")
+    # Past the axis length every further difference is of an empty array.
+    for _ in range(min(int(n), _shape(a)[axis] + 1)):
         slots = _raw(a)
         upper = np.take(slots, np.arange(1, slots.shape[axis]), axis=axis)
         lower = np.take(slots, np.arange(0, slots.shape[axis] - 1), axis=axis)
-        rec = a.recorder
         a = apply_binary("sub", wrap(rec, upper), wrap(rec, lower))
     return a
 
@@ -848,6 +1097,7 @@ def _cumsum(a, axis=None, dtype=None, out=None):
     slots = _raw(asarray(a, rec))
     if axis is None:
         slots, axis = slots.reshape(-1), 0
+    (axis,) = normalize_axes(axis, slots.ndim)
     moved = np.moveaxis(slots, axis, -1).copy()
     code = ops.code_of("add", Kind.VV)
     for k in range(1, moved.shape[-1]):
@@ -861,7 +1111,7 @@ def _cumsum(a, axis=None, dtype=None, out=None):
 def _outer(a, b, out=None):
     rec = _recorder_of([a, b])
     flat = [wrap(rec, _raw(asarray(v, rec)).reshape(-1)) if _recorder_of([v]) is not None
-            else np.ravel(np.asarray(v, dtype=np.float64)) for v in (a, b)]
+            else np.ravel(_constant(v)) for v in (a, b)]
     return apply_binary("mul", _expand(flat[0], -1), flat[1])
 
 
@@ -915,7 +1165,10 @@ def _array_function(func, types, args, kwargs):
             f"np.{func.__name__} is not supported on traced values yet; the supported "
             "functions are the keys of wengert.tracing._HANDLED. Compose it from "
             "supported operations or ask for it.")
-    return handler(*args, **kwargs)
+    try:
+        return handler(*args, **kwargs)
+    except _NUMPY_ERRORS as exc:
+        raise _library_error(exc, f"np.{func.__name__} on traced values") from None
 
 
 hooks["compare"] = compare
@@ -924,6 +1177,11 @@ hooks["function"] = _array_function
 
 
 # ---- recording -------------------------------------------------------------------
+
+def _output_constant(value):
+    """A recorded function's output that holds no traced value, as floats."""
+    return real_array(value, "the value the recorded function returned")
+
 
 def _is_dynamic(arg):
     """Floats and float arrays are dynamic parameters; the rest is static."""
@@ -968,7 +1226,9 @@ def trace(f, x, extras):
         raise TracingError("the recorded function returned a comparison; return "
                            "wg.where(...) or an arithmetic value instead")
     out = asarray(result, rec)
-    if not isinstance(out, (TracedArray, Active)):
-        out = wrap(rec, _slots_of(rec, _Operand(False, np.asarray(out, dtype=np.float64))))
+    if isinstance(out, (TracedArray, Active)):
+        _same_recording(rec, out)
+    else:
+        out = wrap(rec, _slots_of(rec, _Operand(False, _output_constant(out))))
     slots = np.asarray(_raw(out))
     return rec, slots.reshape(-1), slots.shape, specs, param_values

@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 
 import numpy as np
 
-from wengert._errors import ArgumentError, ArgumentTypeError, BranchChangedError
+from wengert._arguments import check_choice, real_array
+from wengert._errors import (ArgumentTypeError, BranchChangedError,
+                             RecordingWarning)
 from wengert.tape import Tape, record
 from wengert.tracing import _is_dynamic
+
+_PUBLIC_NAME = {"gradient": "grad", "value_and_gradient": "value_and_grad"}
+
+
+def _is_integer(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
 
 # Tapes kept per transform (over all keys), and per key (branch regions).
 CACHE_SIZE = 16
@@ -32,6 +42,8 @@ class _Transform:
         self._method = method
         self._tapes = {}            # key -> list of tapes, newest first
         self._lock = threading.Lock()
+        self._warned = False
+        self._method_name = _PUBLIC_NAME.get(method, method)
         self._n_operands = 1 if method in ("jvp", "vjp", "hvp") else 0
         unbound = getattr(Tape, method)
         self._call = functools.partial(unbound, **options) if options else unbound
@@ -62,6 +74,8 @@ class _Transform:
 
     def _record(self, key, x, args):
         tape = record(self._f, x, *args)
+        if args:
+            self._warn_if_static_numbers_change(key)
         with self._lock:
             tapes = self._tapes.get(key)
             if tapes is None:
@@ -74,7 +88,7 @@ class _Transform:
         return tape
 
     def __call__(self, x, *args):
-        x = np.asarray(x, dtype=np.float64)
+        x = real_array(x, "x")
         # The operand after x (v or w) is not part of f's signature.
         operands, extras = args[:self._n_operands], args[self._n_operands:]
         key = self._key(x, extras)
@@ -86,13 +100,31 @@ class _Transform:
         # First call for this key, or every cached tape's branches flipped.
         return self._call(self._record(key, x, extras), x, *operands, *extras)
 
+    def _warn_if_static_numbers_change(self, key):
+        """Warn once when a new tape differs from a cached one only in static
+        integer arguments: each new value records again (and the cache holds
+        16 keys), which is slow and easy to miss."""
+        if self._warned or not isinstance(key, tuple):
+            return
+        for other in list(self._tapes):
+            if not isinstance(other, tuple) or len(other) != len(key) or other[0] != key[0]:
+                continue
+            changed = [i for i in range(1, len(key)) if key[i] != other[i]]
+            if changed and all(key[i][0] == "s" and _is_integer(key[i][2]) for i in changed):
+                self._warned = True
+                position = changed[0] - 1
+                warnings.warn(
+                    f"wg.{self._method_name}: extra argument {position} is an integer, so it is "
+                    "a static argument baked into the tape, and every new value records a "
+                    "new tape. If it is a number that changes between calls, pass it as a "
+                    f"float (float(n)) to make it a dynamic parameter.",
+                    RecordingWarning, stacklevel=5)
+                return
+
     def cached_tapes(self):
         """The tapes recorded so far (newest first per key), for inspection."""
         with self._lock:
             return [t for tapes in self._tapes.values() for t in tapes]
-
-
-_F64 = np.dtype(np.float64)
 
 
 def _caller(f, method, **options):
@@ -108,7 +140,7 @@ def _caller(f, method, **options):
 
     def call(x, *args):
         if len(args) == n_operands:
-            x = np.asarray(x, _F64)
+            x = real_array(x, "x")
             for tape in tapes.get(x.shape, ()):
                 try:
                     return run(tape, x, *args)
@@ -165,8 +197,7 @@ def jacobian(f, mode="auto"):
     >>> J(np.array([1.0, 2.0])).tolist()
     [[2.0, 0.0], [0.0, 4.0]]
     """
-    if mode not in ("auto", "forward", "reverse"):
-        raise ArgumentError(f"mode must be 'auto', 'forward' or 'reverse', not {mode!r}")
+    check_choice(mode, "mode", ("auto", "forward", "reverse"))
     return _caller(f, "jacobian", mode=mode)
 
 

@@ -432,7 +432,10 @@ def npy_header_forgeries(name, data):
                      "__import__('os').mkdir('x')",
                      "[" * 5000 + "]" * 5000,
                      "{'descr': '%s', 'fortran_order': False, 'shape': (%d,), }" % (descr, n) + " " * 20000,
-                     "\xff\xfe garbage"]:
+                     "\xff\xfe garbage",
+                     # The parser warns about these (the runner fails on any stderr output).
+                     "{'descr': '%s\\d', 'fortran_order': False, 'shape': (%d,), }" % (descr, n),
+                     "{'descr': '%s', 'fortran_order': False, 'shape': (%dif 1 else 0,), }" % (descr, n)]:
             yield f"{name}: {stem} header {text[:50]!r}", replace(data, **{stem: npy_raw(text, payload)}), "reject"
         good = npy_header_text(descr, arr.shape)
         for version, length in [((1, 0), 0xFFFF), ((2, 0), 0xFFFFFFFF), ((2, 0), 2**31), ((1, 0), 0)]:
