@@ -514,14 +514,20 @@ class TracedArray:
     # -- indexing costs no tape operations -------------------------------------
 
     def __getitem__(self, index):
-        if type(index) is not int:
-            _refuse_traced_index(index)
+        if type(index) is int:
+            # The scalar-loop path (x[i]): as few steps as possible.
+            try:
+                slot = self.slots[index]
+            except IndexError as exc:
+                raise _library_error(exc, "indexing a traced array") from None
+            if self.slots.ndim == 1:
+                return make_active(self.recorder, slot)
+            return TracedArray(self.recorder, slot)
+        _refuse_traced_index(index)
         try:
             slots = self.slots[index]
         except _NUMPY_ERRORS as exc:
             raise _library_error(exc, "indexing a traced array") from None
-        if type(index) is int and self.slots.ndim == 1:
-            return make_active(self.recorder, int(slots))
         return wrap(self.recorder, slots)
 
     def __setitem__(self, index, value):
