@@ -5,6 +5,7 @@ Compiler directives are set once here for the whole build. Set
 and initialisation checks back on (and optimisation off) for a debug build.
 """
 import os
+import sys
 
 import numpy
 from Cython.Build import cythonize
@@ -26,7 +27,10 @@ if os.name == "nt":
 else:
     # -fno-math-errno: nothing reads errno, and without it GCC must keep a
     # libm call beside every sqrt and cannot pair sin and cos into sincos.
-    compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno"]
+    # -falign-functions=64: the sweep loops otherwise move with unrelated
+    # code before them; a 16-byte shift of identical instructions measured
+    # 17% slower forward sweeps on Rosenbrock (1.21 vs 1.42 ns/op).
+    compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno", "-falign-functions=64"]
 
 # The sweeps dispatch to per-operation kernels that are `cdef inline`; GCC
 # left the larger dispatchers as calls, costing ~40% of a gradient. Forcing
@@ -44,6 +48,14 @@ extensions = [
     )
     for name in ("_sweeps", "_recorder", "_sparsity", "_optimize")
 ]
+
+# The C mirrors of the operation table (the opcode enum, the kernel
+# dispatch, the sparsity classes) are generated from it, as NumPy generates
+# its ufunc loops: see src/wengert/_generate.py.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "src", "wengert"))
+from _generate import generate  # noqa: E402
+
+generate()
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,
                             include_path=["src"]))

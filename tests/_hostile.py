@@ -1023,8 +1023,8 @@ def fresh_state(ctx, tape_name):
         if isinstance(value, np.ndarray):
             out[key] = value.copy()
         elif key == "param_specs":
-            out[key] = [tuple(v.copy() if isinstance(v, np.ndarray) else v for v in spec)
-                        for spec in value]
+            out[key] = [type(spec)(*(v.copy() if isinstance(v, np.ndarray) else v for v in spec))
+                         for spec in value]
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -1542,7 +1542,8 @@ def _ctor_after_steps(ctx, case):
     state = fresh_state(ctx, name)
     state["in_shape"] = list(state["in_shape"])
     state["out_shape"] = list(state["out_shape"])
-    state["param_specs"] = [list(spec) for spec in state["param_specs"]]
+    # As the plain lists ("param", shape, first, values) Tape also accepts.
+    state["param_specs"] = [list(spec.as_tuple()) for spec in state["param_specs"]]
     state["guards"] = list(state["guards"])
     x0 = np.array(TAPES[name][1], dtype=float)
     box = {}

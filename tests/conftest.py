@@ -1,4 +1,10 @@
-"""Test configuration: the hypothesis profile and the per-test random generator."""
+"""Test configuration: the hypothesis profile and the per-test random generator.
+
+``python -m pytest`` runs everything (as CI does); ``python -m pytest -m "not slow"``
+is the fast suite for development, which leaves out the tests marked ``slow``
+(over about a second, or starting a Python subprocess: the CLI, the mutated-file
+and fuzz corpora, the hostile-input sweep, the benchmark run).
+"""
 import os
 import zlib
 

@@ -15,6 +15,7 @@ import wengert as wg
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (ROOT / "benchmarks").is_dir(), reason="benchmarks/ is not beside tests/")
 def test_benchmarks_pass_without_timing():
     env = {**os.environ,

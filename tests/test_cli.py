@@ -44,6 +44,7 @@ def assert_one_line_error(done, *words):
 
 # ---- usage --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [[], ["demo"], ["show"], ["bench"]])
 def test_help(command):
     done = run(*command, "--help")
@@ -52,17 +53,20 @@ def test_help(command):
     assert done.stderr == ""
 
 
+@pytest.mark.slow
 def test_help_lists_the_commands():
     text = run("--help").stdout
     for command in ("demo", "show", "bench"):
         assert command in text
 
 
+@pytest.mark.slow
 def test_version():
     done = run("--version")
     assert done.returncode == 0 and done.stdout.strip() == f"wengert {wg.__version__}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [[], ["frobnicate"], ["bench", "--sizes", "ten"],
                                   ["bench", "--repeat", "0"], ["show"],
                                   ["demo", "--at", "2,x"], ["show", "f.wgt", "--dot", "--render", "g.svg"]])
@@ -82,12 +86,14 @@ def demo():
     return done.stdout
 
 
+@pytest.mark.slow
 def test_demo_shows_the_wengert_list(demo):
     for text in ("v[1]  = log(v[-1])   =  0.693147", "v[2]  = v[-1] * v[0] =  10",
                  "v[4]  = sin(v[0])    = -0.958924", "y     = v[5]         =  11.6521"):
         assert text in demo
 
 
+@pytest.mark.slow
 def test_demo_shows_the_tangent_and_adjoint_traces(demo):
     assert "v\u0307[1]  = v\u0307[-1] / v[-1]" in demo        # table 2: v̇1 = v̇-1 / v-1
     assert "=  0.5" in demo
@@ -96,6 +102,7 @@ def test_demo_shows_the_tangent_and_adjoint_traces(demo):
     assert "gradient x\u0304 = [5.5, 1.71634]" in demo
 
 
+@pytest.mark.slow
 def test_demo_compares_the_gradient(demo):
     lines = demo.splitlines()
     wengert = next(line for line in lines if "wengert, reverse mode" in line)
@@ -110,16 +117,19 @@ def test_demo_compares_the_gradient(demo):
     assert "f(x) = 11.6520714552231" in demo
 
 
+@pytest.mark.slow
 def test_demo_at_another_point():
     done = run("demo", "--at", "1,1")
     assert done.returncode == 0, done.stderr
     assert f"{1 + 1:.15g}" in done.stdout and f"{1 - np.cos(1.0):.15g}" in done.stdout
 
 
+@pytest.mark.slow
 def test_demo_rejects_a_point_outside_the_domain():
     assert_one_line_error(run("demo", "--at=-1,1"), "x1 must be positive")
 
 
+@pytest.mark.slow
 def test_demo_on_an_ascii_terminal():
     done = run("demo", PYTHONIOENCODING="ascii")
     assert done.returncode == 0, done.stderr
@@ -148,6 +158,7 @@ def saved(tmp_path):
     return paths
 
 
+@pytest.mark.slow
 def test_show_prints_stats_and_listing(saved):
     done = run("show", saved["survey"])
     assert done.returncode == 0, done.stderr
@@ -159,6 +170,7 @@ def test_show_prints_stats_and_listing(saved):
     assert "0.693147" not in text                              # no values without --at
 
 
+@pytest.mark.slow
 def test_show_at_a_point(saved):
     done = run("show", saved["survey"], "--at", "2,5")
     assert done.returncode == 0, done.stderr
@@ -166,6 +178,7 @@ def test_show_at_a_point(saved):
     assert "=  11.6521" in done.stdout
 
 
+@pytest.mark.slow
 def test_show_truncates_long_listings(saved):
     done = run("show", saved["big"], "--max-rows", "5")
     assert done.returncode == 0, done.stderr
@@ -177,28 +190,33 @@ def test_show_truncates_long_listings(saved):
     assert "more rows" not in whole and "\ny      = v[" in whole
 
 
+@pytest.mark.slow
 def test_show_dot(saved):
     done = run("show", saved["survey"], "--dot")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("digraph wengert {") and done.stdout.count("->") == 9
 
 
+@pytest.mark.slow
 def test_show_wrong_point(saved):
     assert_one_line_error(run("show", saved["survey"], "--at", "1,2,3"), "3 numbers", "2 inputs")
 
 
+@pytest.mark.slow
 def test_show_a_bad_file_is_one_line(saved, tmp_path):
     bad = tmp_path / "bad.wgt"
     bad.write_bytes(b"this is not a tape\n" * 10)
     assert_one_line_error(run("show", bad), "bad.wgt")
 
 
+@pytest.mark.slow
 def test_show_a_missing_file_is_one_line(saved, tmp_path):
     assert_one_line_error(run("show", tmp_path / "missing.wgt"), "missing.wgt", "no such file")
 
 
 # ---- bench --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bench_prints_a_table():
     done = run("bench", "--sizes", "10,100", "--repeat", "1", timeout=60)
     assert done.returncode == 0, done.stderr

@@ -1,5 +1,5 @@
-"""Guards: Python control flow on traced values (DESIGN.md, "Comparisons,
-guards and kinks"). ``if x[0] > 0:`` records a guard; a replay where it
+"""Guards: Python control flow on traced values (docs/architecture.md,
+"Guards"). ``if x[0] > 0:`` records a guard; a replay where it
 flips raises wg.BranchChangedError naming the comparison and the user's
 file:line (and, in a batch, the first offending row). The same comparison
 given to where() records a select and no guard."""

@@ -23,6 +23,7 @@ import pytest
 
 import wengert as wg
 from wengert import _io
+from wengert._records import Param
 
 from fuzz import tapefiles
 from fuzz.tapefiles import Detonator, SAMPLES
@@ -211,8 +212,8 @@ def test_json_static_values_are_stored_by_value(value, tmp_path):
         value = (value,)            # a float itself would be a dynamic parameter
     tape = wg.record(lambda x, s: 2.0 * x, np.ones(2), value)
     loaded = save_and_load(tape, tmp_path)
-    kind, stored = loaded._param_specs[0]
-    assert kind == "static" and same_value(stored, value), (stored, value)
+    spec = loaded._param_specs[0]
+    assert spec.kind == "static" and same_value(spec.value, value), (spec, value)
     assert_same_bits(loaded.forward(np.ones(2), value), tape.forward(np.ones(2), value))
 
 
@@ -230,7 +231,7 @@ def test_other_static_values_are_stored_as_their_repr(value, tmp_path):
     tape = wg.record(lambda x, s: x * 3.0, np.ones(2), value)
     tape.save(tmp_path / "t")
     loaded = wg.load(tmp_path / "t")
-    stored = loaded._param_specs[0][1]
+    stored = loaded._param_specs[0].value
     assert isinstance(stored, _io.StaticRepr) and repr(stored) == repr(value)
     # The same value (or one with the same repr) is accepted; omitted is fine.
     assert loaded.forward(np.ones(2), value).tolist() == [3.0, 3.0]
@@ -318,7 +319,7 @@ def test_a_failed_save_leaves_nothing_behind(samples, tmp_path):
     class Broken:
         def _state(self):
             state = samples["survey"][0]._state()
-            state["param_specs"] = [("param", (2,), 2, "abc")]     # fails mid-write
+            state["param_specs"] = [Param((2,), 2, "abc")]     # fails mid-write
             return state
     with pytest.raises(ValueError):
         _io.save_tape(Broken(), tmp_path / "old")
@@ -361,6 +362,7 @@ def test_a_directory_raises_tape_format_error(tmp_path):
     assert str(tmp_path) in str(info.value)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
 def test_a_named_pipe_is_refused_without_blocking(tmp_path):
     # Opening a FIFO for reading blocks until a writer comes: in a
@@ -372,6 +374,7 @@ def test_a_named_pipe_is_refused_without_blocking(tmp_path):
     assert not err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "/dev/null"])
 def test_a_device_is_refused_without_reading_it(device, tmp_path):
     # /dev/zero and /dev/urandom never end: a reader would run forever.
@@ -460,6 +463,7 @@ FORGED_NPY_HEADERS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", FORGED_NPY_HEADERS)
 def test_a_forged_npy_header_raises_without_a_warning(text, files, tmp_path):
     # The parser warns about these texts (SyntaxWarning on Python 3.12+, a
@@ -617,6 +621,7 @@ FAMILIES = ["byte flips", "truncations", "member content flips", "operands and o
             "dtypes and shapes", "npy headers", "zip directory", "json header", "foreign files"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_mutated_files_load_or_raise_tape_format_error(family, files, tmp_path):
     entries = list(_corpus(family, files, tmp_path))

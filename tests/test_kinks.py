@@ -1,5 +1,5 @@
-"""Derivatives at kinks and through selects (DESIGN.md, "Comparisons, guards
-and kinks"): abs'(0) = 0, a tie of maximum/minimum gives each argument
+"""Derivatives at kinks and through selects (docs/architecture.md, "Kinks",
+and the README's "Branches and piecewise functions"): abs'(0) = 0, a tie of maximum/minimum gives each argument
 half, sign' = 0, sqrt'(0) = inf, and in where() the branch not taken
 contributes exactly zero even where it is NaN or infinite.
 

@@ -622,6 +622,7 @@ PROGRAM_POINTS = [np.array(p) for p in (
     [np.inf, 1.0, -np.inf], [np.nan, 0.5, 2.0], [1e-310, 1e300, -1e-300])]
 
 
+@pytest.mark.slow
 @given(programs(guards=False))
 def test_random_programs_replay_identically(program):
     f = run_program(program)
@@ -636,6 +637,7 @@ def test_random_programs_replay_identically(program):
     assert_same_state(state_copy(twice), state_copy(small))
 
 
+@pytest.mark.slow
 @given(programs(guards=True))
 def test_random_programs_with_guards_replay_identically(program):
     f = run_program(program)

@@ -75,7 +75,7 @@ def test_parameters_and_static_arguments_survive_pickling(samples):
     assert_same_bits(copy.jacobian(x, new_w), tape.jacobian(x, new_w))
     assert_same_bits(copy.forward(x), tape.forward(x))
     # Static arguments travel as the objects themselves (functions by reference).
-    statics = [spec[1] for spec in copy._param_specs if spec[0] == "static"]
+    statics = [spec.value for spec in copy._param_specs if spec.kind == "static"]
     assert statics[0] == 2 and statics[1] == "tanh" and statics[3] is tapefiles.halve
     np.testing.assert_array_equal(statics[2], [0, 2, 1])
     assert statics[4] == (3, {"shift": 0.25})

@@ -62,6 +62,7 @@ def test_recorded_parameters_are_the_tapes_own():
     assert tape.forward([1.0, 1.0]) == 3.0
 
 
+@pytest.mark.slow
 def test_mutating_the_constructor_arrays_in_a_subprocess_does_not_crash():
     # The original report: a segfault. Run it where a crash cannot take pytest down.
     code = textwrap.dedent("""

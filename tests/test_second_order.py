@@ -241,6 +241,7 @@ SECOND = {
     "sigmoid": (wg.sigmoid,
                 lambda x: -np.tanh(x / 2) / (4 * np.cosh(x / 2) ** 2), (-30.0, 30.0)),
     "erf": (wg.erf, lambda x: -4 * x / np.sqrt(np.pi) * np.exp(-x * x), (-3.0, 3.0)),
+    "erfc": (wg.erfc, lambda x: 4 * x / np.sqrt(np.pi) * np.exp(-x * x), (-3.0, 3.0)),
 }
 
 

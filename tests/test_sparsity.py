@@ -36,19 +36,6 @@ from wengert.sparsity import (Colouring, hessian_colouring, hessian_sparsity,
 from wengert.tape import Tape
 
 
-def _hvp_available():
-    tape = wg.record(lambda x: x[0] * x[1], np.ones(2))
-    try:
-        tape.hvp(np.ones(2), np.ones(2))
-    except NotImplementedError:
-        return False
-    return True
-
-
-needs_hvp = pytest.mark.skipif(not _hvp_available(),
-                               reason="tape.hvp (second-order sweeps) not available yet")
-
-
 def dense(matrix):
     assert sp.issparse(matrix) and matrix.format == "csr"
     return matrix.toarray()
@@ -140,7 +127,6 @@ def test_one_operation_patterns(name, kind, rng):
         np.testing.assert_array_equal(dense(sparse_jacobian(tape, x)).reshape(-1), jac)
 
 
-@needs_hvp
 @pytest.mark.parametrize("name,kind", SPEC, ids=[f"{n}-{k.name}" for n, k in SPEC])
 def test_one_operation_hessians(name, kind, rng):
     tape = one_operation_tape(ops.code_of(name, kind))
@@ -169,8 +155,7 @@ def test_select_counts_both_branches_not_the_condition(rng):
         x = rng.uniform(0.5, 2.0, 4)
         x[0] *= sign
         np.testing.assert_array_equal(dense(sparse_jacobian(tape, x))[0], tape.gradient(x))
-        if _hvp_available():
-            assert_close(dense(sparse_hessian(tape, x)), tape.hessian(x))
+        assert_close(dense(sparse_hessian(tape, x)), tape.hessian(x))
 
 
 def test_comparisons_and_sign_carry_no_derivative():
@@ -283,7 +268,6 @@ def test_random_programs_jacobian(seed):
                 dense(got), tape.jacobian(x, mode=same).reshape(jac.shape), err_msg=mode)
 
 
-@needs_hvp
 @settings(max_examples=40)
 @given(seed=program_seeds)
 def test_random_programs_hessian(seed):
@@ -580,9 +564,8 @@ def test_rosenbrock_hessian_three_colours(n, star, rng):
     # A path on 3 vertices is a two-coloured star; longer paths need 3.
     assert hessian_colouring(tape).n_colours == star
     assert hessian_colouring(tape, "distance2").n_colours == min(n, 3)
-    if _hvp_available():
-        x = rng.uniform(-1, 1, n)
-        assert_close(sparse_hessian(tape, x).toarray(), rosenbrock_hessian(x), rtol=1e-14)
+    x = rng.uniform(-1, 1, n)
+    assert_close(sparse_hessian(tape, x).toarray(), rosenbrock_hessian(x), rtol=1e-14)
 
 
 def test_large_problems_keep_their_colours():
@@ -632,8 +615,6 @@ def test_cppad_sparse_hessian_map(rng):
     expected[row, col] = expected[col, row] = True
     expected[row, row] = expected[col, col] = True
     assert (dense(hessian_sparsity(tape)) == expected).all()
-    if not _hvp_available():
-        return
     for _ in range(3):
         x = rng.uniform(-1, 1, n)
         ref = np.zeros((n, n))
@@ -753,7 +734,6 @@ def test_batches_and_bad_arguments_raise():
         jacobian_colouring(tape).recover(np.zeros((5, 5)))
 
 
-@needs_hvp
 def test_vector_output_hessian_needs_a_weight(rng):
     tape = wg.record(lambda x: np.stack([x[0] * x[1], np.sin(x[2])]), np.ones(3))
     assert set(map(tuple, np.argwhere(dense(hessian_sparsity(tape))))) == {(0, 1), (1, 0), (2, 2)}
@@ -770,9 +750,8 @@ def test_dynamic_parameters(rng):
     tape = wg.record(f, rng.uniform(-1, 1, 6), p)
     x, q = rng.uniform(-1, 1, 6), rng.uniform(1, 2, 5)
     np.testing.assert_array_equal(dense(sparse_jacobian(tape, x, q)), tape.jacobian(x, q))
-    if _hvp_available():
-        w = rng.standard_normal(5)
-        assert_close(dense(sparse_hessian(tape, x, q, w=w)), tape.hessian(x, q, w=w))
+    w = rng.standard_normal(5)
+    assert_close(dense(sparse_hessian(tape, x, q, w=w)), tape.hessian(x, q, w=w))
 
 
 def test_matrix_inputs_are_flattened(rng):
@@ -822,6 +801,5 @@ def test_no_inputs_and_empty_patterns():
     assert jacobian_sparsity(tape).nnz == 0 and hessian_sparsity(tape).nnz == 0
     J = sparse_jacobian(tape, np.ones(3))
     assert J.shape == (3, 3) and J.nnz == 0
-    if _hvp_available():
-        H = sparse_hessian(tape, np.ones(3), w=np.ones(3))
-        assert H.shape == (3, 3) and H.nnz == 0
+    H = sparse_hessian(tape, np.ones(3), w=np.ones(3))
+    assert H.shape == (3, 3) and H.nnz == 0

@@ -13,12 +13,8 @@ Examples
 from wengert._errors import (ArgumentError, ArgumentTypeError, AxisError, BranchChangedError,
                              IndexingError, RecordingWarning, ShapeError, TapeFormatError,
                              TracingError, WengertError)
-from wengert.functions import (abs, arccos, arccosh, arcsin, arcsinh, arctan,
-                               arctan2, arctanh, array, cbrt, clip, concatenate,
-                               cos, cosh, dot, erf, exp, expm1, hypot, log,
-                               log1p, log2, log10, logaddexp, maximum, minimum,
-                               power, prod, reciprocal, sigmoid, sign, sin, sinh,
-                               sqrt, square, stack, sum, tan, tanh, where)
+from wengert import functions as _functions
+from wengert.functions import *  # noqa: F401,F403 - wg.sin ..., one per table row
 from wengert.tape import Tape, record
 from wengert._io import load
 from wengert.transforms import (grad, hessian, hvp, jacobian, jvp,
@@ -28,11 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "record", "load", "Tape", "grad", "value_and_grad", "jacobian", "jvp", "vjp",
-    "hessian", "hvp", "WengertError", "TracingError", "ShapeError", "ArgumentError", "ArgumentTypeError",
-    "BranchChangedError", "TapeFormatError", "AxisError", "IndexingError", "RecordingWarning",
-    "abs", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2", "arctanh",
-    "array", "cbrt", "clip", "concatenate", "cos", "cosh", "dot", "erf", "exp",
-    "expm1", "hypot", "log", "log1p", "log2", "log10", "logaddexp", "maximum",
-    "minimum", "power", "prod", "reciprocal", "sigmoid", "sign", "sin", "sinh",
-    "sqrt", "square", "stack", "sum", "tan", "tanh", "where",
-]
+    "hessian", "hvp", "WengertError", "TracingError", "ShapeError", "ArgumentError",
+    "ArgumentTypeError", "BranchChangedError", "TapeFormatError", "AxisError",
+    "IndexingError", "RecordingWarning",
+] + _functions.__all__

@@ -178,12 +178,12 @@ def map_state(state, new_slot):
     """A copy of a tape state (``Tape._state()``) with every slot operand
     of the operations, outputs and guards replaced by ``new_slot(s)``."""
     guards = state["guards"]
-    codes = np.array([g[0] for g in guards], dtype=np.int64)
-    guard_args = np.array([(g[1], g[2]) for g in guards], dtype=np.int64).reshape(-1, 2)
+    codes = np.array([g.code for g in guards], dtype=np.int64)
+    guard_args = np.array([(g.a0, g.a1) for g in guards], dtype=np.int64).reshape(-1, 2)
     args, aux, outputs, guard_args = remap(state["opcodes"], state["args"], state["aux"],
                                            state["outputs"], codes, guard_args, new_slot)
     new = dict(state)
     new.update(args=args, aux=aux, outputs=outputs,
-               guards=[(g[0], a0, a1) + tuple(g[3:])
+               guards=[g._replace(a0=a0, a1=a1)
                        for g, (a0, a1) in zip(guards, guard_args.tolist())])
     return new

@@ -103,6 +103,7 @@ import numpy as np
 
 from wengert._arguments import checked_path
 from wengert._errors import ShapeError, TapeFormatError
+from wengert._records import Guard, Param, Static
 
 FORMAT_NAME = "wengert-tape"
 FORMAT_VERSION = 1
@@ -299,10 +300,10 @@ def _clip(obj, limit=80):
 def _header(state):
     args = []
     for spec in state["param_specs"]:
-        if spec[0] == "param":
-            args.append({"kind": "param", "shape": [int(s) for s in spec[1]]})
+        if isinstance(spec, Param):
+            args.append({"kind": "param", "shape": [int(s) for s in spec.shape]})
         else:
-            args.append(_static_entry(spec[1]))
+            args.append(_static_entry(spec.value))
     from wengert import __version__
     return {
         "format": FORMAT_NAME,
@@ -312,7 +313,7 @@ def _header(state):
         "out_shape": [int(s) for s in state["out_shape"]],
         "n_params": int(state["n_params"]),
         "extra_args": args,
-        "guards": [[str(g[4]), str(g[5])] for g in state["guards"]],
+        "guards": [[str(g.where), str(g.text)] for g in state["guards"]],
     }
 
 
@@ -327,8 +328,8 @@ def _member_arrays(state):
     header = json.dumps(_header(state), ensure_ascii=False, allow_nan=False,
                         separators=(",", ":")).encode("utf-8")
     guards = state["guards"]
-    params = [np.asarray(spec[3], dtype=np.float64).reshape(-1)
-              for spec in state["param_specs"] if spec[0] == "param"]
+    params = [np.asarray(spec.values, dtype=np.float64).reshape(-1)
+              for spec in state["param_specs"] if isinstance(spec, Param)]
     values = {
         "header": np.frombuffer(header, dtype=np.uint8),
         "opcodes": state["opcodes"],
@@ -337,9 +338,9 @@ def _member_arrays(state):
         "aux": state["aux"],
         "outputs": state["outputs"],
         "params": np.concatenate(params) if params else np.zeros(0),
-        "guard_codes": [g[0] for g in guards],
-        "guard_args": np.array([(g[1], g[2]) for g in guards], dtype=np.int64).reshape(-1, 2),
-        "guard_expected": [1 if g[3] else 0 for g in guards],
+        "guard_codes": [g.code for g in guards],
+        "guard_args": np.array([(g.a0, g.a1) for g in guards], dtype=np.int64).reshape(-1, 2),
+        "guard_expected": [1 if g.expected else 0 for g in guards],
     }
     for name, (dtype, ndim) in _MEMBERS.items():
         array = np.ascontiguousarray(values[name], dtype=dtype)
@@ -773,11 +774,13 @@ def _parse_header(array):
             raise TapeFormatError(f"extra argument {i} in the header is not an object")
         kind = entry.get("kind")
         if kind == "param" and set(entry) == {"kind", "shape"}:
-            specs.append(("param", _shape(entry["shape"], f"the shape of extra argument {i}")))
+            # Its first slot and values come from the arrays (_build_state).
+            specs.append(Param(_shape(entry["shape"], f"the shape of extra argument {i}"),
+                               None, None))
         elif kind == "static" and set(entry) == {"kind", "value"}:
-            specs.append(("static", _decode_static(entry["value"])))
+            specs.append(Static(_decode_static(entry["value"])))
         elif kind == "static" and set(entry) == {"kind", "repr"} and isinstance(entry["repr"], str):
-            specs.append(("static", StaticRepr(entry["repr"])))
+            specs.append(Static(StaticRepr(entry["repr"])))
         else:
             raise TapeFormatError(f"extra argument {i} in the header is malformed: {_clip(entry)}")
     guards = meta["guards"]
@@ -821,13 +824,13 @@ def _build_state(meta, arrays):
     n_inputs = math.prod(meta["in_shape"])
     specs, offset = [], 0
     for spec in meta["specs"]:
-        if spec[0] == "param":
-            n = math.prod(spec[1])
+        if isinstance(spec, Param):
+            n = math.prod(spec.shape)
             if offset + n > params.size:
                 raise TapeFormatError(f"the parameter shapes in the header need more than "
                                       f"the {params.size} stored values")
-            specs.append(("param", spec[1], n_inputs + offset,
-                          params[offset:offset + n].reshape(spec[1]).copy()))
+            specs.append(spec._replace(first=n_inputs + offset,
+                                       values=params[offset:offset + n].reshape(spec.shape).copy()))
             offset += n
         else:
             specs.append(spec)
@@ -840,8 +843,8 @@ def _build_state(meta, arrays):
     if arrays["guard_expected"].size and arrays["guard_expected"].max() > 1:
         raise TapeFormatError("a guard's recorded outcome is neither 0 nor 1")
     codes, gargs, expected = arrays["guard_codes"], arrays["guard_args"], arrays["guard_expected"]
-    guards = [(int(codes[g]), int(gargs[g, 0]), int(gargs[g, 1]), bool(expected[g]),
-               meta["guards"][g][0], meta["guards"][g][1]) for g in range(n_guards)]
+    guards = [Guard(int(codes[g]), int(gargs[g, 0]), int(gargs[g, 1]), bool(expected[g]),
+                    where, text) for g, (where, text) in enumerate(meta["guards"])]
     return dict(opcodes=arrays["opcodes"], args=arrays["args"], consts=arrays["consts"],
                 aux=arrays["aux"], outputs=arrays["outputs"], in_shape=meta["in_shape"],
                 out_shape=meta["out_shape"], n_params=meta["n_params"], param_specs=specs,

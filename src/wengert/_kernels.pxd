@@ -7,18 +7,18 @@
 # ``name_second(a, r)`` or ``name_seconds(a, b, r, &aa, &ab, &bb)`` used by
 # the second-order (forward-over-reverse) sweep. The tangent rule of every
 # operation is then rd = da*ad (+ db*bd), its adjoint rule ab += rb*da
-# (bb += rb*db); the sweeps apply both generically through the dispatchers at
-# the end of this file. Conventions at kinks follow NumPy/JAX (DESIGN.md):
+# (bb += rb*db); the sweeps apply both generically through the dispatchers
+# that _generate.py writes from the operation table into _dispatch.pxd.
+# Conventions at kinks follow NumPy/JAX (docs/architecture.md, "Kinks"):
 # abs'(0) = 0, sign' = 0, a tie of minimum/maximum gives each side half,
 # sqrt'(0) = inf.
 from libc.math cimport (
     sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, tanh, asinh, acosh,
-    atanh, exp, expm1, log, log1p, log2, log10, sqrt, cbrt, pow, hypot, erf, fabs,
+    atanh, exp, expm1, log, log1p, log2, log10, sqrt, cbrt, pow, hypot, erf, erfc, fabs,
     INFINITY, NAN,
 )
 
 from wengert._types cimport real_t
-from wengert._opcodes cimport *
 
 cdef extern from *:
     """
@@ -168,7 +168,6 @@ cdef inline real_t abs_partial(real_t a, real_t r) noexcept nogil:
     if a < 0.0:
         return -1.0
     return 0.0 if a == 0.0 else a  # NaN stays NaN
-cdef inline real_t abs_second(real_t a, real_t r) noexcept nogil: return 0.0
 
 cdef inline real_t sign_value(real_t a) noexcept nogil:
     if a > 0.0:
@@ -198,6 +197,10 @@ cdef inline real_t sigmoid_second(real_t a, real_t r) noexcept nogil:
 cdef inline real_t erf_value(real_t a) noexcept nogil: return erf(a)
 cdef inline real_t erf_partial(real_t a, real_t r) noexcept nogil: return WG_2_SQRTPI * exp(-a * a)
 cdef inline real_t erf_second(real_t a, real_t r) noexcept nogil: return -2.0 * a * erf_partial(a, r)
+
+cdef inline real_t erfc_value(real_t a) noexcept nogil: return erfc(a)
+cdef inline real_t erfc_partial(real_t a, real_t r) noexcept nogil: return -WG_2_SQRTPI * exp(-a * a)
+cdef inline real_t erfc_second(real_t a, real_t r) noexcept nogil: return -2.0 * a * erfc_partial(a, r)
 
 
 # ---- binary operations -----------------------------------------------------
@@ -363,154 +366,3 @@ cdef inline real_t gt_value(real_t a, real_t b) noexcept nogil: return 1.0 if a 
 cdef inline real_t ge_value(real_t a, real_t b) noexcept nogil: return 1.0 if a >= b else 0.0
 cdef inline real_t eq_value(real_t a, real_t b) noexcept nogil: return 1.0 if a == b else 0.0
 cdef inline real_t ne_value(real_t a, real_t b) noexcept nogil: return 1.0 if a != b else 0.0
-
-
-# ---- dispatch --------------------------------------------------------------
-
-cdef inline bint is_comparison(int base) noexcept nogil:
-    return OP_LT <= base <= OP_NE
-
-
-cdef inline real_t unary_value(int base, real_t a) noexcept nogil:
-    if base == OP_NEG: return neg_value(a)
-    elif base == OP_SQUARE: return square_value(a)
-    elif base == OP_SQRT: return sqrt_value(a)
-    elif base == OP_CBRT: return cbrt_value(a)
-    elif base == OP_RECIPROCAL: return reciprocal_value(a)
-    elif base == OP_EXP: return exp_value(a)
-    elif base == OP_EXPM1: return expm1_value(a)
-    elif base == OP_LOG: return log_value(a)
-    elif base == OP_LOG1P: return log1p_value(a)
-    elif base == OP_LOG2: return log2_value(a)
-    elif base == OP_LOG10: return log10_value(a)
-    elif base == OP_SIN: return sin_value(a)
-    elif base == OP_COS: return cos_value(a)
-    elif base == OP_TAN: return tan_value(a)
-    elif base == OP_ARCSIN: return arcsin_value(a)
-    elif base == OP_ARCCOS: return arccos_value(a)
-    elif base == OP_ARCTAN: return arctan_value(a)
-    elif base == OP_SINH: return sinh_value(a)
-    elif base == OP_COSH: return cosh_value(a)
-    elif base == OP_TANH: return tanh_value(a)
-    elif base == OP_ARCSINH: return arcsinh_value(a)
-    elif base == OP_ARCCOSH: return arccosh_value(a)
-    elif base == OP_ARCTANH: return arctanh_value(a)
-    elif base == OP_ABS: return abs_value(a)
-    elif base == OP_SIGN: return sign_value(a)
-    elif base == OP_SIGMOID: return sigmoid_value(a)
-    elif base == OP_ERF: return erf_value(a)
-    return NAN
-
-
-cdef inline real_t unary_partial(int base, real_t a, real_t r) noexcept nogil:
-    if base == OP_NEG: return neg_partial(a, r)
-    elif base == OP_SQUARE: return square_partial(a, r)
-    elif base == OP_SQRT: return sqrt_partial(a, r)
-    elif base == OP_CBRT: return cbrt_partial(a, r)
-    elif base == OP_RECIPROCAL: return reciprocal_partial(a, r)
-    elif base == OP_EXP: return exp_partial(a, r)
-    elif base == OP_EXPM1: return expm1_partial(a, r)
-    elif base == OP_LOG: return log_partial(a, r)
-    elif base == OP_LOG1P: return log1p_partial(a, r)
-    elif base == OP_LOG2: return log2_partial(a, r)
-    elif base == OP_LOG10: return log10_partial(a, r)
-    elif base == OP_SIN: return sin_partial(a, r)
-    elif base == OP_COS: return cos_partial(a, r)
-    elif base == OP_TAN: return tan_partial(a, r)
-    elif base == OP_ARCSIN: return arcsin_partial(a, r)
-    elif base == OP_ARCCOS: return arccos_partial(a, r)
-    elif base == OP_ARCTAN: return arctan_partial(a, r)
-    elif base == OP_SINH: return sinh_partial(a, r)
-    elif base == OP_COSH: return cosh_partial(a, r)
-    elif base == OP_TANH: return tanh_partial(a, r)
-    elif base == OP_ARCSINH: return arcsinh_partial(a, r)
-    elif base == OP_ARCCOSH: return arccosh_partial(a, r)
-    elif base == OP_ARCTANH: return arctanh_partial(a, r)
-    elif base == OP_ABS: return abs_partial(a, r)
-    elif base == OP_SIGMOID: return sigmoid_partial(a, r)
-    elif base == OP_ERF: return erf_partial(a, r)
-    return 0.0  # sign: piecewise constant
-
-
-cdef inline real_t binary_value(int base, real_t a, real_t b) noexcept nogil:
-    if base == OP_ADD: return add_value(a, b)
-    elif base == OP_SUB: return sub_value(a, b)
-    elif base == OP_MUL: return mul_value(a, b)
-    elif base == OP_DIV: return div_value(a, b)
-    elif base == OP_POW: return pow_value(a, b)
-    elif base == OP_ARCTAN2: return arctan2_value(a, b)
-    elif base == OP_HYPOT: return hypot_value(a, b)
-    elif base == OP_MINIMUM: return minimum_value(a, b)
-    elif base == OP_MAXIMUM: return maximum_value(a, b)
-    elif base == OP_LOGADDEXP: return logaddexp_value(a, b)
-    elif base == OP_LT: return lt_value(a, b)
-    elif base == OP_LE: return le_value(a, b)
-    elif base == OP_GT: return gt_value(a, b)
-    elif base == OP_GE: return ge_value(a, b)
-    elif base == OP_EQ: return eq_value(a, b)
-    elif base == OP_NE: return ne_value(a, b)
-    return NAN
-
-
-cdef inline void binary_partials(int base, real_t a, real_t b, real_t r,
-                                 real_t* da, real_t* db) noexcept nogil:
-    if base == OP_ADD: add_partials(a, b, r, da, db)
-    elif base == OP_SUB: sub_partials(a, b, r, da, db)
-    elif base == OP_MUL: mul_partials(a, b, r, da, db)
-    elif base == OP_DIV: div_partials(a, b, r, da, db)
-    elif base == OP_POW: pow_partials(a, b, r, da, db)
-    elif base == OP_ARCTAN2: arctan2_partials(a, b, r, da, db)
-    elif base == OP_HYPOT: hypot_partials(a, b, r, da, db)
-    elif base == OP_MINIMUM: minimum_partials(a, b, r, da, db)
-    elif base == OP_MAXIMUM: maximum_partials(a, b, r, da, db)
-    elif base == OP_LOGADDEXP: logaddexp_partials(a, b, r, da, db)
-    else:
-        da[0] = 0.0
-        db[0] = 0.0
-
-
-cdef inline real_t unary_second(int base, real_t a, real_t r) noexcept nogil:
-    if base == OP_NEG: return neg_second(a, r)
-    elif base == OP_SQUARE: return square_second(a, r)
-    elif base == OP_SQRT: return sqrt_second(a, r)
-    elif base == OP_CBRT: return cbrt_second(a, r)
-    elif base == OP_RECIPROCAL: return reciprocal_second(a, r)
-    elif base == OP_EXP: return exp_second(a, r)
-    elif base == OP_EXPM1: return expm1_second(a, r)
-    elif base == OP_LOG: return log_second(a, r)
-    elif base == OP_LOG1P: return log1p_second(a, r)
-    elif base == OP_LOG2: return log2_second(a, r)
-    elif base == OP_LOG10: return log10_second(a, r)
-    elif base == OP_SIN: return sin_second(a, r)
-    elif base == OP_COS: return cos_second(a, r)
-    elif base == OP_TAN: return tan_second(a, r)
-    elif base == OP_ARCSIN: return arcsin_second(a, r)
-    elif base == OP_ARCCOS: return arccos_second(a, r)
-    elif base == OP_ARCTAN: return arctan_second(a, r)
-    elif base == OP_SINH: return sinh_second(a, r)
-    elif base == OP_COSH: return cosh_second(a, r)
-    elif base == OP_TANH: return tanh_second(a, r)
-    elif base == OP_ARCSINH: return arcsinh_second(a, r)
-    elif base == OP_ARCCOSH: return arccosh_second(a, r)
-    elif base == OP_ARCTANH: return arctanh_second(a, r)
-    elif base == OP_ABS: return abs_second(a, r)
-    elif base == OP_SIGMOID: return sigmoid_second(a, r)
-    elif base == OP_ERF: return erf_second(a, r)
-    return 0.0  # sign: piecewise constant
-
-
-cdef inline void binary_seconds(int base, real_t a, real_t b, real_t r,
-                                real_t* aa, real_t* ab, real_t* bb) noexcept nogil:
-    if base == OP_ADD: add_seconds(a, b, r, aa, ab, bb)
-    elif base == OP_SUB: sub_seconds(a, b, r, aa, ab, bb)
-    elif base == OP_MUL: mul_seconds(a, b, r, aa, ab, bb)
-    elif base == OP_DIV: div_seconds(a, b, r, aa, ab, bb)
-    elif base == OP_POW: pow_seconds(a, b, r, aa, ab, bb)
-    elif base == OP_ARCTAN2: arctan2_seconds(a, b, r, aa, ab, bb)
-    elif base == OP_HYPOT: hypot_seconds(a, b, r, aa, ab, bb)
-    elif base == OP_LOGADDEXP: logaddexp_seconds(a, b, r, aa, ab, bb)
-    else:
-        # minimum, maximum (piecewise linear) and comparisons
-        aa[0] = 0.0
-        ab[0] = 0.0
-        bb[0] = 0.0

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 
@@ -47,9 +47,19 @@ def _sigmoid(x):
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def _reciprocal(x):
+    from wengert._arguments import real_array
+    return 1.0 / real_array(x, "x")
+
+
 def _erf(x):
     from scipy.special import erf
     return erf(x)
+
+
+def _erfc(x):
+    from scipy.special import erfc
+    return erfc(x)
 
 
 def _select(c, a, b):
@@ -66,96 +76,196 @@ CURVED = "curved"          # anything else: every second derivative may be nonze
 
 @dataclass(frozen=True)
 class Operation:
-    """One row of the operation table."""
+    """One row of the operation table.
+
+    Everything else about an operation is derived from its row: the C enum
+    and the kernel dispatch (generated at build time by ``_generate.py``),
+    the NumPy/SciPy bindings of the tracer, the public ``wg.<name>``
+    function, the printed rules of traces and the sparsity classes.
+    """
 
     name: str
     base: int
-    arity: int                # operands that are values (0 for const)
-    reference: Optional[Callable]  # NumPy function giving the value
+    arity: int                     # 1 or 2; 0 for const and 3 for select (special layouts)
+    reference: Optional[Callable]  # NumPy function giving the value (the tests' reference)
     differentiable: bool = True    # False: every partial is exactly zero
     curvature: str = CURVED
+    # The partial derivative of the result with respect to each operand as
+    # printed in traces, in terms of {a}, {b} and the result {r}: "1", "-1",
+    # "0", "/X" (1 / X), "-X" or a factor X, valid Python over NumPy's names
+    # once filled in (the display tests evaluate them against the sweeps).
+    partials: Tuple[str, ...] = ()
+    # What the tracer binds to this row: NumPy ufuncs ("numpy.sin") and
+    # SciPy special functions ("scipy.special.erf", matched by name so that
+    # SciPy is imported only when the user calls it).
+    bindings: Tuple[str, ...] = ()
+    # A one-line description makes the row a public ``wg.<name>`` function.
+    doc: Optional[str] = None
+    symbol: Optional[str] = None   # infix operator in listings (a + b)
 
     def code(self, kind: Kind = Kind.UNARY) -> int:
         return (int(kind) << KIND_SHIFT) | self.base
 
+    @property
+    def kinds(self) -> Tuple[Kind, ...]:
+        """The operand kinds this row is recorded with."""
+        return (Kind.VV, Kind.VC, Kind.CV) if self.arity == 2 else (Kind.UNARY,)
 
-# base code, name, arity, NumPy reference. Unary and special operations use
-# base codes below 32, binary operations 32 and above.
+
+def _row(name, base, arity, reference, partials, bindings=(), doc=None, **more):
+    return Operation(name, base, arity, reference, partials=partials,
+                     bindings=tuple(bindings), doc=doc, **more)
+
+
+def _unary(name, base, partial, doc=None, bindings=None, reference=None, **more):
+    """A unary row bound to the NumPy ufunc of the same name unless told."""
+    if bindings is None:
+        bindings = (f"numpy.{name}",)
+    if reference is None:
+        reference = getattr(np, name)
+    return _row(name, base, 1, reference, (partial,), bindings, doc, **more)
+
+
+def _comparison(name, base, symbol, ufunc):
+    return _row(name, base, 2, lambda a, b: ufunc(a, b).astype(float), ("0", "0"),
+                (f"numpy.{ufunc.__name__}",), differentiable=False, curvature=PIECEWISE,
+                symbol=symbol)
+
+
+# Base codes are part of the file format: never renumber a row. A new row
+# takes a base not used by a row of the same arity class (unary and special
+# rows share one space, binary rows the other: the kind bits keep them apart).
 OPERATIONS = [
-    Operation("const", 0, 0, None, differentiable=False, curvature=LINEAR),
-    Operation("select", 1, 3, _select, curvature=LINEAR),
-    Operation("neg", 2, 1, np.negative, curvature=LINEAR),
-    Operation("square", 3, 1, np.square),
-    Operation("sqrt", 4, 1, np.sqrt),
-    Operation("cbrt", 5, 1, np.cbrt),
-    Operation("reciprocal", 6, 1, lambda x: 1.0 / x),
-    Operation("exp", 7, 1, np.exp),
-    Operation("expm1", 8, 1, np.expm1),
-    Operation("log", 9, 1, np.log),
-    Operation("log1p", 10, 1, np.log1p),
-    Operation("log2", 11, 1, np.log2),
-    Operation("log10", 12, 1, np.log10),
-    Operation("sin", 13, 1, np.sin),
-    Operation("cos", 14, 1, np.cos),
-    Operation("tan", 15, 1, np.tan),
-    Operation("arcsin", 16, 1, np.arcsin),
-    Operation("arccos", 17, 1, np.arccos),
-    Operation("arctan", 18, 1, np.arctan),
-    Operation("sinh", 19, 1, np.sinh),
-    Operation("cosh", 20, 1, np.cosh),
-    Operation("tanh", 21, 1, np.tanh),
-    Operation("arcsinh", 22, 1, np.arcsinh),
-    Operation("arccosh", 23, 1, np.arccosh),
-    Operation("arctanh", 24, 1, np.arctanh),
-    Operation("abs", 25, 1, np.abs, curvature=PIECEWISE),
-    Operation("sign", 26, 1, np.sign, differentiable=False, curvature=PIECEWISE),
-    Operation("sigmoid", 27, 1, _sigmoid),
-    Operation("erf", 28, 1, _erf),
-    Operation("add", 32, 2, np.add, curvature=LINEAR),
-    Operation("sub", 33, 2, np.subtract, curvature=LINEAR),
-    Operation("mul", 34, 2, np.multiply, curvature=BILINEAR),
-    Operation("div", 35, 2, np.divide, curvature=QUOTIENT),
-    Operation("pow", 36, 2, np.power),
-    Operation("arctan2", 37, 2, np.arctan2),
-    Operation("hypot", 38, 2, np.hypot),
-    Operation("minimum", 39, 2, np.minimum, curvature=PIECEWISE),
-    Operation("maximum", 40, 2, np.maximum, curvature=PIECEWISE),
-    Operation("logaddexp", 41, 2, np.logaddexp),
-    Operation("lt", 42, 2, lambda a, b: np.less(a, b).astype(float), False, curvature=PIECEWISE),
-    Operation("le", 43, 2, lambda a, b: np.less_equal(a, b).astype(float), False, curvature=PIECEWISE),
-    Operation("gt", 44, 2, lambda a, b: np.greater(a, b).astype(float), False, curvature=PIECEWISE),
-    Operation("ge", 45, 2, lambda a, b: np.greater_equal(a, b).astype(float), False, curvature=PIECEWISE),
-    Operation("eq", 46, 2, lambda a, b: np.equal(a, b).astype(float), False, curvature=PIECEWISE),
-    Operation("ne", 47, 2, lambda a, b: np.not_equal(a, b).astype(float), False, curvature=PIECEWISE),
+    _row("const", 0, 0, None, (), differentiable=False, curvature=LINEAR),
+    _row("select", 1, 3, _select, ("1", "1"), curvature=LINEAR),
+    _unary("neg", 2, "-1", bindings=("numpy.negative",), reference=np.negative,
+           curvature=LINEAR),
+    _unary("square", 3, "2 * {a}", "x * x"),
+    _unary("sqrt", 4, "/(2 * {r})", "Square root (derivative inf at 0)"),
+    _unary("cbrt", 5, "/(3 * {r}**2)", "Cube root"),
+    _unary("reciprocal", 6, "-{r}**2", "1 / x", reference=_reciprocal),
+    _unary("exp", 7, "{r}", "Exponential"),
+    _unary("expm1", 8, "({r} + 1)", "exp(x) - 1, accurate near 0"),
+    _unary("log", 9, "/{a}", "Natural logarithm"),
+    _unary("log1p", 10, "/(1 + {a})", "log(1 + x), accurate near 0"),
+    _unary("log2", 11, "/({a} * log(2))", "Base-2 logarithm"),
+    _unary("log10", 12, "/({a} * log(10))", "Base-10 logarithm"),
+    _unary("sin", 13, "cos({a})", "Sine"),
+    _unary("cos", 14, "-sin({a})", "Cosine"),
+    _unary("tan", 15, "(1 + {r}**2)", "Tangent"),
+    _unary("arcsin", 16, "/sqrt(1 - {a}**2)", "Inverse sine"),
+    _unary("arccos", 17, "-/sqrt(1 - {a}**2)", "Inverse cosine"),
+    _unary("arctan", 18, "/(1 + {a}**2)", "Inverse tangent"),
+    _unary("sinh", 19, "cosh({a})", "Hyperbolic sine"),
+    _unary("cosh", 20, "sinh({a})", "Hyperbolic cosine"),
+    _unary("tanh", 21, "(1 - {r}**2)", "Hyperbolic tangent"),
+    _unary("arcsinh", 22, "/sqrt({a}**2 + 1)", "Inverse hyperbolic sine"),
+    _unary("arccosh", 23, "/sqrt({a}**2 - 1)", "Inverse hyperbolic cosine (x >= 1)"),
+    _unary("arctanh", 24, "/(1 - {a}**2)", "Inverse hyperbolic tangent"),
+    _unary("abs", 25, "sign({a})", "Absolute value (derivative 0 at 0)",
+           bindings=("numpy.absolute", "numpy.fabs"), reference=np.abs, curvature=PIECEWISE),
+    _unary("sign", 26, "0", "Sign (derivative 0)", differentiable=False, curvature=PIECEWISE),
+    _unary("sigmoid", 27, "{r} * (1 - {r})", "Logistic sigmoid 1 / (1 + exp(-x))",
+           bindings=("scipy.special.expit",), reference=_sigmoid),
+    _unary("erf", 28, "2 / sqrt(pi) * exp(-{a}**2)", "Error function",
+           bindings=("scipy.special.erf",), reference=_erf),
+    _unary("erfc", 29, "-2 / sqrt(pi) * exp(-{a}**2)",
+           "Complementary error function 1 - erf(x), accurate where erf(x) is near 1",
+           bindings=("scipy.special.erfc",), reference=_erfc),
+    _row("add", 32, 2, np.add, ("1", "1"), ("numpy.add",), curvature=LINEAR, symbol="+"),
+    _row("sub", 33, 2, np.subtract, ("1", "-1"), ("numpy.subtract",), curvature=LINEAR,
+         symbol="-"),
+    _row("mul", 34, 2, np.multiply, ("{b}", "{a}"), ("numpy.multiply",), curvature=BILINEAR,
+         symbol="*"),
+    _row("div", 35, 2, np.divide, ("/{b}", "-{r} / {b}"), ("numpy.divide",),
+         curvature=QUOTIENT, symbol="/"),
+    # numpy.power binds through tracing.power, which records cheaper rows
+    # for the constant exponents 2, 1, -1 and 0.5.
+    _row("pow", 36, 2, np.power, ("{b} * {a}**({b} - 1)", "log({a}) * {r}"), symbol="**"),
+    _row("arctan2", 37, 2, np.arctan2, ("{b} / ({a}**2 + {b}**2)", "-{a} / ({a}**2 + {b}**2)"),
+         ("numpy.arctan2",), "Four-quadrant inverse tangent of a / b"),
+    _row("hypot", 38, 2, np.hypot, ("{a} / {r}", "{b} / {r}"), ("numpy.hypot",),
+         "sqrt(a**2 + b**2) without overflow"),
+    # The partials of minimum and maximum depend on which side is taken:
+    # traces resolve them at the point (display._resolved_partials).
+    _row("minimum", 39, 2, np.minimum, ("?", "?"), ("numpy.minimum",),
+         "Minimum (at a tie each argument gets half the derivative)", curvature=PIECEWISE),
+    _row("maximum", 40, 2, np.maximum, ("?", "?"), ("numpy.maximum",),
+         "Maximum (at a tie each argument gets half the derivative)", curvature=PIECEWISE),
+    _row("logaddexp", 41, 2, np.logaddexp, ("exp({a} - {r})", "exp({b} - {r})"),
+         ("numpy.logaddexp",), "log(exp(a) + exp(b)) without overflow"),
+    _comparison("lt", 42, "<", np.less),
+    _comparison("le", 43, "<=", np.less_equal),
+    _comparison("gt", 44, ">", np.greater),
+    _comparison("ge", 45, ">=", np.greater_equal),
+    _comparison("eq", 46, "==", np.equal),
+    _comparison("ne", 47, "!=", np.not_equal),
 ]
 
 BY_NAME = {op.name: op for op in OPERATIONS}
-BY_BASE = {op.base: op for op in OPERATIONS}
-BINARY_BASE = 32
-COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
+# Every valid full opcode: (row, kind).
+BY_CODE = {op.code(kind): (op, kind) for op in OPERATIONS for kind in op.kinds}
+COMPARISONS = tuple(op.name for op in OPERATIONS if op.arity == 2 and not op.differentiable)
 # Python's operator for each comparison, for messages and listings.
-COMPARISON_SYMBOL = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+COMPARISON_SYMBOL = {name: BY_NAME[name].symbol for name in COMPARISONS}
+PUBLIC = tuple(op for op in OPERATIONS if op.doc is not None)
 
 
 def is_binary(op: Operation) -> bool:
-    return op.base >= BINARY_BASE
+    return op.arity == 2
+
+
+def binding_names(op: Operation, module: str) -> Tuple[str, ...]:
+    """The names ``op`` binds to in ``module`` ("numpy", "scipy.special")."""
+    prefix = module + "."
+    return tuple(b[len(prefix):] for b in op.bindings if b.startswith(prefix)
+                 and "." not in b[len(prefix):])
+
+
+# ---- sparsity classes -----------------------------------------------------------
+#
+# How the derivative of an entry depends on its operands, and which second
+# derivatives it has, per full opcode: read by the compiled sparsity passes
+# through the arrays _generate.py writes into _opcodes.pxd.
+
+# Which operands carry a derivative.
+OPERANDS_NONE, OPERANDS_FIRST, OPERANDS_SECOND, OPERANDS_BOTH, OPERANDS_BRANCHES = range(5)
+# Which second-derivative pairs an entry couples (Hessian sparsity).
+INTERACTION = ("none", "self", "cross", "div", "all")
+
+
+def operands_class(op: Operation, kind: Kind) -> int:
+    if op.arity == 3:
+        return OPERANDS_BRANCHES
+    if op.arity == 0 or not op.differentiable:
+        return OPERANDS_NONE
+    return {Kind.UNARY: OPERANDS_FIRST, Kind.VC: OPERANDS_FIRST, Kind.CV: OPERANDS_SECOND,
+            Kind.VV: OPERANDS_BOTH}[kind]
+
+
+def interaction(op: Operation, kind: Kind) -> str:
+    """The second-derivative pairs of ``op`` recorded with ``kind``."""
+    if op.curvature in (LINEAR, PIECEWISE):
+        return "none"
+    if kind == Kind.UNARY:
+        return "self"
+    if op.curvature == BILINEAR:
+        return "cross" if kind == Kind.VV else "none"
+    if op.curvature == QUOTIENT:
+        return {Kind.VV: "div", Kind.VC: "none", Kind.CV: "self"}[kind]
+    return "all" if kind == Kind.VV else "self"
 
 
 def valid_codes() -> np.ndarray:
     """Boolean table over all 256 byte values: which are valid opcodes."""
     ok = np.zeros(256, dtype=bool)
-    for op in OPERATIONS:
-        if is_binary(op):
-            for kind in (Kind.VV, Kind.VC, Kind.CV):
-                ok[op.code(kind)] = True
-        else:
-            ok[op.code()] = True
+    ok[list(BY_CODE)] = True
     return ok
 
 
 def split(code: int):
     """``(Operation, Kind)`` of a full opcode."""
-    return BY_BASE[code & BASE_MASK], Kind(code >> KIND_SHIFT)
+    return BY_CODE[code]
 
 
 def code_of(name: str, kind: Kind = Kind.UNARY) -> int:

@@ -12,7 +12,7 @@ cimport numpy as cnp
 
 from wengert._types cimport real_t, index_t, opcode_t, TapeView
 from wengert._opcodes cimport *
-from wengert._kernels cimport binary_value
+from wengert._dispatch cimport binary_value
 from wengert._sweeps cimport first_bad_operation, forward0
 from libc.stdint cimport uint8_t
 
@@ -317,12 +317,35 @@ _UNPICKLABLE = (
     "Pickle the tape that wg.record returns instead.")
 
 
+# What every traced type (scalar, array, comparison) does where Python asks
+# for a number, a format or a pickle.
+
+def refuse_round(value, ndigits=None):
+    raise TracingError(_FLOAT_MESSAGE.format(what="rounded number", call="round(x)"))
+
+
+def refuse_format(value, spec):
+    if spec:
+        raise TracingError(_FLOAT_MESSAGE.format(what="formatted number",
+                                                 call=f"formatting with {spec!r}"))
+    return repr(value)
+
+
+def refuse_pickle(value):
+    raise TracingError(_UNPICKLABLE)
+
+
 cdef inline bint _is_number(object x):
     return type(x) is float or type(x) is int or isinstance(x, (float, int, np.floating, np.integer))
 
 
+# Methods NumPy calls on elements of object arrays (np.log1p(obj_array)
+# calls .log1p()): one per unary row's NumPy binding, generated from the table.
+include "_active_methods.pxi"
+
+
 @cython.final
-cdef class Active:
+cdef class Active(_UfuncMethods):
     """A traced scalar: one slot of the tape being recorded.
 
     Produced by :func:`wengert.record` for scalar inputs, by indexing a
@@ -371,17 +394,9 @@ cdef class Active:
         raise TracingError("traced values are unhashable: a set or dict key would need "
                            "the value, which differs at every replay")
 
-    def __round__(self, ndigits=None):
-        raise TracingError(_FLOAT_MESSAGE.format(what="rounded number", call="round(x)"))
-
-    def __format__(self, spec):
-        if spec:
-            raise TracingError(_FLOAT_MESSAGE.format(what="formatted number",
-                                                     call=f"formatting with {spec!r}"))
-        return repr(self)
-
-    def __reduce__(self):
-        raise TracingError(_UNPICKLABLE)
+    def __round__(self, ndigits=None): return refuse_round(self, ndigits)
+    def __format__(self, spec): return refuse_format(self, spec)
+    def __reduce__(self): return refuse_pickle(self)
 
     def __bool__(self):
         return bool(hooks["compare"](OP_NE, self, 0.0))
@@ -435,15 +450,6 @@ cdef class Active:
     def __array_function__(self, func, types, args, kwargs):
         return hooks["function"](func, types, args, kwargs)
 
-    # Methods NumPy calls on elements of object arrays (np.sin(obj_array)).
-    def sin(self): return _unary(OP_SIN, self)
-    def cos(self): return _unary(OP_COS, self)
-    def tan(self): return _unary(OP_TAN, self)
-    def exp(self): return _unary(OP_EXP, self)
-    def log(self): return _unary(OP_LOG, self)
-    def sqrt(self): return _unary(OP_SQRT, self)
-    def tanh(self): return _unary(OP_TANH, self)
-    def arctan(self): return _unary(OP_ARCTAN, self)
 
     def conjugate(self): return self
     @property

@@ -32,13 +32,13 @@ cnp.import_array()
 cdef enum:
     DEDUP_PAIRS = 64
 
-# How an operation's second derivatives couple its operands' index sets.
-cdef enum:
-    NL_NONE = 0    # linear, piecewise linear or constant: no pairs
-    NL_SELF = 1    # S(u) x S(u) for its one differentiable operand u
-    NL_CROSS = 2   # S(a) x S(b)                      (a * b)
-    NL_DIV = 3     # S(a) x S(b) and S(b) x S(b)      (a / b)
-    NL_ALL = 4     # (S(a) u S(b)) x (S(a) u S(b))    (pow, arctan2, ...)
+# How an operation's second derivatives couple its operands' index sets
+# (WG_INTERACTION, generated from the table's curvature column):
+#   NL_NONE   linear, piecewise linear or constant: no pairs
+#   NL_SELF   S(u) x S(u) for its one differentiable operand u
+#   NL_CROSS  S(a) x S(b)                      (a * b)
+#   NL_DIV    S(a) x S(b) and S(b) x S(b)      (a / b)
+#   NL_ALL    (S(a) u S(b)) x (S(a) u S(b))    (pow, arctan2, ...)
 
 
 # ---- the tape, as the sparsity loops see it ------------------------------------
@@ -56,49 +56,28 @@ cdef inline int operands(const Ops* t, Py_ssize_t i, index_t* out) noexcept nogi
     """The operand slots that operation i's derivative depends on (at most
     two). Constants, sign and comparisons have none; a select has its two
     branches but not its condition; VC/CV operations only their slot."""
-    cdef int code = t.code[i]
-    cdef int base = code & BASE_MASK
-    cdef int kind = code >> KIND_SHIFT
+    cdef int which = WG_OPERANDS[t.code[i]]
     cdef index_t a0 = t.args[2 * i], a1 = t.args[2 * i + 1]
-    if kind == KIND_UNARY:
-        if base == OP_CONST or base == OP_SIGN:
-            return 0
-        if base == OP_SELECT:
-            out[0] = t.aux[a1]
-            out[1] = t.aux[a1 + 1]
-            return 2
+    if which == OPERANDS_FIRST:
         out[0] = a0
         return 1
-    if OP_LT <= base <= OP_NE:
-        return 0
-    if kind == KIND_VV:
+    if which == OPERANDS_BOTH:
         out[0] = a0
         out[1] = a1
         return 2
-    out[0] = a0 if kind == KIND_VC else a1
-    return 1
+    if which == OPERANDS_SECOND:
+        out[0] = a1
+        return 1
+    if which == OPERANDS_BRANCHES:
+        out[0] = t.aux[a1]
+        out[1] = t.aux[a1 + 1]
+        return 2
+    return 0
 
 
 cdef inline int nonlinearity(int code) noexcept nogil:
-    """Which second-derivative pairs an opcode contributes (NL_*). Anything
-    not known to be (piecewise) linear counts as fully nonlinear."""
-    cdef int base = code & BASE_MASK
-    cdef int kind = code >> KIND_SHIFT
-    if kind == KIND_UNARY:
-        if (base == OP_CONST or base == OP_SELECT or base == OP_NEG
-                or base == OP_ABS or base == OP_SIGN):
-            return NL_NONE
-        return NL_SELF
-    if (base == OP_ADD or base == OP_SUB or base == OP_MINIMUM
-            or base == OP_MAXIMUM or OP_LT <= base <= OP_NE):
-        return NL_NONE
-    if base == OP_MUL:
-        return NL_CROSS if kind == KIND_VV else NL_NONE
-    if base == OP_DIV:
-        if kind == KIND_VV:
-            return NL_DIV
-        return NL_NONE if kind == KIND_VC else NL_SELF
-    return NL_ALL if kind == KIND_VV else NL_SELF
+    """Which second-derivative pairs an opcode contributes (NL_*)."""
+    return WG_INTERACTION[code]
 
 
 def interaction(int code):

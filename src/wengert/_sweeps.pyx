@@ -15,8 +15,9 @@ cimport numpy as cnp
 
 from wengert._types cimport real_t, index_t, opcode_t, TapeView
 from wengert._opcodes cimport *
-from wengert._kernels cimport (
-    azmul, is_comparison, unary_value, unary_partial, unary_second,
+from wengert._kernels cimport azmul
+from wengert._dispatch cimport (
+    is_comparison, unary_value, unary_partial, unary_second,
     binary_value, binary_partials, binary_seconds,
 )
 

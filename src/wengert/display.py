@@ -54,8 +54,7 @@ def _slot_namer(n_inputs, first, v="v", p="p"):
     return name
 
 
-_INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**",
-          **ops.COMPARISON_SYMBOL}
+_INFIX = {op.name: op.symbol for op in ops.OPERATIONS if op.symbol}
 
 
 def _expression(code, a0, a1, consts, aux, name):
@@ -258,11 +257,10 @@ def _guard_rows(tape, name, stop=None):
     eng = tape._engine
     stop = tape.n_guards if stop is None else min(stop, tape.n_guards)
     rows = []
-    for code, (a0, a1), (where, text, expected) in zip(
-            eng.guard_codes[:stop].tolist(), eng.guard_args[:stop].tolist(),
-            tape._guard_info[:stop]):
+    for code, (a0, a1), g in zip(eng.guard_codes[:stop].tolist(),
+                                  eng.guard_args[:stop].tolist(), tape._guards[:stop]):
         expr = _expression(code, a0, a1, eng.consts, eng.aux, name)
-        rows.append((expr, f"# must stay {expected}: `{text}` at {where}"))
+        rows.append((expr, f"# must stay {g.expected}: `{g.text}` at {g.where}"))
     return rows
 
 
@@ -339,52 +337,11 @@ def listing(tape, x=None, *args, max_rows=MAX_ROWS, max_lines=_UNSET):
 
 # ---- local partial derivatives: the rules printed in traces --------------------------
 #
-# One template per operand: the partial derivative of the result with
-# respect to that operand, in terms of the operands {a}, {b} and the result
-# {r}. Forms: "1", "-1", "0" (no contribution), "/X" (1 / X), a leading "-"
-# (negate), or a factor X. Templates must be valid Python with `cos`, `sqrt`,
-# `log`, `pi` ... from NumPy once names are replaced by numbers: the tests
-# evaluate them against the compiled sweeps. Sums are parenthesised so that
-# "d * X" and "d / X" parse as meant.
+# One template per operand, from the operation table's `partials` column
+# (its forms are described there). Sums are parenthesised so that "d * X"
+# and "d / X" parse as meant.
 
-_PARTIALS = {
-    "neg": ("-1",),
-    "square": ("2 * {a}",),
-    "sqrt": ("/(2 * {r})",),
-    "cbrt": ("/(3 * {r}**2)",),
-    "reciprocal": ("-{r}**2",),
-    "exp": ("{r}",),
-    "expm1": ("({r} + 1)",),
-    "log": ("/{a}",),
-    "log1p": ("/(1 + {a})",),
-    "log2": ("/({a} * log(2))",),
-    "log10": ("/({a} * log(10))",),
-    "sin": ("cos({a})",),
-    "cos": ("-sin({a})",),
-    "tan": ("(1 + {r}**2)",),
-    "arcsin": ("/sqrt(1 - {a}**2)",),
-    "arccos": ("-/sqrt(1 - {a}**2)",),
-    "arctan": ("/(1 + {a}**2)",),
-    "sinh": ("cosh({a})",),
-    "cosh": ("sinh({a})",),
-    "tanh": ("(1 - {r}**2)",),
-    "arcsinh": ("/sqrt({a}**2 + 1)",),
-    "arccosh": ("/sqrt({a}**2 - 1)",),
-    "arctanh": ("/(1 - {a}**2)",),
-    "abs": ("sign({a})",),
-    "sign": ("0",),
-    "sigmoid": ("{r} * (1 - {r})",),
-    "erf": ("2 / sqrt(pi) * exp(-{a}**2)",),
-    "add": ("1", "1"),
-    "sub": ("1", "-1"),
-    "mul": ("{b}", "{a}"),
-    "div": ("/{b}", "-{r} / {b}"),
-    "pow": ("{b} * {a}**({b} - 1)", "log({a}) * {r}"),
-    "arctan2": ("{b} / ({a}**2 + {b}**2)", "-{a} / ({a}**2 + {b}**2)"),
-    "hypot": ("{a} / {r}", "{b} / {r}"),
-    "logaddexp": ("exp({a} - {r})", "exp({b} - {r})"),
-    **{name: ("0", "0") for name in ops.COMPARISONS},
-}
+_PARTIALS = {op.name: op.partials for op in ops.OPERATIONS}
 
 
 def _resolved_partials(name, a, b):
@@ -869,9 +826,9 @@ def _dot_output(tape, j, s, out, edges):
 def _dot_guard(tape, g, out, edges):
     eng = tape._engine
     code, (a0, a1) = int(eng.guard_codes[g]), eng.guard_args[g].tolist()
-    where, text, expected = tape._guard_info[g]
+    guard = tape._guards[g]
     op, kind = ops.split(code)
-    label = f"guard: {text}\nmust stay {expected}\n{where}"
+    label = f"guard: {guard.text}\nmust stay {guard.expected}\n{guard.where}"
     out.append(f"  g{g} [label={_dot_string(label)}, shape=octagon, style=dashed];")
     for pos, (arg, is_const) in enumerate(((a0, kind == Kind.CV), (a1, kind == Kind.VC))):
         if is_const:

@@ -81,43 +81,17 @@ def _binary_doc(name, what):
     """
 
 
-sin = _unary("sin", np.sin, _doc("sin", "Sine"))
-cos = _unary("cos", np.cos, _doc("cos", "Cosine"))
-tan = _unary("tan", np.tan, _doc("tan", "Tangent"))
-arcsin = _unary("arcsin", np.arcsin, _doc("arcsin", "Inverse sine"))
-arccos = _unary("arccos", np.arccos, _doc("arccos", "Inverse cosine"))
-arctan = _unary("arctan", np.arctan, _doc("arctan", "Inverse tangent"))
-sinh = _unary("sinh", np.sinh, _doc("sinh", "Hyperbolic sine"))
-cosh = _unary("cosh", np.cosh, _doc("cosh", "Hyperbolic cosine"))
-tanh = _unary("tanh", np.tanh, _doc("tanh", "Hyperbolic tangent"))
-arcsinh = _unary("arcsinh", np.arcsinh, _doc("arcsinh", "Inverse hyperbolic sine"))
-arccosh = _unary("arccosh", np.arccosh, _doc("arccosh", "Inverse hyperbolic cosine (x >= 1)"))
-arctanh = _unary("arctanh", np.arctanh, _doc("arctanh", "Inverse hyperbolic tangent"))
-exp = _unary("exp", np.exp, _doc("exp", "Exponential"))
-expm1 = _unary("expm1", np.expm1, _doc("expm1", "exp(x) - 1, accurate near 0"))
-log = _unary("log", np.log, _doc("log", "Natural logarithm"))
-log1p = _unary("log1p", np.log1p, _doc("log1p", "log(1 + x), accurate near 0"))
-log2 = _unary("log2", np.log2, _doc("log2", "Base-2 logarithm"))
-log10 = _unary("log10", np.log10, _doc("log10", "Base-10 logarithm"))
-sqrt = _unary("sqrt", np.sqrt, _doc("sqrt", "Square root (derivative inf at 0)"))
-cbrt = _unary("cbrt", np.cbrt, _doc("cbrt", "Cube root"))
-square = _unary("square", np.square, _doc("square", "x * x"))
-reciprocal = _unary("reciprocal", lambda x: 1.0 / real_array(x, "x"),
-                    _doc("reciprocal", "1 / x"))
-abs = _unary("abs", np.abs, _doc("abs", "Absolute value (derivative 0 at 0)"))
-sign = _unary("sign", np.sign, _doc("sign", "Sign (derivative 0)"))
-sigmoid = _unary("sigmoid", ops.BY_NAME["sigmoid"].reference, _doc("sigmoid", "Logistic sigmoid 1 / (1 + exp(-x))"))
-erf = _unary("erf", ops.BY_NAME["erf"].reference, _doc("erf", "Error function"))
+def _public(op):
+    """``wg.<name>`` for a table row with a description."""
+    if op.arity == 1:
+        return _unary(op.name, op.reference, _doc(op.name, op.doc))
+    return _binary(op.name, op.reference, _binary_doc(op.name, op.doc))
 
-arctan2 = _binary("arctan2", np.arctan2,
-                  _binary_doc("arctan2", "Four-quadrant inverse tangent of a / b"))
-hypot = _binary("hypot", np.hypot, _binary_doc("hypot", "sqrt(a**2 + b**2) without overflow"))
-maximum = _binary("maximum", np.maximum, _binary_doc(
-    "maximum", "Maximum (at a tie each argument gets half the derivative)"))
-minimum = _binary("minimum", np.minimum, _binary_doc(
-    "minimum", "Minimum (at a tie each argument gets half the derivative)"))
-logaddexp = _binary("logaddexp", np.logaddexp,
-                    _binary_doc("logaddexp", "log(exp(a) + exp(b)) without overflow"))
+
+# One public function per table row that has a description: adding a row
+# with `doc=` is all it takes for wg.<name> to exist.
+_TABLE_FUNCTIONS = {op.name: _public(op) for op in ops.PUBLIC}
+globals().update(_TABLE_FUNCTIONS)
 
 
 @_library_errors
@@ -270,3 +244,7 @@ def concatenate(arrays, axis=0):
     if not _traced(*arrays):
         return np.concatenate(arrays, axis=axis)
     return tracing._HANDLED[np.concatenate](arrays, axis=axis)
+
+
+__all__ = sorted(list(_TABLE_FUNCTIONS) + [
+    "array", "clip", "concatenate", "dot", "power", "prod", "stack", "sum", "where"])

@@ -233,9 +233,8 @@ def optimize_tape(tape):
     g_args = np.where(g_imm, 0, new_slot[np.maximum(g_slots, 0)])
     g_args[g_imm] = position[at.size:]
     g_kind = np.where(g_imm[:, 0], int(Kind.CV), np.where(g_imm[:, 1], int(Kind.VC), int(Kind.VV)))
-    new_guards = [((kd << _SHIFT) | (code_ & ops.BASE_MASK), a0, a1, expected, where, text)
-                  for (code_, _, _, expected, where, text), kd, (a0, a1)
-                  in zip(guards, g_kind.tolist(), g_args.tolist())]
+    new_guards = [g._replace(code=(kd << _SHIFT) | (g.code & ops.BASE_MASK), a0=a0, a1=a1)
+                  for g, kd, (a0, a1) in zip(guards, g_kind.tolist(), g_args.tolist())]
 
     new_state = dict(state)
     new_state.update(opcodes=code, args=new_args, consts=pool, aux=new_aux,
@@ -270,8 +269,8 @@ def _guard_operands(guards, consts, rep, constant, values):
     ``const`` entry can go, unless the other operand is constant too (a
     guard compares at least one slot).
     """
-    g_code = np.array([g[0] for g in guards], dtype=np.int64)
-    g_args = np.array([(g[1], g[2]) for g in guards], dtype=np.int64).reshape(-1, 2)
+    g_code = np.array([g.code for g in guards], dtype=np.int64)
+    g_args = np.array([(g.a0, g.a1) for g in guards], dtype=np.int64).reshape(-1, 2)
     kind = g_code >> _SHIFT
     imm = np.stack([kind == Kind.CV, kind == Kind.VC], axis=1).reshape(-1, 2)
     pool_values = consts[np.where(imm, g_args, 0)] if consts.size else np.zeros(g_args.shape)

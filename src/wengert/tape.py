@@ -9,6 +9,7 @@ from wengert import _opcodes as ops
 from wengert._arguments import MAX_DIMS, check_choice, real_array
 from wengert._errors import (ArgumentError, ArgumentTypeError, BranchChangedError, ShapeError,
                              TapeFormatError, WengertError)
+from wengert._records import Guard, Param, Static
 from wengert._sweeps import Engine
 
 _VALID_CODES = ops.valid_codes()
@@ -74,7 +75,8 @@ class Tape:
         self.out_shape = out_shape
         n_inputs = math.prod(in_shape)
         self._param_specs = _checked_param_specs(param_specs, n_inputs)
-        param_parts = [spec[3].reshape(-1) for spec in self._param_specs if spec[0] == "param"]
+        param_parts = [spec.values.reshape(-1) for spec in self._param_specs
+                       if isinstance(spec, Param)]
         self._recorded_params = _read_only(np.concatenate(param_parts) if param_parts
                                            else np.zeros(0))
         if n_params is None:
@@ -92,14 +94,14 @@ class Tape:
                     f"recorded values in param_specs (at most {_MAX_UNSPECIFIED_PARAMS} "
                     "default to zero)")
             zeros = _read_only(np.zeros(int(n_params)))
-            self._param_specs = [("param", (int(n_params),), n_inputs, zeros)]
+            self._param_specs = [Param((int(n_params),), n_inputs, zeros)]
             self._recorded_params = zeros
         if n_params != self._recorded_params.size:
             raise TapeFormatError(
                 f"invalid tape: {n_params} parameter slots but the parameter "
                 f"specifications hold {self._recorded_params.size} values")
         guards = _checked_guards(guards)
-        self._guard_info = [(g[4], g[5], bool(g[3])) for g in guards]
+        self._guards = guards
         opcodes = _exact(opcodes, np.uint8, "opcodes")
         args = _exact(args, np.int32, "operands")
         aux = _exact(aux, np.int32, "side table")
@@ -113,9 +115,9 @@ class Tape:
         try:
             self._engine = Engine(
                 opcodes, args, consts, aux, outputs, n_inputs, n_params,
-                np.array([g[0] for g in guards], dtype=np.uint8),
-                np.array([(g[1], g[2]) for g in guards], dtype=np.int32).reshape(-1, 2),
-                np.array([g[3] for g in guards], dtype=np.uint8),
+                np.array([g.code for g in guards], dtype=np.uint8),
+                np.array([(g.a0, g.a1) for g in guards], dtype=np.int32).reshape(-1, 2),
+                np.array([g.expected for g in guards], dtype=np.uint8),
                 _VALID_CODES)
         except (ValueError, TypeError, OverflowError) as exc:
             raise TapeFormatError(f"invalid tape: {exc}") from exc
@@ -132,16 +134,14 @@ class Tape:
     # -- state: everything that defines the tape, as plain data -----------------
 
     def _state(self):
-        """The tape as a dict of arrays and plain values; ``Tape._from_state``
-        rebuilds it (validating again). Save/load and pickling use this."""
+        """The tape as a dict of arrays, plain values and records (``Param``,
+        ``Static``, ``Guard``); ``Tape._from_state`` rebuilds it (validating
+        again). Save/load and pickling use this."""
         e = self._engine
         return dict(
             opcodes=e.opcodes, args=e.args, consts=e.consts, aux=e.aux, outputs=e.outputs,
             in_shape=self.in_shape, out_shape=self.out_shape, n_params=self.n_params,
-            param_specs=list(self._param_specs),
-            guards=[(int(c), int(a[0]), int(a[1]), bool(x), where, text)
-                    for c, a, x, (where, text, _) in zip(e.guard_codes, e.guard_args,
-                                                         e.guard_expected, self._guard_info)],
+            param_specs=list(self._param_specs), guards=list(self._guards),
         )
 
     @classmethod
@@ -149,7 +149,12 @@ class Tape:
         return cls(**state)
 
     def __reduce__(self):
-        return (_tape_from_state, (self._state(),))
+        # Records as the plain tuples they replace: the pickle's format is
+        # unchanged, and loads in releases without wengert._records.
+        state = self._state()
+        state["param_specs"] = [spec.as_tuple() for spec in state["param_specs"]]
+        state["guards"] = [g.as_tuple() for g in state["guards"]]
+        return (_tape_from_state, (state,))
 
     # -- description -----------------------------------------------------------
 
@@ -162,7 +167,7 @@ class Tape:
 
     @property
     def n_guards(self):
-        return len(self._guard_info)
+        return len(self._guards)
 
     def __repr__(self):
         return (f"<wengert.Tape: {self.n_ops} operations, inputs {self.in_shape}, "
@@ -170,11 +175,11 @@ class Tape:
                 f"{self.n_guards} guards>")
 
     def _branch_error(self, guard, point):
-        where, text, expected = self._guard_info[guard]
+        g = self._guards[guard]
         at = f"at batch row {point}" if point >= 0 else "at this point"
         return BranchChangedError(
-            f"the comparison `{text}` recorded at {where} was {expected} when the tape "
-            f"was recorded but is {not expected} {at}: the tape is only "
+            f"the comparison `{g.text}` recorded at {g.where} was {g.expected} when the tape "
+            f"was recorded but is {not g.expected} {at}: the tape is only "
             "valid where every branch goes the same way. Record again at this point "
             "(wg.grad and the other wg.* transforms do that for you), or use wg.where "
             "to record both branches.")
@@ -203,21 +208,21 @@ class Tape:
                 f"with {len(self._param_specs)}")
         values = []
         for i, spec in enumerate(self._param_specs):
-            if spec[0] == "param":
+            if isinstance(spec, Param):
                 if i < len(extras):
                     value = real_array(extras[i], f"extra argument {i}")
-                    if value.shape != spec[1]:
+                    if value.shape != spec.shape:
                         raise ShapeError(
                             f"extra argument {i} (a dynamic parameter) has shape "
                             f"{_shape_text(value.shape)}; it was recorded with shape "
-                            f"{_shape_text(spec[1])}")
+                            f"{_shape_text(spec.shape)}")
                     values.append(value.reshape(-1))
                 else:
-                    values.append(spec[3].reshape(-1))
-            elif i < len(extras) and not _same_static(extras[i], spec[1]):
+                    values.append(spec.values.reshape(-1))
+            elif i < len(extras) and not _same_static(extras[i], spec.value):
                 raise ArgumentError(
                     f"static argument changed: extra argument {i} was recorded as "
-                    f"{spec[1]!r} and is now {extras[i]!r}; record again (static "
+                    f"{spec.value!r} and is now {extras[i]!r}; record again (static "
                     "arguments are baked into the tape; pass floats or float arrays "
                     "to make them replaceable parameters)")
         return np.concatenate(values) if values else self._recorded_params
@@ -767,8 +772,10 @@ def _read_only(array):
 
 
 def _checked_param_specs(specs, n_inputs):
-    """Parameter specifications ``("param", shape, first slot, values)`` and
-    ``("static", value)`` checked, with private read-only value copies."""
+    """Parameter specifications checked, as ``Param`` records with private
+    read-only value copies and ``Static`` records. Each may be such a record
+    or a plain tuple ``("param", shape, first slot, values)`` or
+    ``("static", value)`` (older pickles hold those)."""
     try:
         specs = list(specs)
     except TypeError:
@@ -776,42 +783,50 @@ def _checked_param_specs(specs, n_inputs):
                               "list") from None
     checked, offset = [], n_inputs
     for i, spec in enumerate(specs):
-        if not isinstance(spec, (tuple, list)) or not spec or spec[0] not in ("param", "static"):
+        if isinstance(spec, (Param, Static)):
+            spec = spec.as_tuple()
+        kind, *fields = spec if isinstance(spec, (tuple, list)) and spec else (None,)
+        if not (isinstance(kind, str) and kind in ("param", "static")):
             raise TapeFormatError(f"invalid tape: parameter specification {i} is not "
                                   "('param', shape, slot, values) or ('static', value)")
-        if spec[0] == "static":
-            if len(spec) != 2:
+        if kind == "static":
+            if len(fields) != 1:
                 raise TapeFormatError(f"invalid tape: static specification {i} is not "
                                       "('static', value)")
-            checked.append(("static", spec[1]))
+            checked.append(Static(fields[0]))
             continue
-        if len(spec) != 4:
+        if len(fields) != 3:
             raise TapeFormatError(f"invalid tape: parameter specification {i} is not "
                                   "('param', shape, slot, values)")
-        shape = _checked_shape(spec[1], f"shape of parameter {i}")
+        shape, first, values = fields
+        shape = _checked_shape(shape, f"shape of parameter {i}")
         try:
-            values = np.asarray(spec[3])
+            values = np.asarray(values)
         except (TypeError, ValueError):
             values = None
         if (values is None or values.dtype.kind not in "fiu" or values.shape != shape
-                or spec[2] != offset):
+                or first != offset):
             raise TapeFormatError(
                 f"invalid tape: parameter specification {i} needs real values of shape "
                 f"{shape} starting at slot {offset}")
-        checked.append(("param", shape, offset, _read_only(values)))
+        checked.append(Param(shape, offset, _read_only(values)))
         offset += values.size
     return checked
 
 
 def _checked_guards(guards):
-    """Guards ``(code, a0, a1, expected, where, text)`` with plain types
-    (the engine validates codes and operands)."""
+    """Guards as ``Guard`` records with plain types, from records or plain
+    tuples ``(code, a0, a1, expected, where, text)`` (the engine validates
+    codes and operands)."""
     try:
         records = [tuple(g) for g in guards]
-        if any(len(g) != 6 or g[3] not in (0, 1) for g in records):
-            raise ValueError("a guard record does not have six fields and a 0/1 outcome")
-        return [(int(code), int(a0), int(a1), bool(expected), str(where), str(text))
-                for code, a0, a1, expected, where, text in records]
+        if any(len(g) != 6 for g in records):
+            raise ValueError("a guard record does not have six fields")
+        records = [Guard(*g) for g in records]
+        if any(g.expected not in (0, 1) for g in records):
+            raise ValueError("a guard record does not have a 0/1 outcome")
+        return [Guard(int(g.code), int(g.a0), int(g.a1), bool(g.expected), str(g.where),
+                      str(g.text)) for g in records]
     except (TypeError, ValueError, OverflowError):
         raise TapeFormatError("invalid tape: guards must be (opcode, operand, operand, "
                               "outcome, location, text) records") from None

@@ -19,7 +19,9 @@ from wengert._arguments import real_array
 from wengert._errors import (ArgumentError, ArgumentTypeError, AxisError, IndexingError,
                              ShapeError, TracingError, WengertError)
 from wengert._opcodes import Kind
-from wengert._recorder import _FLOAT_MESSAGE, _UNPICKLABLE, Active, Recorder, hooks, make_active
+from wengert._records import Param, Static
+from wengert._recorder import (_FLOAT_MESSAGE, Active, Recorder, hooks, make_active,
+                               refuse_format, refuse_pickle, refuse_round)
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -203,21 +205,6 @@ def power(a, b):
 
 # ---- comparisons and guards -------------------------------------------------
 
-def _refuse_round(self, ndigits=None):
-    raise TracingError(_FLOAT_MESSAGE.format(what="rounded number", call="round(x)"))
-
-
-def _refuse_format(self, spec):
-    if spec:
-        raise TracingError(_FLOAT_MESSAGE.format(what="formatted number",
-                                                 call=f"formatting with {spec!r}"))
-    return repr(self)
-
-
-def _refuse_pickle(self):
-    raise TracingError(_UNPICKLABLE)
-
-
 def _refuse_traced_index(index):
     if isinstance(index, (Active, TracedArray, Comparison)):
         raise TracingError(
@@ -360,9 +347,9 @@ class Comparison:
         raise TracingError(_FLOAT_MESSAGE.format(
             what="index", call="using a comparison as an index"))
 
-    __round__ = _refuse_round
-    __format__ = _refuse_format
-    __reduce__ = _refuse_pickle
+    __round__ = refuse_round
+    __format__ = refuse_format
+    __reduce__ = refuse_pickle
 
     # Arithmetic with a comparison uses its 0/1 indicator (no guard), as
     # NumPy's arithmetic on booleans does: sum(c for c in ...) counts.
@@ -653,9 +640,9 @@ class TracedArray:
 
     __int__ = __float__
     __index__ = __float__
-    __round__ = _refuse_round
-    __format__ = _refuse_format
-    __reduce__ = _refuse_pickle
+    __round__ = refuse_round
+    __format__ = refuse_format
+    __reduce__ = refuse_pickle
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         return _array_ufunc(ufunc, method, inputs, kwargs)
@@ -892,26 +879,18 @@ def _fresh(x):
 
 # ---- NumPy protocols -----------------------------------------------------------
 
-_UFUNC_UNARY = {
-    np.negative: "neg", np.square: "square", np.sqrt: "sqrt", np.cbrt: "cbrt",
-    np.reciprocal: "reciprocal", np.exp: "exp", np.expm1: "expm1", np.log: "log",
-    np.log1p: "log1p", np.log2: "log2", np.log10: "log10", np.sin: "sin",
-    np.cos: "cos", np.tan: "tan", np.arcsin: "arcsin", np.arccos: "arccos",
-    np.arctan: "arctan", np.sinh: "sinh", np.cosh: "cosh", np.tanh: "tanh",
-    np.arcsinh: "arcsinh", np.arccosh: "arccosh", np.arctanh: "arctanh",
-    np.absolute: "abs", np.fabs: "abs", np.sign: "sign",
-}
-_UFUNC_BINARY = {
-    np.add: "add", np.subtract: "sub", np.multiply: "mul", np.true_divide: "div",
-    np.arctan2: "arctan2", np.hypot: "hypot", np.minimum: "minimum",
-    np.maximum: "maximum", np.logaddexp: "logaddexp",
-}
-_UFUNC_COMPARE = {
-    np.less: "lt", np.less_equal: "le", np.greater: "gt", np.greater_equal: "ge",
-    np.equal: "eq", np.not_equal: "ne",
-}
-# scipy.special ufuncs, matched by name so scipy is not imported here.
-_UFUNC_BY_NAME = {"expit": "sigmoid", "erf": "erf"}
+def _numpy_bindings(rows):
+    return {getattr(np, name): op.name for op in rows for name in ops.binding_names(op, "numpy")}
+
+
+# The table's bindings: NumPy ufuncs by object, SciPy's by name (so SciPy is
+# imported only by the user's own call).
+_UFUNC_UNARY = _numpy_bindings(op for op in ops.OPERATIONS if op.arity == 1)
+_UFUNC_BINARY = _numpy_bindings(op for op in ops.OPERATIONS
+                                if op.arity == 2 and op.name not in ops.COMPARISONS)
+_UFUNC_COMPARE = _numpy_bindings(ops.BY_NAME[name] for name in ops.COMPARISONS)
+_UFUNC_BY_NAME = {name: op.name for op in ops.OPERATIONS if op.arity == 1
+                  for name in ops.binding_names(op, "scipy.special")}
 _REDUCE = {np.add: "add", np.multiply: "mul", np.maximum: "maximum", np.minimum: "minimum"}
 
 
@@ -1208,22 +1187,21 @@ def trace(f, x, extras):
     for arg in extras:
         if _is_dynamic(arg):
             value = np.asarray(arg, dtype=np.float64)
-            specs.append(("param", value.shape, offset, value.copy()))
+            specs.append(Param(value.shape, offset, value.copy()))
             params.append(value.reshape(-1))
             offset += value.size
         else:
-            specs.append(("static", arg))
+            specs.append(Static(arg))
     param_values = np.concatenate(params) if params else np.zeros(0)
     rec = Recorder(x.reshape(-1), param_values)
     traced_x = wrap(rec, np.arange(x.size, dtype=np.intp).reshape(x.shape))
     traced_args = []
     for spec in specs:
-        if spec[0] == "param":
-            _, shape, start, _ = spec
-            traced_args.append(wrap(rec, np.arange(start, start + int(np.prod(shape)),
-                                                   dtype=np.intp).reshape(shape)))
+        if isinstance(spec, Param):
+            traced_args.append(wrap(rec, np.arange(spec.first, spec.first + spec.values.size,
+                                                   dtype=np.intp).reshape(spec.shape)))
         else:
-            traced_args.append(spec[1])
+            traced_args.append(spec.value)
     result = f(traced_x, *traced_args)
     if result is None:
         raise WengertError("the recorded function returned None; it must return "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,6 +26,17 @@ _PUBLIC_NAME = {"gradient": "grad", "value_and_gradient": "value_and_grad"}
 
 def _is_integer(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+class _ParamKey(NamedTuple):
+    """A dynamic parameter's part of a cache key: its shape."""
+    shape: tuple
+
+
+class _StaticKey(NamedTuple):
+    """A static argument's part of a cache key: its type and value."""
+    type: type
+    value: object
 
 
 # Tapes kept per transform (over all keys), and per key (branch regions).
@@ -59,7 +71,7 @@ class _Transform:
         parts = [x.shape]
         for i, arg in enumerate(args):
             if _is_dynamic(arg):
-                parts.append(("p", np.shape(arg)))
+                parts.append(_ParamKey(np.shape(arg)))
             else:
                 try:
                     hash(arg)
@@ -69,7 +81,7 @@ class _Transform:
                         "transforms cache tapes by their static arguments. Pass a tuple "
                         "instead of a list, or a float array to make it a dynamic "
                         "parameter") from None
-                parts.append(("s", type(arg), arg))
+                parts.append(_StaticKey(type(arg), arg))
         return tuple(parts)
 
     def _record(self, key, x, args):
@@ -110,7 +122,8 @@ class _Transform:
             if not isinstance(other, tuple) or len(other) != len(key) or other[0] != key[0]:
                 continue
             changed = [i for i in range(1, len(key)) if key[i] != other[i]]
-            if changed and all(key[i][0] == "s" and _is_integer(key[i][2]) for i in changed):
+            if changed and all(isinstance(key[i], _StaticKey) and _is_integer(key[i].value)
+                               for i in changed):
                 self._warned = True
                 position = changed[0] - 1
                 warnings.warn(

@@ -22,6 +22,9 @@ from fuzz import tapefiles
 HARNESS = Path(__file__).with_name("fuzz_load.py")
 FUZZ_SECONDS = int(os.environ.get("WENGERT_FUZZ_SECONDS", "20"))
 
+# Thousands of files, each loaded in a subprocess; atheris runs FUZZ_SECONDS.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None,
                     reason="atheris is not installed: coverage-guided fuzzing of wg.load "
