@@ -17,7 +17,7 @@ import pytest
 
 import wengert as wg
 from wengert import _opcodes as ops
-from wengert import display
+from wengert import _traces, display
 from wengert._opcodes import Kind
 
 X0 = np.array([2.0, 5.0])
@@ -188,7 +188,7 @@ def test_trace_numbers_come_from_the_sweeps(rich, rng):
     eng.adjoints(work, bar)
     bar = bar[:, 0, 0]
     entries = display._unpack(rich)
-    edges = display._edge_partials(rich, entries, val, bar)
+    edges = _traces._edge_partials(rich, entries, val, bar)
     total = np.zeros(eng.n_slots)
     total[eng.outputs] += [0.7, -1.3]
     for (index, pos), (_, contribution) in edges.items():
@@ -282,10 +282,10 @@ def check_rules(t, x):
     dot[:t.n_inputs, 0, 0] = seed
     eng.tangents(eng_values[:, None].copy(), dot, False)
     dot = dot[:, 0, 0]
-    rule = display._tangent_rule(entry, lambda s: number(val[s]), lambda s: number(dot[s]), val)
+    rule = _traces._tangent_rule(entry, lambda s: number(val[s]), lambda s: number(dot[s]), val)
     assert eval(rule, dict(NAMESPACE)) == pytest.approx(dot[entry.slot], rel=1e-13), rule
-    partials = display._partials_at(entry, lambda s: number(val[s]), val)
-    edges = display._edge_partials(t, [entry], val, np.ones(eng.n_slots))
+    partials = _traces._partials_at(entry, lambda s: number(val[s]), val)
+    edges = _traces._edge_partials(t, [entry], val, np.ones(eng.n_slots))
     for pos, _ in entry.operands:
         text = partials[pos]
         expr = ("-" if text.startswith("-") else "") + (
@@ -296,7 +296,7 @@ def check_rules(t, x):
 
 def test_every_operation_has_a_printed_rule():
     missing = [op.name for op in ops.OPERATIONS
-               if op.name not in display._PARTIALS
+               if op.name not in _traces._PARTIALS
                and op.name not in ("const", "select", "minimum", "maximum")]
     assert missing == []
 

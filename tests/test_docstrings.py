@@ -4,8 +4,9 @@ import importlib
 
 import pytest
 
-MODULES = ["wengert", "wengert.tape", "wengert.tracing", "wengert.functions",
-           "wengert.transforms", "wengert.display", "wengert.sparsity",
+MODULES = ["wengert", "wengert.tape", "wengert.recording", "wengert._numpy_api",
+           "wengert.functions", "wengert.transforms", "wengert.display", "wengert._traces",
+           "wengert.sparsity",
            "wengert.optimize", "wengert._io", "wengert.testing", "wengert.__main__"]
 
 

@@ -528,17 +528,17 @@ def case_text(case):
 
 
 def _line_calling_f():
-    """``tracing.py:LINE trace``: where the recorder calls the user's f. An
+    """``recording.py:LINE trace``: where the recorder calls the user's f. An
     exception whose innermost frame is that line came from f itself (a
     builtin such as ``list`` passed as f has no frame of its own)."""
     import inspect
 
-    from wengert import tracing
-    lines, first = inspect.getsourcelines(tracing.trace)
+    from wengert import recording
+    lines, first = inspect.getsourcelines(recording.trace)
     for offset, line in enumerate(lines):
         if "f(traced_x" in line:
-            return f"tracing.py:{first + offset} trace"
-    raise AssertionError("tracing.trace no longer calls f(traced_x, ...)")
+            return f"recording.py:{first + offset} trace"
+    raise AssertionError("recording.trace no longer calls f(traced_x, ...)")
 
 
 _CALL_OF_F = _line_calling_f()

@@ -424,3 +424,16 @@ def test_an_index_out_of_range_is_numpys_index_error():
         wg.record(lambda x: (x > 0)[7], X0)
     with pytest.raises(wg.ShapeError):
         wg.record(lambda x: x.reshape(3, 3), X0)
+
+
+def test_timedelta_values_are_refused_without_warnings():
+    # np.timedelta64 is an np.integer to NumPy: neither a size nor a number here.
+    tape = wg.record(lambda x, n: x * n, np.ones(2), 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(wg.ArgumentError, match="static argument changed"):
+            tape.jvp(np.ones(2), np.ones(2), np.array([1, 2], dtype="m8"))
+        with pytest.raises(wg.TapeFormatError, match="input shape"):
+            wg.Tape(**{**tape._state(), "in_shape": np.array([2], dtype="m8[s]")})
+        with pytest.raises(wg.ArgumentTypeError):
+            tape.forward(np.array([1, 2], dtype="m8[s]"))

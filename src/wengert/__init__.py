@@ -15,7 +15,8 @@ from wengert._errors import (ArgumentError, ArgumentTypeError, AxisError, Branch
                              TracingError, WengertError)
 from wengert import functions as _functions
 from wengert.functions import *  # noqa: F401,F403 - wg.sin ..., one per table row
-from wengert.tape import Tape, record
+from wengert.recording import record
+from wengert.tape import Tape
 from wengert._io import load
 from wengert.transforms import (grad, hessian, hvp, jacobian, jvp,
                                 value_and_grad, vjp)

@@ -100,7 +100,8 @@ def demo(options, out=None):
     out = sys.stdout if out is None else out
     import wengert as wg
     from scipy.optimize import approx_fprime
-    from wengert.display import _vector, trace_text
+    from wengert._traces import trace_text
+    from wengert.display import _vector
 
     ascii = not _unicode_ok(out)
     x = options.at

@@ -187,7 +187,7 @@ OPERATIONS = [
     _row("hypot", 38, 2, np.hypot, ("{a} / {r}", "{b} / {r}"), ("numpy.hypot",),
          "sqrt(a**2 + b**2) without overflow"),
     # The partials of minimum and maximum depend on which side is taken:
-    # traces resolve them at the point (display._resolved_partials).
+    # traces resolve them at the point (_traces._resolved_partials).
     _row("minimum", 39, 2, np.minimum, ("?", "?"), ("numpy.minimum",),
          "Minimum (at a tie each argument gets half the derivative)", curvature=PIECEWISE),
     _row("maximum", 40, 2, np.maximum, ("?", "?"), ("numpy.maximum",),

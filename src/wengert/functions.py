@@ -7,7 +7,7 @@ import functools
 import numpy as np
 
 from wengert import _opcodes as ops
-from wengert import tracing
+from wengert import _numpy_api, tracing
 from wengert._arguments import real_array
 from wengert._recorder import Active
 
@@ -125,7 +125,7 @@ def where(condition, x, y):
     >>> tape.jacobian([4.0, -1.0]).tolist()
     [[0.25, 0.0], [0.0, 0.0]]
     """
-    return tracing.where(condition, x, y)
+    return _numpy_api.where(condition, x, y)
 
 
 @_library_errors
@@ -140,7 +140,7 @@ def sum(x, axis=None, keepdims=False):
     [2.0, 4.0, 6.0]
     """
     x = _materialised(x)
-    return np.sum(x, axis=axis, keepdims=keepdims) if not _traced(x) else tracing.reduce("add", x, axis, keepdims)
+    return np.sum(x, axis=axis, keepdims=keepdims) if not _traced(x) else _numpy_api.reduce("add", x, axis, keepdims)
 
 
 @_library_errors
@@ -155,7 +155,7 @@ def prod(x, axis=None, keepdims=False):
     [6.0, 3.0, 2.0]
     """
     x = _materialised(x)
-    return np.prod(x, axis=axis, keepdims=keepdims) if not _traced(x) else tracing.reduce("mul", x, axis, keepdims)
+    return np.prod(x, axis=axis, keepdims=keepdims) if not _traced(x) else _numpy_api.reduce("mul", x, axis, keepdims)
 
 
 @_library_errors
@@ -170,7 +170,7 @@ def dot(a, b):
     >>> tape.jacobian([1.0, 1.0]).tolist()
     [[1.0, 2.0], [3.0, 4.0]]
     """
-    return tracing.dot(a, b) if _traced(a, b) else np.dot(a, b)
+    return _numpy_api.dot(a, b) if _traced(a, b) else np.dot(a, b)
 
 
 @_library_errors
@@ -185,7 +185,7 @@ def clip(x, a_min=None, a_max=None):
     [-1.0, 0.5, 1.0]
     """
     if _traced(x, a_min, a_max):
-        return tracing.clip(x, a_min, a_max)
+        return _numpy_api.clip(x, a_min, a_max)
     if a_min is None and a_max is None:
         return np.array(x, dtype=float)             # as NumPy >= 2.1 does
     return np.clip(x, a_min, a_max)
@@ -225,7 +225,7 @@ def stack(arrays, axis=0):
     arrays = list(arrays)       # a generator would be spent by _traced
     if not _traced(*arrays):
         return np.stack(arrays, axis=axis)
-    return tracing._HANDLED[np.stack](arrays, axis=axis)
+    return _numpy_api._HANDLED[np.stack](arrays, axis=axis)
 
 
 @_library_errors
@@ -243,7 +243,7 @@ def concatenate(arrays, axis=0):
     arrays = list(arrays)       # a generator would be spent by _traced
     if not _traced(*arrays):
         return np.concatenate(arrays, axis=axis)
-    return tracing._HANDLED[np.concatenate](arrays, axis=axis)
+    return _numpy_api._HANDLED[np.concatenate](arrays, axis=axis)
 
 
 __all__ = sorted(list(_TABLE_FUNCTIONS) + [

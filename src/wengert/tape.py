@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
 from wengert import _opcodes as ops
 from wengert._arguments import MAX_DIMS, check_choice, real_array
-from wengert._errors import (ArgumentError, ArgumentTypeError, BranchChangedError, ShapeError,
-                             TapeFormatError, WengertError)
+from wengert._errors import (ArgumentError, BranchChangedError, ShapeError, TapeFormatError,
+                             WengertError)
 from wengert._records import Guard, Param, Static
 from wengert._sweeps import Engine
+# wg.record lives beside the tracer it runs; wengert.tape.record stays.
+from wengert.recording import record  # noqa: F401
 
 _VALID_CODES = ops.valid_codes()
 # Parameters a constructed tape may declare without giving their values.
@@ -685,7 +688,7 @@ class Tape:
 
         Each table shows at most ``max_rows`` rows (None: all), then a line
         saying how many it left out. See :func:`wengert.display.trace_text`."""
-        from wengert.display import trace_text
+        from wengert._traces import trace_text
         return trace_text(self, x, direction, args, mode, max_rows=max_rows)
 
     def to_dot(self, *, max_nodes=200):
@@ -753,8 +756,10 @@ def _checked_shape(shape, what):
     except TypeError:
         raise TapeFormatError(f"invalid tape: the {what} must be a tuple of sizes, "
                               f"not {shape!r:.60}") from None
-    if len(dims) > MAX_DIMS or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
-                                 and 0 <= d < 2**31 for d in dims):
+    # np.timedelta64 is an np.integer to NumPy, but no size.
+    if len(dims) > MAX_DIMS or not all(isinstance(d, (int, np.integer))
+                                       and not isinstance(d, (bool, np.timedelta64))
+                                       and 0 <= d < 2**31 for d in dims):
         raise TapeFormatError(f"invalid tape: the {what} {dims!r:.60} is not a tuple of "
                               f"at most {MAX_DIMS} sizes between 0 and 2**31 - 1")
     dims = tuple(int(d) for d in dims)
@@ -848,49 +853,14 @@ def _same_static(new, old):
     if new is old:
         return True
     try:
-        same = new == old
-        if isinstance(same, np.ndarray):
-            return bool(np.array_equal(new, old))
-        return bool(same)
+        # Only the answer matters: NumPy's warnings about comparing odd
+        # types (timedelta units, elementwise failures) are not the user's.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            same = new == old
+            if isinstance(same, np.ndarray):
+                return bool(np.array_equal(new, old))
+            return bool(same)
     except Exception:
         return False
 
-
-def record(f, x, *args):
-    """Run ``f(x, *args)`` once on traced values and return its :class:`Tape`.
-
-    Parameters
-    ----------
-    f : callable
-        A function of NumPy code: arithmetic, ufuncs (``np.sin`` ...), common
-        array functions, indexing. Python ``if`` on traced values records a
-        guard; use :func:`wengert.where` for branch-free selects.
-    x : float or array_like
-        The point to record at; its shape is the tape's input shape.
-    *args
-        Extra arguments. Floats and float arrays become dynamic parameters
-        (replaceable at replay: ``tape.gradient(x, new_value)``); anything
-        else is static and baked into the tape.
-
-    Returns
-    -------
-    Tape
-
-    Examples
-    --------
-    >>> import numpy as np, wengert as wg
-    >>> def f(x):
-    ...     return np.log(x[0]) + x[0] * x[1] - np.sin(x[1])
-    >>> tape = wg.record(f, np.array([2.0, 5.0]))
-    >>> round(tape.forward([2.0, 5.0]), 4)
-    11.6521
-    """
-    from wengert.tracing import trace
-    if not callable(f):
-        raise ArgumentTypeError(f"wg.record needs a callable to record, not a "
-                                f"{type(f).__name__}")
-    x_arr = real_array(x, "x")
-    rec, out_slots, out_shape, specs, params = trace(f, x_arr, args)
-    arrays = rec.arrays()
-    return Tape(outputs=out_slots, in_shape=x_arr.shape, out_shape=out_shape,
-                param_specs=specs, guards=rec.guards, n_params=params.size, **arrays)

@@ -78,7 +78,7 @@ def check_grads(f, x, *args, modes=("forward", "reverse"), atol=1e-6, rtol=1e-6,
     >>> len(tape)
     5
     """
-    from wengert.tape import record
+    from wengert.recording import record
 
     modes = tuple(modes)
     unknown = [m for m in modes if m not in _MODES]

@@ -1,14 +1,18 @@
-"""Recording: traced arrays, comparisons and guards, NumPy dispatch.
+"""The traced types: traced arrays, comparisons and guards, and their operands.
 
 A traced array is a NumPy integer array of slot indices plus the recorder it
 belongs to, so indexing, slicing, reshaping, transposing and concatenating
 are NumPy operations on the index array and cost no tape operations. An
 elementwise operation on n elements appends n tape operations in one
 vectorised call. Traced scalars are the Cython type :class:`Active`.
+
+What NumPy's functions and ufuncs do on traced values (reductions, products,
+``where``, the ufunc maps, ``__array_function__``) lives in
+:mod:`wengert._numpy_api`; running a function on traced values lives in
+:mod:`wengert.recording`.
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 
@@ -19,9 +23,8 @@ from wengert._arguments import real_array
 from wengert._errors import (ArgumentError, ArgumentTypeError, AxisError, IndexingError,
                              ShapeError, TracingError, WengertError)
 from wengert._opcodes import Kind
-from wengert._records import Param, Static
-from wengert._recorder import (_FLOAT_MESSAGE, Active, Recorder, hooks, make_active,
-                               refuse_format, refuse_pickle, refuse_round)
+from wengert._recorder import (_FLOAT_MESSAGE, Active, make_active, refuse_format,
+                               refuse_pickle, refuse_round)
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -365,10 +368,10 @@ class Comparison:
     def __pos__(self): return _fresh(self._as_value())
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        return _array_ufunc(ufunc, method, inputs, kwargs)
+        return _numpy_api._array_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        return _array_function(func, types, args, kwargs)
+        return _numpy_api._array_function(func, types, args, kwargs)
 
     def __repr__(self):
         return f"<traced comparison {ops.COMPARISON_SYMBOL[self.name]} shape={self.shape}>"
@@ -575,25 +578,25 @@ class TracedArray:
     # -- reductions and products -------------------------------------------------
 
     def sum(self, axis=None, keepdims=False):
-        return reduce("add", self, axis, keepdims)
+        return _numpy_api.reduce("add", self, axis, keepdims)
 
     def prod(self, axis=None, keepdims=False):
-        return reduce("mul", self, axis, keepdims)
+        return _numpy_api.reduce("mul", self, axis, keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        return mean(self, axis, keepdims)
+        return _numpy_api.mean(self, axis, keepdims)
 
     def max(self, axis=None, keepdims=False):
-        return reduce("maximum", self, axis, keepdims)
+        return _numpy_api.reduce("maximum", self, axis, keepdims)
 
     def min(self, axis=None, keepdims=False):
-        return reduce("minimum", self, axis, keepdims)
+        return _numpy_api.reduce("minimum", self, axis, keepdims)
 
     def dot(self, other):
-        return dot(self, other)
+        return _numpy_api.dot(self, other)
 
     def clip(self, a_min=None, a_max=None):
-        return clip(self, a_min, a_max)
+        return _numpy_api.clip(self, a_min, a_max)
 
     # -- operators --------------------------------------------------------------
 
@@ -607,8 +610,8 @@ class TracedArray:
     def __rtruediv__(self, other): return apply_binary("div", other, self)
     def __pow__(self, other): return power(self, other)
     def __rpow__(self, other): return apply_binary("pow", other, self)
-    def __matmul__(self, other): return matmul(self, other)
-    def __rmatmul__(self, other): return matmul(other, self)
+    def __matmul__(self, other): return _numpy_api.matmul(self, other)
+    def __rmatmul__(self, other): return _numpy_api.matmul(other, self)
     def __neg__(self): return apply_unary("neg", self)
     def __pos__(self): return self.copy()
     def __abs__(self): return apply_unary("abs", self)
@@ -645,10 +648,10 @@ class TracedArray:
     __reduce__ = refuse_pickle
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        return _array_ufunc(ufunc, method, inputs, kwargs)
+        return _numpy_api._array_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func, types, args, kwargs):
-        return _array_function(func, types, args, kwargs)
+        return _numpy_api._array_function(func, types, args, kwargs)
 
 
 def asarray(obj, rec=None):
@@ -678,106 +681,7 @@ def asarray(obj, rec=None):
     return wrap(rec, _slots_of(rec, _operand(rec, obj)))
 
 
-# ---- reductions ----------------------------------------------------------------
-
-def reduce(name, x, axis=None, keepdims=False):
-    """Reduce along ``axis`` by a pairwise tree of ``name`` operations.
-
-    A tree has the same n-1 operations as a running sum, but rounding errors
-    grow like log n (as in NumPy's pairwise summation) and the replay has no
-    loop-carried dependency.
-    """
-    rec = _recorder_of([x])
-    if rec is None:
-        return {"add": np.sum, "mul": np.prod, "maximum": np.max, "minimum": np.min}[name](
-            x, axis=axis, keepdims=keepdims)
-    slots = np.asarray(asarray(x, rec).slots_array() if not isinstance(x, Active) else x.slot)
-    axes = normalize_axes(axis, slots.ndim)
-    kept = [a for a in range(slots.ndim) if a not in axes]
-    out_shape = tuple(slots.shape[a] for a in kept)
-    length = int(np.prod([slots.shape[a] for a in axes])) if axes else 1
-    rows = np.transpose(slots, kept + list(axes)).reshape(int(np.prod(out_shape)), length)
-    if length == 0:
-        if name not in ("add", "mul"):
-            raise ShapeError(f"zero-size array to reduction operation {name} which has no identity")
-        result = _slots_of(rec, _Operand(False, np.full(out_shape, 0.0 if name == "add" else 1.0)))
-    else:
-        code = ops.code_of(name, Kind.VV)
-        while rows.shape[1] > 1:
-            half = rows.shape[1] // 2
-            left = rows[:, 0:2 * half:2].reshape(-1)
-            right = rows[:, 1:2 * half:2].reshape(-1)
-            first = rec.push_many(code, left, right)
-            paired = np.arange(first, first + left.size, dtype=np.intp).reshape(rows.shape[0], half)
-            if rows.shape[1] % 2:
-                paired = np.concatenate([paired, rows[:, -1:]], axis=1)
-            rows = paired
-        # A copy: where the reduced length is 1 the rows are a view of x.
-        result = rows.reshape(out_shape).copy()
-    if _flag(keepdims, "keepdims"):
-        result = np.expand_dims(result, axes)
-    return wrap(rec, result)
-
-
-def _flag(value, name):
-    """A boolean keyword as NumPy takes it, refusing arrays (whose truth
-    value NumPy deprecates or calls ambiguous)."""
-    if isinstance(value, (bool, np.bool_, int, np.integer)):
-        return bool(value)
-    raise ArgumentTypeError(f"{name} must be True or False, not {type(value).__name__}")
-
-
-def mean(x, axis=None, keepdims=False):
-    rec = _recorder_of([x])
-    if rec is None:
-        return np.mean(x, axis=axis, keepdims=keepdims)
-    x = asarray(x, rec)
-    shape = np.shape(_raw(x))
-    count = math.prod(shape[a] for a in normalize_axes(axis, len(shape)))
-    return apply_binary("div", reduce("add", x, axis, keepdims), float(count))
-
-
-def normalize_axes(axis, ndim):
-    """``axis`` (None, an int or a tuple of ints) as a tuple of axes in
-    ``range(ndim)``, checked as NumPy checks it: an axis out of range raises
-    :class:`wengert.AxisError` (NumPy's AxisError), never wraps around."""
-    if axis is None:
-        return tuple(range(ndim))
-    items = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
-    axes = []
-    for item in items:
-        if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
-            raise ArgumentTypeError(f"axis must be an integer or a tuple of integers, "
-                                    f"not {type(item).__name__}")
-        if not -ndim <= item < ndim:
-            raise AxisError(int(item), ndim)
-        axes.append(int(item) % ndim)
-    if len(set(axes)) != len(axes):
-        raise ArgumentError(f"duplicate value in 'axis': {axis}")
-    return tuple(axes)
-
-
-def matmul(a, b):
-    """Matrix product with NumPy's shape rules; each entry is a tree sum."""
-    rec = _recorder_of([a, b])
-    # A constant operand stays constant: its products record as var-const.
-    A = asarray(a, rec) if _recorder_of([a]) is not None else _constant(a)
-    B = asarray(b, rec) if _recorder_of([b]) is not None else _constant(b)
-    a_shape, b_shape = np.shape(_raw(A)), np.shape(_raw(B))
-    if len(a_shape) == 0 or len(b_shape) == 0:
-        raise ShapeError("matmul: Input operand does not have enough dimensions")
-    A2 = _expand(A, -2) if len(a_shape) == 1 else A
-    B2 = _expand(B, -1) if len(b_shape) == 1 else B
-    if np.shape(_raw(A2))[-1] != np.shape(_raw(B2))[-2]:
-        raise ShapeError(f"matmul: shapes {a_shape} and {b_shape} are not aligned")
-    products = apply_binary("mul", _expand(A2, -1), _expand(B2, -3))
-    result = reduce("add", products, axis=-2)
-    if len(b_shape) == 1:
-        result = _squeeze(result, -1)
-    if len(a_shape) == 1:
-        result = _squeeze(result, -2 if len(b_shape) > 1 else -1)
-    return result
-
+# ---- helpers shared with the NumPy API ------------------------------------------
 
 def _raw(x):
     if isinstance(x, TracedArray):
@@ -785,84 +689,6 @@ def _raw(x):
     if isinstance(x, Active):
         return np.asarray(x.slot)
     return np.asarray(x)
-
-
-def _expand(x, axis):
-    if isinstance(x, TracedArray):
-        return TracedArray(x.recorder, np.expand_dims(x.slots, axis))
-    return np.expand_dims(x, axis)
-
-
-def _squeeze(x, axis):
-    if isinstance(x, TracedArray):
-        return wrap(x.recorder, np.squeeze(x.slots, axis))
-    if isinstance(x, Active):
-        return x
-    return np.squeeze(x, axis)
-
-
-def dot(a, b):
-    """``np.dot`` semantics for 0-, 1- and 2-d operands."""
-    sa, sb = np.shape(_raw(a)), np.shape(_raw(b))
-    if len(sa) == 0 or len(sb) == 0:
-        return apply_binary("mul", a, b)
-    if len(sb) <= 2:
-        return matmul(a, b)
-    raise TracingError("np.dot of arrays with more than two dimensions is not "
-                       "supported on traced values; use np.einsum-free matmul")
-
-
-def where(condition, x=None, y=None):
-    """Select elementwise: ``x`` where ``condition`` holds, else ``y``.
-
-    Both branches are recorded, the condition is evaluated at every replay
-    (no guard), and derivatives flow only through the branch taken: a NaN or
-    inf in the other branch never reaches a gradient.
-
-    Examples
-    --------
-    >>> import numpy as np, wengert as wg
-    >>> tape = wg.record(lambda x: wg.where(x > 0, np.sqrt(x), 0.0), np.array([4.0, -1.0]))
-    >>> tape.jacobian([4.0, -1.0]).tolist()
-    [[0.25, 0.0], [0.0, 0.0]]
-    """
-    if x is None or y is None:
-        raise TracingError(
-            "np.where(condition) with one argument returns the indices where it holds, "
-            "which depend on the values and cannot be recorded; use wg.where(condition, "
-            "x, y) to select, or compute indices from concrete values before recording")
-    rec = _recorder_of([condition, x, y])
-    if rec is None:
-        return np.where(condition, x, y)
-    if isinstance(condition, Comparison):
-        cond = condition.indicator_slots()
-    elif isinstance(condition, (TracedArray, Active)):
-        cond = _raw(compare("ne", condition, 0.0)._as_value())
-    else:
-        # A concrete condition is decided now, at record time.
-        mask = np.asarray(condition, dtype=bool)
-        xs = _slots_of(rec, _operand(rec, x))
-        ys = _slots_of(rec, _operand(rec, y))
-        return wrap(rec, np.where(mask, xs, ys))
-    xs = _slots_of(rec, _operand(rec, x))
-    ys = _slots_of(rec, _operand(rec, y))
-    try:
-        shape = np.broadcast_shapes(cond.shape, xs.shape, ys.shape)
-    except ValueError as exc:
-        raise ShapeError(f"where: shapes {cond.shape}, {xs.shape}, {ys.shape} do not broadcast") from exc
-    flat = [np.ascontiguousarray(np.broadcast_to(s, shape)).reshape(-1) for s in (cond, xs, ys)]
-    first = rec.push_select_many(*flat)
-    return wrap(rec, np.arange(first, first + flat[0].size, dtype=np.intp).reshape(shape))
-
-
-def clip(x, a_min=None, a_max=None):
-    if a_min is None and a_max is None:
-        return _fresh(x)
-    if a_min is not None:
-        x = apply_binary("maximum", x, a_min)
-    if a_max is not None:
-        x = apply_binary("minimum", x, a_max)
-    return x
 
 
 def _fresh(x):
@@ -875,86 +701,6 @@ def _fresh(x):
     if isinstance(x, np.ndarray):
         return x.astype(np.float64, copy=True)
     return x
-
-
-# ---- NumPy protocols -----------------------------------------------------------
-
-def _numpy_bindings(rows):
-    return {getattr(np, name): op.name for op in rows for name in ops.binding_names(op, "numpy")}
-
-
-# The table's bindings: NumPy ufuncs by object, SciPy's by name (so SciPy is
-# imported only by the user's own call).
-_UFUNC_UNARY = _numpy_bindings(op for op in ops.OPERATIONS if op.arity == 1)
-_UFUNC_BINARY = _numpy_bindings(op for op in ops.OPERATIONS
-                                if op.arity == 2 and op.name not in ops.COMPARISONS)
-_UFUNC_COMPARE = _numpy_bindings(ops.BY_NAME[name] for name in ops.COMPARISONS)
-_UFUNC_BY_NAME = {name: op.name for op in ops.OPERATIONS if op.arity == 1
-                  for name in ops.binding_names(op, "scipy.special")}
-_REDUCE = {np.add: "add", np.multiply: "mul", np.maximum: "maximum", np.minimum: "minimum"}
-
-
-def _array_ufunc(ufunc, method, inputs, kwargs):
-    try:
-        return _ufunc_on_traced(ufunc, method, inputs, kwargs)
-    except _NUMPY_ERRORS as exc:
-        raise _library_error(exc, f"np.{ufunc.__name__} on traced values") from None
-
-
-def _ufunc_on_traced(ufunc, method, inputs, kwargs):
-    out = kwargs.pop("out", None)
-    dtype = kwargs.get("dtype")
-    if kwargs.get("where", True) is not True or not (
-            dtype is None or dtype is float or (isinstance(dtype, (str, type, np.dtype))
-                                                and np.dtype(dtype) == np.float64)):
-        raise TracingError(f"np.{ufunc.__name__} with where= or dtype= is not supported on traced values")
-    kwargs.pop("where", None)
-    kwargs.pop("dtype", None)
-    kwargs.pop("casting", None)
-    if method == "reduce" and ufunc in _REDUCE:
-        result = reduce(_REDUCE[ufunc], inputs[0], kwargs.pop("axis", 0), kwargs.pop("keepdims", False))
-    elif method != "__call__":
-        raise TracingError(f"np.{ufunc.__name__}.{method} is not supported on traced values")
-    elif kwargs:
-        raise TracingError(f"np.{ufunc.__name__} with {sorted(kwargs)} is not supported on traced values")
-    elif ufunc in _UFUNC_UNARY:
-        result = apply_unary(_UFUNC_UNARY[ufunc], inputs[0])
-    elif ufunc in _UFUNC_BINARY:
-        result = apply_binary(_UFUNC_BINARY[ufunc], *inputs)
-    elif ufunc in _UFUNC_COMPARE:
-        result = compare(_UFUNC_COMPARE[ufunc], *inputs)
-    elif ufunc is np.power or ufunc is np.float_power:
-        result = power(*inputs)
-    elif ufunc is np.matmul:
-        result = matmul(*inputs)
-    elif ufunc is np.positive:
-        result = _fresh(inputs[0])
-    elif ufunc is np.exp2:
-        result = apply_binary("pow", 2.0, inputs[0])
-    elif ufunc.__name__ in _UFUNC_BY_NAME:
-        result = apply_unary(_UFUNC_BY_NAME[ufunc.__name__], inputs[0])
-    else:
-        raise TracingError(
-            f"np.{ufunc.__name__} is not supported on traced values; the supported "
-            f"ufuncs are listed in wengert.tracing (for example np.sin, np.exp, np.maximum)")
-    if out is not None:
-        target = out[0] if isinstance(out, tuple) else out
-        if not isinstance(target, TracedArray):
-            raise TracingError(
-                f"np.{ufunc.__name__}(..., out=) needs a traced array as out; a float "
-                "array cannot hold traced values")
-        target[...] = result
-        return target
-    return result
-
-
-# Functions whose first argument is a sequence of arrays, and whose first
-# two arguments are arrays; for the rest only the first is. The other
-# arguments (axes, shapes, indices, counts) are passed through unchanged.
-_SEQUENCE_FIRST = {np.concatenate, np.stack, np.hstack, np.vstack, np.column_stack}
-_TWO_ARRAYS = {np.append}
-_ARRAY_KEYWORDS = {"a": False, "arr": False, "m": False, "ary": False, "values": False,
-                   "arrays": True, "tup": True}
 
 
 # What NumPy raises for bad arguments (RuntimeError: more dimensions than
@@ -979,240 +725,8 @@ def _library_error(exc, what):
     return ArgumentTypeError(f"{what}: {exc}")
 
 
-def _structural(func):
-    """Wrap a NumPy function that only moves elements: apply it to slots.
-
-    Only the array arguments become slot indices (constants among them
-    become constant entries); axes, shapes and index arrays stay as given.
-    """
-    def run(*args, **kwargs):
-        rec = _recorder_of(list(args) + list(kwargs.values()))
-
-        def to_slots(v, sequence):
-            if sequence:
-                return [_slots_of(rec, _operand(rec, item)) for item in v]
-            return _slots_of(rec, _operand(rec, v))
-
-        args = list(args)
-        for i in range(min(len(args), 2 if func in _TWO_ARRAYS else 1)):
-            args[i] = to_slots(args[i], i == 0 and func in _SEQUENCE_FIRST)
-        for key, sequence in _ARRAY_KEYWORDS.items():
-            if key in kwargs:
-                kwargs[key] = to_slots(kwargs[key], sequence)
-        try:
-            result = func(*args, **kwargs)
-        except _NUMPY_ERRORS as exc:
-            raise _library_error(exc, f"np.{func.__name__} on traced values") from None
-        if isinstance(result, (list, tuple)):
-            return type(result)(wrap(rec, r) for r in result)
-        return wrap(rec, result)
-    return run
-
-
-def _zero_filling(func):
-    """Wrap a NumPy function that moves elements and fills the rest with 0
-    (np.triu, np.tril, np.diag of a vector). As a slot index 0 would mean
-    slot 0, indices are shifted by one and the fill becomes a constant 0."""
-    def run(a, *args, **kwargs):
-        rec = _recorder_of([a])
-        try:
-            moved = func(_slots_of(rec, _operand(rec, a)) + 1, *args, **kwargs)
-        except _NUMPY_ERRORS as exc:
-            raise _library_error(exc, f"np.{func.__name__} on traced values") from None
-        filled = moved == 0
-        if filled.any():
-            zero = int(_slots_of(rec, _Operand(False, np.zeros(1)))[0])
-            moved = np.where(filled, zero + 1, moved)
-        return wrap(rec, moved - 1)
-    return run
-
-
-def _like(fill):
-    def run(a, *args, **kwargs):
-        return np.full(np.shape(_raw(a)), fill, dtype=np.float64)
-    return run
-
-
-def _sum(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
-    return reduce("add", a, axis, keepdims)
-
-
-def _prod(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
-    return reduce("mul", a, axis, keepdims)
-
-
-def _max(a, axis=None, out=None, keepdims=False, **kw):
-    return reduce("maximum", a, axis, keepdims)
-
-
-def _min(a, axis=None, out=None, keepdims=False, **kw):
-    return reduce("minimum", a, axis, keepdims)
-
-
-def _mean(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
-    return mean(a, axis, keepdims)
-
-
-def _norm(x, ord=None, axis=None, keepdims=False):
-    two_norm = ord is None or (isinstance(ord, (int, float, np.number)) and ord == 2)
-    if not (two_norm or (isinstance(ord, str) and ord == "fro" and axis is None)):
-        raise TracingError("np.linalg.norm on traced values supports only the 2-norm")
-    return apply_unary("sqrt", reduce("add", apply_unary("square", x), axis, keepdims))
-
-
-def _diff(a, n=1, axis=-1):
-    rec = _recorder_of([a])
-    a = asarray(a, rec)
-    (axis,) = normalize_axes(axis, len(_shape(a)))
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
-        raise ArgumentTypeError(f"np.diff: n must be an integer, not {type(n).__name__}")
-    if n < 0:
-        raise ArgumentError(f"np.diff: order must be non-negative but got {n}")
-    # Past the axis length every further difference is of an empty array.
-    for _ in range(min(int(n), _shape(a)[axis] + 1)):
-        slots = _raw(a)
-        upper = np.take(slots, np.arange(1, slots.shape[axis]), axis=axis)
-        lower = np.take(slots, np.arange(0, slots.shape[axis] - 1), axis=axis)
-        a = apply_binary("sub", wrap(rec, upper), wrap(rec, lower))
-    return a
-
-
-def _cumsum(a, axis=None, dtype=None, out=None):
-    rec = _recorder_of([a])
-    slots = _raw(asarray(a, rec))
-    if axis is None:
-        slots, axis = slots.reshape(-1), 0
-    (axis,) = normalize_axes(axis, slots.ndim)
-    moved = np.moveaxis(slots, axis, -1).copy()
-    code = ops.code_of("add", Kind.VV)
-    for k in range(1, moved.shape[-1]):
-        left = moved[..., k - 1].reshape(-1)
-        right = moved[..., k].reshape(-1)
-        first = rec.push_many(code, left, right)
-        moved[..., k] = np.arange(first, first + left.size).reshape(moved.shape[:-1])
-    return wrap(rec, np.moveaxis(moved, -1, axis))
-
-
-def _outer(a, b, out=None):
-    rec = _recorder_of([a, b])
-    flat = [wrap(rec, _raw(asarray(v, rec)).reshape(-1)) if _recorder_of([v]) is not None
-            else np.ravel(_constant(v)) for v in (a, b)]
-    return apply_binary("mul", _expand(flat[0], -1), flat[1])
-
-
-def _inner(a, b):
-    return reduce("add", apply_binary("mul", a, b), axis=-1)
-
-
-def _vdot(a, b):
-    return reduce("add", apply_binary("mul", _flat(a), _flat(b)))
-
-
-def _flat(x):
-    return x.reshape(-1) if hasattr(x, "reshape") else np.ravel(x)
-
-
-def _trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
-    return reduce("add", _structural(np.diagonal)(a, offset, axis1, axis2), axis=-1)
-
-
-def _shape(a):
-    return np.shape(_raw(a))
-
-
-_HANDLED = {
-    np.sum: _sum, np.prod: _prod, np.mean: _mean, np.max: _max, np.min: _min,
-    np.amax: _max, np.amin: _min,
-    np.dot: lambda a, b, out=None: dot(a, b), np.matmul: lambda a, b, **kw: matmul(a, b),
-    np.inner: _inner, np.outer: _outer, np.vdot: _vdot, np.trace: _trace,
-    np.where: where, np.clip: lambda a, a_min=None, a_max=None, out=None, **kw: clip(a, a_min, a_max),
-    np.linalg.norm: _norm, np.diff: _diff, np.cumsum: _cumsum,
-    np.shape: _shape, np.ndim: lambda a: len(_shape(a)),
-    np.size: lambda a, axis=None: int(np.prod(_shape(a))) if axis is None else _shape(a)[axis],
-    np.zeros_like: _like(0.0), np.ones_like: _like(1.0),
-    np.full_like: lambda a, fill_value, *args, **kw: np.full(_shape(a), fill_value, dtype=float),
-    np.empty_like: _like(0.0),
-}
-for _f in (np.concatenate, np.stack, np.hstack, np.vstack, np.column_stack,
-           np.reshape, np.transpose, np.ravel, np.squeeze, np.expand_dims,
-           np.atleast_1d, np.atleast_2d, np.flip, np.roll, np.broadcast_to,
-           np.moveaxis, np.swapaxes, np.take, np.tile, np.repeat, np.diagonal,
-           np.copy, np.append, np.split, np.array_split, np.fliplr, np.flipud):
-    _HANDLED[_f] = _structural(_f)
-for _f in (np.triu, np.tril, np.diag):
-    _HANDLED[_f] = _zero_filling(_f)
-
-
-def _array_function(func, types, args, kwargs):
-    handler = _HANDLED.get(func)
-    if handler is None:
-        raise TracingError(
-            f"np.{func.__name__} is not supported on traced values yet; the supported "
-            "functions are the keys of wengert.tracing._HANDLED. Compose it from "
-            "supported operations or ask for it.")
-    try:
-        return handler(*args, **kwargs)
-    except _NUMPY_ERRORS as exc:
-        raise _library_error(exc, f"np.{func.__name__} on traced values") from None
-
-
-hooks["compare"] = compare
-hooks["ufunc"] = _array_ufunc
-hooks["function"] = _array_function
-
-
-# ---- recording -------------------------------------------------------------------
-
-def _output_constant(value):
-    """A recorded function's output that holds no traced value, as floats."""
-    return real_array(value, "the value the recorded function returned")
-
-
-def _is_dynamic(arg):
-    """Floats and float arrays are dynamic parameters; the rest is static."""
-    if isinstance(arg, bool):
-        return False
-    if isinstance(arg, (float, np.floating)):
-        return True
-    return isinstance(arg, np.ndarray) and arg.dtype.kind == "f"
-
-
-def trace(f, x, extras):
-    """Run ``f`` on traced values. Returns (recorder, output slots (flat),
-    output shape, parameter specs, recorded parameter values (flat))."""
-    x = np.asarray(x, dtype=np.float64)
-    specs = []
-    params = []
-    offset = x.size
-    for arg in extras:
-        if _is_dynamic(arg):
-            value = np.asarray(arg, dtype=np.float64)
-            specs.append(Param(value.shape, offset, value.copy()))
-            params.append(value.reshape(-1))
-            offset += value.size
-        else:
-            specs.append(Static(arg))
-    param_values = np.concatenate(params) if params else np.zeros(0)
-    rec = Recorder(x.reshape(-1), param_values)
-    traced_x = wrap(rec, np.arange(x.size, dtype=np.intp).reshape(x.shape))
-    traced_args = []
-    for spec in specs:
-        if isinstance(spec, Param):
-            traced_args.append(wrap(rec, np.arange(spec.first, spec.first + spec.values.size,
-                                                   dtype=np.intp).reshape(spec.shape)))
-        else:
-            traced_args.append(spec.value)
-    result = f(traced_x, *traced_args)
-    if result is None:
-        raise WengertError("the recorded function returned None; it must return "
-                           "its output (a traced value, an array or a float)")
-    if isinstance(result, Comparison):
-        raise TracingError("the recorded function returned a comparison; return "
-                           "wg.where(...) or an arithmetic value instead")
-    out = asarray(result, rec)
-    if isinstance(out, (TracedArray, Active)):
-        _same_recording(rec, out)
-    else:
-        out = wrap(rec, _slots_of(rec, _Operand(False, _output_constant(out))))
-    slots = np.asarray(_raw(out))
-    return rec, slots.reshape(-1), slots.shape, specs, param_values
+# The NumPy API on traced values, imported last: it builds on everything
+# above, and the traced types call it through this module reference (bound
+# late, so importing either module first works). Importing it registers the
+# hooks the compiled traced scalars call.
+from wengert import _numpy_api  # noqa: E402

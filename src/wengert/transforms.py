@@ -18,8 +18,8 @@ import numpy as np
 from wengert._arguments import check_choice, real_array
 from wengert._errors import (ArgumentTypeError, BranchChangedError,
                              RecordingWarning)
-from wengert.tape import Tape, record
-from wengert.tracing import _is_dynamic
+from wengert.recording import _is_dynamic, record
+from wengert.tape import Tape
 
 _PUBLIC_NAME = {"gradient": "grad", "value_and_gradient": "value_and_grad"}
 
