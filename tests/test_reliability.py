@@ -432,7 +432,7 @@ def test_timedelta_values_are_refused_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(wg.ArgumentError, match="static argument changed"):
-            tape.jvp(np.ones(2), np.ones(2), np.array([1, 2], dtype="m8"))
+            tape.jvp(np.ones(2), np.ones(2), np.array([1, 2], dtype="m8[s]"))
         with pytest.raises(wg.TapeFormatError, match="input shape"):
             wg.Tape(**{**tape._state(), "in_shape": np.array([2], dtype="m8[s]")})
         with pytest.raises(wg.ArgumentTypeError):
