@@ -144,7 +144,7 @@ def test_recorded_function_must_return_a_value():
 
 
 def test_unsupported_numpy_functions_are_tracing_errors():
-    with pytest.raises(wg.TracingError, match="np.fft"):
+    with pytest.raises(wg.TracingError, match=r"^numpy\.fft\.fft is not supported"):
         wg.record(lambda x: np.fft.fft(x), np.ones(4))
     with pytest.raises(wg.TracingError, match="floor"):
         wg.record(lambda x: np.floor(x), np.ones(4))

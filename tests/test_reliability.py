@@ -437,3 +437,21 @@ def test_timedelta_values_are_refused_without_warnings():
             wg.Tape(**{**tape._state(), "in_shape": np.array([2], dtype="m8[s]")})
         with pytest.raises(wg.ArgumentTypeError):
             tape.forward(np.array([1, 2], dtype="m8[s]"))
+
+
+UNSUPPORTED = {
+    "numpy.linalg.solve": lambda x: np.linalg.solve(np.eye(2), x),
+    "numpy.linalg.eig": lambda x: np.linalg.eig(np.outer(x, x)),
+    "numpy.sort": lambda x: np.sort(x),
+    "numpy.fmod": lambda x: np.fmod(x, 2.0),
+    "scipy.special.struve": lambda x: __import__("scipy.special").special.struve(1.0, x),
+}
+
+
+@pytest.mark.parametrize("path", sorted(UNSUPPORTED))
+def test_an_unsupported_function_is_named_by_its_public_path(path):
+    with pytest.raises(wg.TracingError) as info:
+        wg.record(UNSUPPORTED[path], X0)
+    message = str(info.value)
+    assert message.startswith(f"{path} is not supported on traced values")
+    assert "_HANDLED" not in message and "_numpy_api" not in message

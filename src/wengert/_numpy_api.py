@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import sys
+
 import numpy as np
 
 from wengert import _opcodes as ops
@@ -262,8 +264,9 @@ def _ufunc_on_traced(ufunc, method, inputs, kwargs):
         result = apply_unary(_UFUNC_BY_NAME[ufunc.__name__], inputs[0])
     else:
         raise TracingError(
-            f"np.{ufunc.__name__} is not supported on traced values; the supported "
-            f"ufuncs are listed in wengert._numpy_api (for example np.sin, np.exp, np.maximum)")
+            f"{_public_path(ufunc)} is not supported on traced values yet: compose it "
+            "from supported operations (the README's \"What you can write inside f\" "
+            "lists them) or ask for it")
     if out is not None:
         target = out[0] if isinstance(out, tuple) else out
         if not isinstance(target, TracedArray):
@@ -448,13 +451,29 @@ for _f in (np.triu, np.tril, np.diag):
     _HANDLED[_f] = _zero_filling(_f)
 
 
+def _public_path(func):
+    """How a user names ``func``: ``numpy.linalg.solve``, ``scipy.special.struve``."""
+    name = getattr(func, "__name__", repr(func))
+    if isinstance(func, np.ufunc):            # ufuncs carry no __module__
+        if getattr(np, name, None) is func:
+            return f"numpy.{name}"
+        special = sys.modules.get("scipy.special")
+        if special is not None and getattr(special, name, None) is func:
+            return f"scipy.special.{name}"
+        return name
+    module = getattr(func, "__module__", None) or "numpy"
+    if module.startswith("numpy.") and module.split(".")[1].startswith("_"):
+        module = "numpy"          # numpy._core.fromnumeric.sum is numpy.sum to users
+    return f"{module}.{name}"
+
+
 def _array_function(func, types, args, kwargs):
     handler = _HANDLED.get(func)
     if handler is None:
         raise TracingError(
-            f"np.{func.__name__} is not supported on traced values yet; the supported "
-            "functions are the keys of wengert._numpy_api._HANDLED. Compose it from "
-            "supported operations or ask for it.")
+            f"{_public_path(func)} is not supported on traced values yet: compose it "
+            "from supported operations (the README's \"What you can write inside f\" "
+            "lists them) or ask for it")
     try:
         return handler(*args, **kwargs)
     except _NUMPY_ERRORS as exc:
