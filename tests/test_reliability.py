@@ -455,3 +455,8 @@ def test_an_unsupported_function_is_named_by_its_public_path(path):
     message = str(info.value)
     assert message.startswith(f"{path} is not supported on traced values")
     assert "_HANDLED" not in message and "_numpy_api" not in message
+
+
+def test_a_dynamic_parameter_with_too_many_dimensions_is_a_shape_error():
+    with pytest.raises(wg.ShapeError, match="extra argument 0 has 17 dimensions"):
+        wg.record(lambda x, p: x * np.sum(p), X0, np.ones((1,) * 17))

@@ -110,22 +110,8 @@ def power(a, b):
     return np.power(a, b)
 
 
-@_library_errors
-def where(condition, x, y):
-    """Branch-free select: ``x`` where ``condition`` holds, else ``y``.
-
-    Both branches are recorded and the condition is evaluated at every
-    replay, so the tape stays valid everywhere (no guard). Derivatives flow
-    only into the branch taken: a NaN or inf in the other never leaks.
-
-    Examples
-    --------
-    >>> import numpy as np, wengert as wg
-    >>> tape = wg.record(lambda x: wg.where(x > 0, np.sqrt(x), 0.0), np.array([4.0, -1.0]))
-    >>> tape.jacobian([4.0, -1.0]).tolist()
-    [[0.25, 0.0], [0.0, 0.0]]
-    """
-    return _numpy_api.where(condition, x, y)
+# The select itself, with its docstring; only the error translation is added.
+where = _library_errors(_numpy_api.where)
 
 
 @_library_errors

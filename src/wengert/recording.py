@@ -37,9 +37,11 @@ def trace(f, x, extras):
     specs = []
     params = []
     offset = x.size
-    for arg in extras:
+    for i, arg in enumerate(extras):
         if _is_dynamic(arg):
-            value = np.asarray(arg, dtype=np.float64)
+            # Checked as at replay: a dynamic parameter of more dimensions
+            # than a tape holds is a ShapeError naming it, not a bad tape.
+            value = real_array(arg, f"extra argument {i}")
             specs.append(Param(value.shape, offset, value.copy()))
             params.append(value.reshape(-1))
             offset += value.size
