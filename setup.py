@@ -46,7 +46,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + inline_macro,
         extra_compile_args=compile_args,
     )
-    for name in ("_sweeps", "_recorder", "_sparsity", "_optimize")
+    for name in ("_sweeps", "_engine", "_recorder", "_sparsity", "_colouring", "_optimize")
 ]
 
 # The C mirrors of the operation table (the opcode enum, the kernel

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 import wengert as wg
 from wengert import _opcodes as ops
-from wengert import _sparsity
+from wengert import _colouring, _sparsity
 from wengert import sparsity
 from wengert._opcodes import Kind
 from wengert.sparsity import (Colouring, hessian_colouring, hessian_sparsity,
@@ -506,7 +506,7 @@ def test_star_colouring_uses_symmetry_on_an_arrowhead():
 
 def test_invalid_colouring_is_detected():
     pattern = _pattern(np.ones((2, 2), bool))
-    source = _sparsity.direct_recovery(pattern.indptr, pattern.indices,
+    source = _colouring.direct_recovery(pattern.indptr, pattern.indices,
                                        np.zeros(2, np.int32), 1, True)
     assert source < 0
 

@@ -89,7 +89,7 @@ class Compact:
 
     Attributes
     ----------
-    engine : wengert._sweeps.Engine
+    engine : wengert._engine.Engine
         The compact tape's engine (the tape's own when nothing is dropped).
     kept : ndarray of int64
         The original leading slots kept, sorted: inputs first, then parameters.
@@ -120,7 +120,7 @@ class Compact:
         if self.identity:
             self.engine = eng
             return
-        from wengert._sweeps import Engine
+        from wengert._engine import Engine
         from wengert.tape import _VALID_CODES
         args, aux, outputs, guard_args = remap(
             eng.opcodes, eng.args, eng.aux, eng.outputs, eng.guard_codes, eng.guard_args,

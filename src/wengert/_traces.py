@@ -127,7 +127,7 @@ def _edge_partials(tape, entries, val, seeds):
     ``seeds`` every slot's final adjoint (indexed by slot arrays). Returns
     ``{(op index, position): (partial, contribution)}``.
     """
-    from wengert._sweeps import Engine
+    from wengert._engine import Engine
     from wengert.tape import _VALID_CODES
     eng = tape._engine
     if not entries:

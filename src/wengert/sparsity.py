@@ -34,7 +34,7 @@ import threading
 import numpy as np
 import scipy.sparse as sp
 
-from wengert import _sparsity
+from wengert import _colouring, _sparsity
 from wengert._arguments import check_choice, real_array
 from wengert._compact import compact
 from wengert._errors import ArgumentError, ShapeError
@@ -415,8 +415,8 @@ def _largest_first(degrees):
 def _colour_columns(pattern):
     """Column colouring of ``pattern`` (structurally orthogonal groups)."""
     t = pattern.transpose()
-    degrees = _sparsity.distance2_degrees(t.indptr, t.indices, pattern.indptr, pattern.indices)
-    return _sparsity.partial_distance2_colouring(
+    degrees = _colouring.distance2_degrees(t.indptr, t.indices, pattern.indptr, pattern.indices)
+    return _colouring.partial_distance2_colouring(
         t.indptr, t.indices, pattern.indptr, pattern.indices, _largest_first(degrees))
 
 
@@ -428,7 +428,7 @@ def _square_sum(counts):
 def _column_colouring(pattern, expand=None):
     colours = _colour_columns(pattern)
     p = _colour_count(colours, "column", expand)
-    source = _sparsity.direct_recovery(pattern.indptr, pattern.indices, colours, p, False)
+    source = _colouring.direct_recovery(pattern.indptr, pattern.indices, colours, p, False)
     _check_source(source, "column")
     return Colouring("column", pattern, colours, source, expand)
 
@@ -554,12 +554,12 @@ def _make_hessian_colouring(pattern, method, expand=None):
         counts = np.bincount(rows[off], minlength=pattern.shape[0])
         adjacency = _Pattern(pattern.shape, np.concatenate([[0], np.cumsum(counts)]),
                              pattern.indices[off])
-        mate = _sparsity.mirror_positions(adjacency.indptr, adjacency.indices)
-        colours = _sparsity.star_colouring(adjacency.indptr, adjacency.indices, mate,
+        mate = _colouring.mirror_positions(adjacency.indptr, adjacency.indices)
+        colours = _colouring.star_colouring(adjacency.indptr, adjacency.indices, mate,
                                            _largest_first(counts))
         symmetric = True
     p = _colour_count(colours, method, expand)
-    source = _sparsity.direct_recovery(pattern.indptr, pattern.indices, colours, p, symmetric)
+    source = _colouring.direct_recovery(pattern.indptr, pattern.indices, colours, p, symmetric)
     _check_source(source, method)
     return Colouring(method, pattern, colours, source, expand)
 

@@ -11,7 +11,7 @@ from wengert._arguments import MAX_DIMS, check_choice, real_array
 from wengert._errors import (ArgumentError, BranchChangedError, ShapeError, TapeFormatError,
                              WengertError)
 from wengert._records import Guard, Param, Static
-from wengert._sweeps import Engine
+from wengert._engine import Engine
 # wg.record lives beside the tracer it runs; wengert.tape.record stays.
 from wengert.recording import record  # noqa: F401
 
