@@ -256,6 +256,45 @@ def interaction(op: Operation, kind: Kind) -> str:
     return "all" if kind == Kind.VV else "self"
 
 
+# ---- the operand decoder -----------------------------------------------------------
+#
+# What each of an entry's two operand indices refers to, by full opcode: the
+# one place the layout of operands is decoded. _generate.py writes it into
+# _opcodes.pxd (WG_ROLES) for the compiled passes, whose inline twin is
+# _operands.pxd's operand_role; the Python tools read ROLES.
+
+class Role(IntEnum):
+    NONE = 0    # unused
+    SLOT = 1    # a slot (an input, a parameter or an earlier entry's result)
+    CONST = 2   # an index into the constant pool
+    AUX = 3     # an index into the side table (select: its two branch slots there)
+
+
+def operand_roles(op: Operation, kind: Kind) -> Tuple[Role, Role]:
+    """The roles of operands 0 and 1 of ``op`` recorded with ``kind``."""
+    if op.arity == 0:
+        return Role.CONST, Role.NONE
+    if op.arity == 3:
+        return Role.SLOT, Role.AUX
+    if op.arity == 1:
+        return Role.SLOT, Role.NONE
+    return {Kind.VV: (Role.SLOT, Role.SLOT), Kind.VC: (Role.SLOT, Role.CONST),
+            Kind.CV: (Role.CONST, Role.SLOT)}[kind]
+
+
+def _roles_table() -> np.ndarray:
+    table = np.zeros((256, 2), dtype=np.uint8)
+    for code, (op, kind) in BY_CODE.items():
+        table[code] = operand_roles(op, kind)
+    table.flags.writeable = False
+    return table
+
+
+# (256, 2): the roles of both operands of every full opcode (NONE, NONE for
+# invalid codes); index it with an array of opcodes to decode a whole tape.
+ROLES = _roles_table()
+
+
 def valid_codes() -> np.ndarray:
     """Boolean table over all 256 byte values: which are valid opcodes."""
     ok = np.zeros(256, dtype=bool)
