@@ -269,3 +269,28 @@ def test_sparsity_classes_follow_the_table():
     from wengert._sparsity import interaction
     for code, (op, kind) in ops.BY_CODE.items():
         assert interaction(code) == ops.interaction(op, kind)
+
+
+def test_the_compiled_operand_decoder_is_the_tables():
+    from wengert._engine import Engine
+    for code in range(256):
+        assert Engine.operand_roles(code) == tuple(ops.ROLES[code]), code
+
+
+@pytest.mark.parametrize("op", ops.OPERATIONS, ids=lambda op: op.name)
+def test_operand_roles_follow_the_layout_of_each_row(op):
+    for kind in op.kinds:
+        roles = tuple(ops.ROLES[op.code(kind)])
+        if op.arity == 2:
+            # Binary rows: the kind names the constant operand, if any.
+            expected = {ops.Kind.VV: (ops.Role.SLOT, ops.Role.SLOT),
+                        ops.Kind.VC: (ops.Role.SLOT, ops.Role.CONST),
+                        ops.Kind.CV: (ops.Role.CONST, ops.Role.SLOT)}[kind]
+        else:
+            expected = {"const": (ops.Role.CONST, ops.Role.NONE),
+                        "select": (ops.Role.SLOT, ops.Role.AUX)}.get(
+                            op.name, (ops.Role.SLOT, ops.Role.NONE))
+        assert roles == expected
+    assert not ops.ROLES.flags.writeable
+    invalid = ~ops.valid_codes()
+    assert (ops.ROLES[invalid] == ops.Role.NONE).all()

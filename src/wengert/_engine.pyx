@@ -13,8 +13,10 @@ cimport numpy as cnp
 from wengert._types cimport real_t, index_t, opcode_t, TapeView
 from wengert._sweeps cimport (
     forward0, forward1, reverse1, reverse1_clearing, reverse2,
-    first_bad_operation, first_bad_guard, first_failed_guard, slot_ok,
+    first_bad_operation, first_bad_guard, first_failed_guard,
 )
+from wengert._opcodes cimport ROLE_SLOT
+from wengert._operands cimport operand_exists, operand_role
 
 cnp.import_array()
 
@@ -154,8 +156,16 @@ cdef class Engine:
         if bad >= 0:
             raise ValueError(f"guard {bad} is not a comparison of existing slots")
         for i in range(self.n_out):
-            if not slot_ok(out_v[i], self.n_slots):
+            if not operand_exists(ROLE_SLOT, out_v[i], self.n_slots, 0, NULL, 0):
                 raise ValueError(f"output {i} refers to slot {out_v[i]}, outside 0..{self.n_slots - 1}")
+
+    @staticmethod
+    def operand_roles(int code):
+        """The ROLE_* of both operands of a full opcode, as the compiled passes
+        decode them (the tests compare it with _opcodes.ROLES)."""
+        if not 0 <= code < 256:
+            raise ValueError(f"opcode {code} is not a byte")
+        return operand_role(code, 0), operand_role(code, 1)
 
     def __dealloc__(self):
         cdef int k

@@ -4,9 +4,10 @@ As NumPy generates its ufunc loops from ``generate_umath.py``, the build
 writes from ``_opcodes.py`` every file that must agree with the table, so
 none of them is kept in step by hand:
 
-* ``_opcodes.pxd``: the opcode enum and, per full opcode, the sparsity
-  classes (which operands carry a derivative, which second derivatives an
-  entry couples) as C arrays;
+* ``_opcodes.pxd``: the opcode enum and, per full opcode, what each operand
+  index refers to (``_opcodes.ROLES``) and the sparsity classes (which
+  operands carry a derivative, which second derivatives an entry couples)
+  as C arrays;
 * ``_dispatch.pxd``: the switches that route a base code to its kernels
   (``name_value``, ``name_partial(s)``, ``name_second(s)`` in
   ``_kernels.pxd``) and ``is_comparison``;
@@ -59,20 +60,26 @@ def opcodes_pxd(ops):
         lines.append(f"    OPERANDS_{name} = {value}")
     for value, name in enumerate(ops.INTERACTION):
         lines.append(f"    NL_{name.upper()} = {value}")
+    lines += [f"    ROLE_{role.name} = {int(role)}" for role in ops.Role]
     operands, interaction = [0] * 256, [0] * 256
     for code, (op, kind) in ops.BY_CODE.items():
         operands[code] = ops.operands_class(op, kind)
         interaction[code] = ops.INTERACTION.index(ops.interaction(op, kind))
+    roles = [int(r) for r in ops.ROLES.reshape(-1)]
     lines += ["",
               "# Per full opcode (0 for invalid codes, which validation refuses):",
-              "# WG_OPERANDS, the OPERANDS_* class; WG_INTERACTION, the NL_* class.",
+              "# WG_OPERANDS, the OPERANDS_* class; WG_INTERACTION, the NL_* class;",
+              "# WG_ROLES[2 * code + k], the ROLE_* of operand k (read it through",
+              "# _operands.pxd).",
               'cdef extern from *:',
               '    """',
               _c_array("WG_OPERANDS", operands),
               _c_array("WG_INTERACTION", interaction),
+              _c_array("WG_ROLES", roles),
               '    """',
               "    const unsigned char WG_OPERANDS[256]",
-              "    const unsigned char WG_INTERACTION[256]", ""]
+              "    const unsigned char WG_INTERACTION[256]",
+              "    const unsigned char WG_ROLES[512]", ""]
     return "\n".join(lines)
 
 

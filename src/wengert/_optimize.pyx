@@ -32,6 +32,7 @@ cimport numpy as cnp
 from wengert._types cimport real_t, index_t, opcode_t, TapeView
 from wengert._opcodes cimport *
 from wengert._sweeps cimport forward0
+from wengert._operands cimport operand_role
 
 cnp.import_array()
 
@@ -98,29 +99,21 @@ ctypedef struct Pass:
 
 
 cdef inline void _key(const Pass* p, Py_ssize_t i, uint64_t* k1, uint64_t* k2) noexcept nogil:
-    """The operands that identify operation i beside its opcode."""
+    """The operands that identify operation i beside its opcode: slots as
+    themselves, an immediate constant by its bits, a select's branches as
+    one pair."""
     cdef int code = p.code[i]
-    cdef int kind = code >> KIND_SHIFT
+    cdef int role0 = operand_role(code, 0), role1 = operand_role(code, 1)
     cdef index_t a0 = p.args[2 * i], a1 = p.args[2 * i + 1]
-    if kind == KIND_VV:
-        k1[0] = <uint64_t>a0
+    k1[0] = _bits(p.imm[i]) if role0 == ROLE_CONST else <uint64_t>a0
+    if role1 == ROLE_SLOT:
         k2[0] = <uint64_t>a1
-    elif kind == KIND_VC:
-        k1[0] = <uint64_t>a0
+    elif role1 == ROLE_CONST:
         k2[0] = _bits(p.imm[i])
-    elif kind == KIND_CV:
-        k1[0] = _bits(p.imm[i])
-        k2[0] = <uint64_t>a1
-    elif code == CODE_CONST:
-        k1[0] = _bits(p.imm[i])
-        k2[0] = 0
-    elif code == CODE_SELECT:
-        k1[0] = <uint64_t>a0
+    elif role1 == ROLE_AUX:
         k2[0] = (<uint64_t><uint32_t>p.aux[a1] << 32) | <uint64_t><uint32_t>p.aux[a1 + 1]
     else:
-        k1[0] = <uint64_t>a0
         k2[0] = 0
-
 
 
 cdef Py_ssize_t _find_or_insert(const Pass* p, uint64_t* table, uint64_t mask,
@@ -158,27 +151,30 @@ cdef inline uint64_t _guess_hash(const opcode_t* opcodes, const index_t* args,
                                 const real_t* consts, const index_t* aux,
                                 const index_t* rep, Py_ssize_t i) noexcept nogil:
     """The hash operation i will have if no rule rewrites it (the common
-    case), computed ahead of time to prefetch its hash-table entry."""
-    cdef int code = opcodes[i], base = code & BASE_MASK, kind = code >> KIND_SHIFT
-    cdef index_t a0 = args[2 * i], a1 = args[2 * i + 1], x, y
-    if kind == KIND_VV:
-        x = rep[a0]
-        y = rep[a1]
-        if (base == OP_ADD or base == OP_MUL) and x > y:
-            x, y = y, x
-        return _hash(code, <uint64_t>x, <uint64_t>y)
-    if kind == KIND_VC:
-        return _hash(code, <uint64_t>rep[a0], _bits(consts[a1]))
-    if kind == KIND_CV:
-        if base == OP_ADD or base == OP_MUL:
-            return _hash((KIND_VC << KIND_SHIFT) | base, <uint64_t>rep[a1], _bits(consts[a0]))
-        return _hash(code, _bits(consts[a0]), <uint64_t>rep[a1])
-    if code == CODE_CONST:
-        return _hash(code, _bits(consts[a0]), 0)
-    if code == CODE_SELECT:
-        return _hash(code, <uint64_t>rep[a0],
-                     (<uint64_t><uint32_t>rep[aux[a1]] << 32) | <uint64_t><uint32_t>rep[aux[a1 + 1]])
-    return _hash(code, <uint64_t>rep[a0], 0)
+    case), computed ahead of time to prefetch its hash-table entry: the key
+    of _key over representatives, with the commutative rewrites of
+    simplify (a + b ordered, c + x as x + c)."""
+    cdef int code = opcodes[i], base = code & BASE_MASK
+    cdef int role0 = operand_role(code, 0), role1 = operand_role(code, 1)
+    cdef index_t a0 = args[2 * i], a1 = args[2 * i + 1]
+    cdef uint64_t k1, k2, swap
+    k1 = _bits(consts[a0]) if role0 == ROLE_CONST else <uint64_t>rep[a0]
+    if role1 == ROLE_SLOT:
+        k2 = <uint64_t>rep[a1]
+    elif role1 == ROLE_CONST:
+        k2 = _bits(consts[a1])
+    elif role1 == ROLE_AUX:
+        k2 = (<uint64_t><uint32_t>rep[aux[a1]] << 32) | <uint64_t><uint32_t>rep[aux[a1 + 1]]
+    else:
+        k2 = 0
+    if base == OP_ADD or base == OP_MUL:
+        if role0 == ROLE_SLOT and role1 == ROLE_SLOT and k1 > k2:
+            swap = k1
+            k1 = k2
+            k2 = swap
+        elif role0 == ROLE_CONST and role1 == ROLE_SLOT:
+            return _hash((KIND_VC << KIND_SHIFT) | base, k2, k1)
+    return _hash(code, k1, k2)
 
 
 @cython.boundscheck(False)
@@ -198,7 +194,7 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
     """
     cdef Py_ssize_t n = opcodes.shape[0], n_slots = first + n
     cdef Py_ssize_t i, s, j, target, n_aux = aux.shape[0]
-    cdef int code, base, kind
+    cdef int code, base, kind, role0, role1
     cdef index_t a0, a1, x, y, b0, b1
     cdef real_t c = 0.0
     cdef index_t src = -1
@@ -263,15 +259,17 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
             s = first + i
             code = opcodes[i]
             base = code & BASE_MASK
-            kind = code >> KIND_SHIFT
+            kind = code >> KIND_SHIFT      # rewritten below when an operand is inlined
+            role0 = operand_role(code, 0)
+            role1 = operand_role(code, 1)
             a0 = args[i, 0]
             a1 = args[i, 1]
             target = -1
             fold = False
             # -- 1. operands in representatives; fold, alias or rewrite ---------
-            if kind == KIND_UNARY and base == OP_CONST:
+            if role1 == ROLE_NONE and role0 == ROLE_CONST:      # const
                 fold = True
-            elif kind == KIND_UNARY and base == OP_SELECT:
+            elif role1 == ROLE_AUX:                             # select
                 x = rep[a0]
                 b0 = rep[aux[a1]]
                 b1 = rep[aux[a1 + 1]]
@@ -286,7 +284,7 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
                     new_code[i] = code
                     new_args[i, 0] = x
                     new_args[i, 1] = a1
-            elif kind == KIND_UNARY:
+            elif role1 == ROLE_NONE:                            # unary
                 x = rep[a0]
                 if constant[x]:
                     fold = True
@@ -299,8 +297,8 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
                     new_code[i] = code
                     new_args[i, 0] = x
                     new_args[i, 1] = 0
-            else:
-                if kind == KIND_VV:
+            else:                                               # binary
+                if role0 == ROLE_SLOT and role1 == ROLE_SLOT:
                     x = rep[a0]
                     y = rep[a1]
                     if constant[x] and constant[y]:
@@ -318,7 +316,7 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
                     elif (base == OP_ADD or base == OP_MUL) and x > y:
                         # a+b and a*b are the same bits as b+a and b*a.
                         x, y = y, x
-                elif kind == KIND_VC:
+                elif role1 == ROLE_CONST:
                     x = rep[a0]
                     y = 0
                     c = consts[a1]
@@ -362,7 +360,7 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
                 forward0(&view, &val[0], 1, i, i + 1)
                 constant[s] = 1
                 new_code[i] = CODE_CONST
-                new_args[i, 0] = a0 if kind == KIND_UNARY and base == OP_CONST else -1
+                new_args[i, 0] = a0 if code == CODE_CONST else -1
                 new_args[i, 1] = 0
                 imm[i] = val[s]
                 if new_args[i, 0] < 0:
@@ -398,8 +396,8 @@ def live_slots(const opcode_t[::1] code, const index_t[:, ::1] args,
     cdef Py_ssize_t n = code.shape[0], i, s
     live_arr = np.zeros(first + n, np.uint8)
     cdef uint8_t[::1] live = live_arr
-    cdef int c, kind
-    cdef index_t a0, a1
+    cdef int c, k, role
+    cdef index_t a
     with nogil:
         for i in range(roots.shape[0]):
             live[roots[i]] = 1
@@ -408,22 +406,14 @@ def live_slots(const opcode_t[::1] code, const index_t[:, ::1] args,
             if not live[s] or fate[i] != KEPT:
                 continue
             c = code[i]
-            kind = c >> KIND_SHIFT
-            a0 = args[i, 0]
-            a1 = args[i, 1]
-            if kind == KIND_VV:
-                live[a0] = 1
-                live[a1] = 1
-            elif kind == KIND_VC:
-                live[a0] = 1
-            elif kind == KIND_CV:
-                live[a1] = 1
-            elif c == CODE_SELECT:
-                live[a0] = 1
-                live[aux[a1]] = 1
-                live[aux[a1 + 1]] = 1
-            elif c != CODE_CONST:
-                live[a0] = 1
+            for k in range(2):
+                role = operand_role(c, k)
+                a = args[i, k]
+                if role == ROLE_SLOT:
+                    live[a] = 1
+                elif role == ROLE_AUX:
+                    live[aux[a]] = 1
+                    live[aux[a + 1]] = 1
     return live_arr.view(bool)
 
 
@@ -443,16 +433,18 @@ def renumber(const opcode_t[::1] code, const index_t[:, ::1] args, const real_t[
     ``args``, for the caller to replace by indices into the new pool.
     """
     cdef Py_ssize_t n = code.shape[0], i, k, n_kept = 0, n_sel = 0, n_imm = 0, n_new = 0
-    cdef int c, kind, col
-    cdef index_t a0, a1
+    cdef int c, col, role
+    cdef index_t a
     for i in range(n):
         if keep[i]:
             n_kept += 1
             c = code[i]
-            if c == CODE_SELECT:
-                n_sel += 1
-            elif c == CODE_CONST or (c >> KIND_SHIFT) == KIND_VC or (c >> KIND_SHIFT) == KIND_CV:
-                n_imm += 1
+            for col in range(2):
+                role = operand_role(c, col)
+                if role == ROLE_AUX:
+                    n_sel += 1
+                elif role == ROLE_CONST:
+                    n_imm += 1
     out_code_arr = np.empty(n_kept, np.uint8)
     out_args_arr = np.zeros((n_kept, 2), np.int32)
     out_aux_arr = np.empty(2 * n_sel, np.int32)
@@ -480,40 +472,27 @@ def renumber(const opcode_t[::1] code, const index_t[:, ::1] args, const real_t[
             if not keep[i]:
                 continue
             c = code[i]
-            kind = c >> KIND_SHIFT
-            a0 = args[i, 0]
-            a1 = args[i, 1]
             out_code[k] = <opcode_t>c
-            col = -1
-            if kind == KIND_VV:
-                out_args[k, 0] = new_slot[a0]
-                out_args[k, 1] = new_slot[a1]
-            elif kind == KIND_VC:
-                out_args[k, 0] = new_slot[a0]
-                col = 1
-            elif kind == KIND_CV:
-                out_args[k, 1] = new_slot[a1]
-                col = 0
-            elif c == CODE_CONST:
-                col = 0
-            elif c == CODE_SELECT:
-                out_args[k, 0] = new_slot[a0]
-                out_args[k, 1] = <index_t>(2 * n_sel)
-                out_aux[2 * n_sel] = new_slot[aux[a1]]
-                out_aux[2 * n_sel + 1] = new_slot[aux[a1 + 1]]
-                n_sel += 1
-            else:
-                out_args[k, 0] = new_slot[a0]
-            if col >= 0:
-                # args[i, col] is the old pool index, or -1 for a new value.
-                if args[i, col] >= 0:
-                    out_args[k, col] = args[i, col]
-                else:
-                    new_values[n_new] = imm[i]
-                    out_args[k, col] = <index_t>(n_consts + n_new)
-                    n_new += 1
-                where[n_imm] = 2 * k + col
-                n_imm += 1
+            for col in range(2):
+                role = operand_role(c, col)
+                a = args[i, col]
+                if role == ROLE_SLOT:
+                    out_args[k, col] = new_slot[a]
+                elif role == ROLE_AUX:
+                    out_args[k, col] = <index_t>(2 * n_sel)
+                    out_aux[2 * n_sel] = new_slot[aux[a]]
+                    out_aux[2 * n_sel + 1] = new_slot[aux[a + 1]]
+                    n_sel += 1
+                elif role == ROLE_CONST:
+                    # a is the old pool index, or -1 for a value computed here.
+                    if a >= 0:
+                        out_args[k, col] = a
+                    else:
+                        new_values[n_new] = imm[i]
+                        out_args[k, col] = <index_t>(n_consts + n_new)
+                        n_new += 1
+                    where[n_imm] = 2 * k + col
+                    n_imm += 1
             k += 1
     return (out_code_arr, out_args_arr, out_aux_arr, new_slot_arr, where_arr,
             new_values_arr[:n_new].copy())

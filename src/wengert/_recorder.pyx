@@ -12,7 +12,8 @@ cimport numpy as cnp
 
 from wengert._types cimport real_t, index_t, opcode_t, TapeView
 from wengert._opcodes cimport *
-from wengert._dispatch cimport binary_value
+from wengert._dispatch cimport binary_value, is_comparison
+from wengert._operands cimport operand_role, operand_exists, operand_value
 from wengert._sweeps cimport first_bad_operation, forward0
 from libc.stdint cimport uint8_t
 
@@ -246,15 +247,19 @@ cdef class Recorder:
         """Outcome of a comparison opcode on recorded operands, computed by
         the kernel the guard check uses at replay."""
         self._check_open()
-        cdef int kind = code >> KIND_SHIFT
         cdef Py_ssize_t n_slots = self.first + self.n_ops
-        if (not (0 <= code < 256 and VALID_CODES[code]) or kind == KIND_UNARY
-                or not 0 <= a0 < (self.n_consts if kind == KIND_CV else n_slots)
-                or not 0 <= a1 < (self.n_consts if kind == KIND_VC else n_slots)):
+        cdef int role0 = operand_role(code, 0) if 0 <= code < 256 else ROLE_NONE
+        cdef int role1 = operand_role(code, 1) if 0 <= code < 256 else ROLE_NONE
+        if (not is_comparison(code & BASE_MASK)
+                or a0 != <index_t>a0 or a1 != <index_t>a1
+                or role0 == ROLE_NONE or role0 == ROLE_AUX
+                or role1 == ROLE_NONE or role1 == ROLE_AUX
+                or not operand_exists(role0, <index_t>a0, n_slots, self.n_consts, NULL, 0)
+                or not operand_exists(role1, <index_t>a1, n_slots, self.n_consts, NULL, 0)):
             raise WengertError(f"not a comparison of recorded values: opcode {code}, "
                                f"operands {a0}, {a1}")
-        cdef real_t av = self.const_p[a0] if kind == KIND_CV else self.val_p[a0]
-        cdef real_t bv = self.const_p[a1] if kind == KIND_VC else self.val_p[a1]
+        cdef real_t av = operand_value(role0, <index_t>a0, self.val_p, self.const_p, 1, 0)
+        cdef real_t bv = operand_value(role1, <index_t>a1, self.val_p, self.const_p, 1, 0)
         return binary_value(code & BASE_MASK, av, bv) != 0.0
 
     def add_guard(self, int code, Py_ssize_t a0, Py_ssize_t a1, bint expected, str where, str text):

@@ -2,10 +2,6 @@ from libc.stdint cimport uint8_t
 from wengert._types cimport real_t, index_t, opcode_t, TapeView
 
 
-cdef inline bint slot_ok(index_t s, Py_ssize_t limit) noexcept nogil:
-    return 0 <= s and s < limit
-
-
 cdef void forward0(const TapeView* t, real_t* val, Py_ssize_t B,
                    Py_ssize_t start, Py_ssize_t end) noexcept nogil
 cdef void forward1(const TapeView* t, real_t* val, real_t* dot,

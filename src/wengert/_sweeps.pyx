@@ -11,6 +11,7 @@ from libc.stdint cimport uint8_t
 from wengert._types cimport real_t, index_t, opcode_t, TapeView
 from wengert._opcodes cimport *
 from wengert._kernels cimport azmul
+from wengert._operands cimport operand_role, operand_exists, operand_value
 from wengert._dispatch cimport (
     is_comparison, unary_value, unary_partial, unary_second,
     binary_value, binary_partials, binary_seconds,
@@ -170,24 +171,24 @@ cdef inline void _run(sweep_t* sweep, Work* w, Py_ssize_t start, Py_ssize_t end)
 cdef inline void _step(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) noexcept nogil:
     """Dispatch operation i: the hot opcodes first, then by operand kind."""
     cdef int code = w.t.opcodes[i]
-    if code == ADD_VV: _binary(sweep, width, w, i, OP_ADD, KIND_VV)
-    elif code == SUB_VV: _binary(sweep, width, w, i, OP_SUB, KIND_VV)
-    elif code == MUL_VV: _binary(sweep, width, w, i, OP_MUL, KIND_VV)
-    elif code == DIV_VV: _binary(sweep, width, w, i, OP_DIV, KIND_VV)
-    elif code == ADD_VC: _binary(sweep, width, w, i, OP_ADD, KIND_VC)
-    elif code == SUB_VC: _binary(sweep, width, w, i, OP_SUB, KIND_VC)
-    elif code == MUL_VC: _binary(sweep, width, w, i, OP_MUL, KIND_VC)
-    elif code == DIV_VC: _binary(sweep, width, w, i, OP_DIV, KIND_VC)
-    elif code == ADD_CV: _binary(sweep, width, w, i, OP_ADD, KIND_CV)
-    elif code == SUB_CV: _binary(sweep, width, w, i, OP_SUB, KIND_CV)
-    elif code == MUL_CV: _binary(sweep, width, w, i, OP_MUL, KIND_CV)
-    elif code == DIV_CV: _binary(sweep, width, w, i, OP_DIV, KIND_CV)
+    if code == ADD_VV: _binary(sweep, width, w, i, ADD_VV)
+    elif code == SUB_VV: _binary(sweep, width, w, i, SUB_VV)
+    elif code == MUL_VV: _binary(sweep, width, w, i, MUL_VV)
+    elif code == DIV_VV: _binary(sweep, width, w, i, DIV_VV)
+    elif code == ADD_VC: _binary(sweep, width, w, i, ADD_VC)
+    elif code == SUB_VC: _binary(sweep, width, w, i, SUB_VC)
+    elif code == MUL_VC: _binary(sweep, width, w, i, MUL_VC)
+    elif code == DIV_VC: _binary(sweep, width, w, i, DIV_VC)
+    elif code == ADD_CV: _binary(sweep, width, w, i, ADD_CV)
+    elif code == SUB_CV: _binary(sweep, width, w, i, SUB_CV)
+    elif code == MUL_CV: _binary(sweep, width, w, i, MUL_CV)
+    elif code == DIV_CV: _binary(sweep, width, w, i, DIV_CV)
     elif code == OP_SQUARE: _unary(sweep, width, w, i, OP_SQUARE)
     elif code == OP_NEG: _unary(sweep, width, w, i, OP_NEG)
     elif code == OP_CONST: _const(sweep, width, w, i)
     elif code == OP_SELECT: _select(sweep, width, w, i)
     elif (code >> KIND_SHIFT) == KIND_UNARY: _unary(sweep, width, w, i, code)
-    else: _binary(sweep, width, w, i, code & BASE_MASK, code >> KIND_SHIFT)
+    else: _binary(sweep, width, w, i, code)
 
 
 cdef inline void _unary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
@@ -238,9 +239,13 @@ cdef inline void _unary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
 
 
 cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
-                         int base, int kind) noexcept nogil:
+                         int code) noexcept nogil:
     """A binary operation; a constant operand (kind VC or CV) reads the
-    pool, has no derivative storage and receives no adjoint."""
+    pool, has no derivative storage and receives no adjoint. The hot codes
+    arrive as constants, so the operand roles fold away."""
+    cdef int base = code & BASE_MASK
+    cdef bint x_const = operand_role(code, 0) == ROLE_CONST
+    cdef bint y_const = operand_role(code, 1) == ROLE_CONST
     cdef Py_ssize_t B = w.B, K = w.K, p, j
     if width_t is _one:
         B = 1
@@ -258,9 +263,9 @@ cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
     cdef real_t* yd
     cdef const real_t* xt
     cdef const real_t* yt
-    if kind == KIND_VC:
+    if y_const:
         c = t.consts[b]
-    elif kind == KIND_CV:
+    elif x_const:
         c = t.consts[a]
     if sweep_t is not _values:
         rd = w.deriv + s * BK
@@ -268,13 +273,13 @@ cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
         yd = w.deriv + b * BK
     if sweep_t is _values:
         for p in range(B):
-            xv = c if kind == KIND_CV else x[p]
-            yv = c if kind == KIND_VC else y[p]
+            xv = c if x_const else x[p]
+            yv = c if y_const else y[p]
             r[p] = binary_value(base, xv, yv)
     elif sweep_t is _tangents:
         for p in range(B):
-            xv = c if kind == KIND_CV else x[p]
-            yv = c if kind == KIND_VC else y[p]
+            xv = c if x_const else x[p]
+            yv = c if y_const else y[p]
             rv = binary_value(base, xv, yv)
             r[p] = rv
             if is_comparison(base):
@@ -283,9 +288,9 @@ cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
                 continue
             binary_partials(base, xv, yv, rv, &dx, &dy)
             for j in range(K):
-                if kind == KIND_VV:
+                if not x_const and not y_const:
                     rd[p * K + j] = azmul(xd[p * K + j], dx) + azmul(yd[p * K + j], dy)
-                elif kind == KIND_VC:
+                elif y_const:
                     rd[p * K + j] = azmul(xd[p * K + j], dx)
                 else:
                     rd[p * K + j] = azmul(yd[p * K + j], dy)
@@ -293,14 +298,14 @@ cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
         if is_comparison(base):
             return
         for p in range(B):
-            xv = c if kind == KIND_CV else x[p]
-            yv = c if kind == KIND_VC else y[p]
+            xv = c if x_const else x[p]
+            yv = c if y_const else y[p]
             binary_partials(base, xv, yv, r[p], &dx, &dy)
             for j in range(K):
                 seed = rd[p * K + j]
-                if kind != KIND_CV:
+                if not x_const:
                     xd[p * K + j] += azmul(seed, dx)
-                if kind != KIND_VC:
+                if not y_const:
                     yd[p * K + j] += azmul(seed, dy)
     else:
         # x̄̇ += r̄̇ φx + r̄ (φxx ẋ + φxy ẏ), and alike for y; a constant
@@ -310,25 +315,25 @@ cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
         xt = w.dot + a * BK
         yt = w.dot + b * BK
         for p in range(B):
-            xv = c if kind == KIND_CV else x[p]
-            yv = c if kind == KIND_VC else y[p]
+            xv = c if x_const else x[p]
+            yv = c if y_const else y[p]
             binary_partials(base, xv, yv, r[p], &dx, &dy)
             binary_seconds(base, xv, yv, r[p], &dxx, &dxy, &dyy)
             seed = w.bar[s * B + p]
-            if kind != KIND_CV:
+            if not x_const:
                 w.bar[a * B + p] += azmul(seed, dx)
-            if kind != KIND_VC:
+            if not y_const:
                 w.bar[b * B + p] += azmul(seed, dy)
             dxx = azmul(seed, dxx)
             dxy = azmul(seed, dxy)
             dyy = azmul(seed, dyy)
             for j in range(K):
-                tx = 0.0 if kind == KIND_CV else xt[p * K + j]
-                ty = 0.0 if kind == KIND_VC else yt[p * K + j]
-                if kind != KIND_CV:
+                tx = 0.0 if x_const else xt[p * K + j]
+                ty = 0.0 if y_const else yt[p * K + j]
+                if not x_const:
                     xd[p * K + j] += (azmul(rd[p * K + j], dx) + azmul(dxx, tx)
                                       + azmul(dxy, ty))
-                if kind != KIND_VC:
+                if not y_const:
                     yd[p * K + j] += (azmul(rd[p * K + j], dy) + azmul(dxy, tx)
                                       + azmul(dyy, ty))
 
@@ -383,18 +388,16 @@ cdef Py_ssize_t first_failed_guard(const TapeView* t, const real_t* val,
     """Index of the first guard whose outcome differs from the recorded one
     (its point in ``point``), or -1 when every guard holds at every point."""
     cdef Py_ssize_t g, p
-    cdef int code, base, kind
+    cdef int code
     cdef real_t av, bv
     cdef const index_t* arg
     for p in range(B):
         for g in range(t.n_guards):
             code = t.guard_codes[g]
-            base = code & BASE_MASK
-            kind = code >> KIND_SHIFT
             arg = t.guard_args + 2 * g
-            av = t.consts[arg[0]] if kind == KIND_CV else val[<Py_ssize_t>arg[0] * B + p]
-            bv = t.consts[arg[1]] if kind == KIND_VC else val[<Py_ssize_t>arg[1] * B + p]
-            if (binary_value(base, av, bv) != 0.0) != (t.guard_expected[g] != 0):
+            av = operand_value(operand_role(code, 0), arg[0], val, t.consts, B, p)
+            bv = operand_value(operand_role(code, 1), arg[1], val, t.consts, B, p)
+            if (binary_value(code & BASE_MASK, av, bv) != 0.0) != (t.guard_expected[g] != 0):
                 point[0] = p
                 return g
     return -1
@@ -407,34 +410,16 @@ cdef Py_ssize_t first_bad_operation(const TapeView* t, const uint8_t* valid,
                                     Py_ssize_t start, Py_ssize_t end) noexcept nogil:
     """Index of the first operation in start..end-1 with an unknown opcode or
     an operand outside what exists before it, or -1."""
-    cdef Py_ssize_t i, s
-    cdef int code, base, kind
-    cdef index_t a0, a1
-    cdef bint ok
+    cdef Py_ssize_t i
+    cdef int code, k
     for i in range(start, end):
         code = t.opcodes[i]
         if not valid[code]:
             return i
-        base = code & BASE_MASK
-        kind = code >> KIND_SHIFT
-        s = t.first + i
-        a0 = t.args[2 * i]
-        a1 = t.args[2 * i + 1]
-        if kind == KIND_VV:
-            ok = slot_ok(a0, s) and slot_ok(a1, s)
-        elif kind == KIND_VC:
-            ok = slot_ok(a0, s) and slot_ok(a1, n_consts)
-        elif kind == KIND_CV:
-            ok = slot_ok(a0, n_consts) and slot_ok(a1, s)
-        elif base == OP_CONST:
-            ok = slot_ok(a0, n_consts)
-        elif base == OP_SELECT:
-            ok = (slot_ok(a0, s) and slot_ok(a1, n_aux - 1)
-                  and slot_ok(t.aux[a1], s) and slot_ok(t.aux[a1 + 1], s))
-        else:
-            ok = slot_ok(a0, s)
-        if not ok:
-            return i
+        for k in range(2):
+            if not operand_exists(operand_role(code, k), t.args[2 * i + k], t.first + i,
+                                  n_consts, t.aux, n_aux):
+                return i
     return -1
 
 
@@ -443,18 +428,15 @@ cdef Py_ssize_t first_bad_guard(const TapeView* t, Py_ssize_t n_slots,
     """Index of the first guard that is not a comparison of existing slots
     and constants with a 0/1 outcome, or -1."""
     cdef Py_ssize_t g
-    cdef int code, base, kind
-    cdef index_t a0, a1
+    cdef int code, k, role
     for g in range(t.n_guards):
         code = t.guard_codes[g]
-        base = code & BASE_MASK
-        kind = code >> KIND_SHIFT
-        a0 = t.guard_args[2 * g]
-        a1 = t.guard_args[2 * g + 1]
-        if not is_comparison(base) or kind == KIND_UNARY or t.guard_expected[g] > 1:
+        if not is_comparison(code & BASE_MASK) or t.guard_expected[g] > 1:
             return g
-        if not slot_ok(a0, n_consts if kind == KIND_CV else n_slots):
-            return g
-        if not slot_ok(a1, n_consts if kind == KIND_VC else n_slots):
-            return g
+        for k in range(2):
+            role = operand_role(code, k)
+            if ((role != ROLE_SLOT and role != ROLE_CONST)
+                    or not operand_exists(role, t.guard_args[2 * g + k], n_slots, n_consts,
+                                          NULL, 0)):
+                return g
     return -1

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wengert import _opcodes as ops
-from wengert._opcodes import Kind
+from wengert._opcodes import Kind, Role
 from wengert._compact import compact, map_state
 from wengert.tape import Tape
 
@@ -271,8 +271,7 @@ def _guard_operands(guards, consts, rep, constant, values):
     """
     g_code = np.array([g.code for g in guards], dtype=np.int64)
     g_args = np.array([(g.a0, g.a1) for g in guards], dtype=np.int64).reshape(-1, 2)
-    kind = g_code >> _SHIFT
-    imm = np.stack([kind == Kind.CV, kind == Kind.VC], axis=1).reshape(-1, 2)
+    imm = (ops.ROLES[g_code] == Role.CONST).reshape(-1, 2)
     pool_values = consts[np.where(imm, g_args, 0)] if consts.size else np.zeros(g_args.shape)
     slots = rep[np.where(imm, 0, g_args)]
     both_constant = (imm | constant[slots]).all(axis=1, keepdims=True)

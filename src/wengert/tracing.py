@@ -22,7 +22,7 @@ from wengert import _opcodes as ops
 from wengert._arguments import real_array
 from wengert._errors import (ArgumentError, ArgumentTypeError, AxisError, IndexingError,
                              ShapeError, TracingError, WengertError)
-from wengert._opcodes import Kind
+from wengert._opcodes import Kind, Role
 from wengert._recorder import (_FLOAT_MESSAGE, Active, make_active, refuse_format,
                                refuse_pickle, refuse_round)
 
@@ -431,16 +431,18 @@ def apply_binary_indices(rec, name, kind, ia, ib, shape):
 
 def _describe(rec, kind, a0, a1, name):
     """The comparison in the user's terms: ``x[0] > 0.5``, ``v[3] <= p[1]``."""
-    def operand(index, is_constant):
-        if is_constant:
+    roles = ops.ROLES[ops.code_of(name, kind)]
+
+    def operand(index, role):
+        if role == Role.CONST:
             return f"{float(rec.constants_of(index)):g}"
         if index < rec.n_inputs:
             return f"x[{index}]" if rec.n_inputs > 1 else "x"
         if index < rec.first:
             return f"p[{index - rec.n_inputs}]"
         return f"v[{index - rec.first + 1}]"
-    left = operand(a0, kind == Kind.CV)
-    right = operand(a1, kind == Kind.VC)
+    left = operand(a0, roles[0])
+    right = operand(a1, roles[1])
     return f"{left} {ops.COMPARISON_SYMBOL[name]} {right}"
 
 
