@@ -245,8 +245,7 @@ def one_op(name, kind, a=None, b=None, c=C):
     return t, np.array([a, b])
 
 
-CASES = [(op.name, Kind.UNARY) for op in ops.OPERATIONS
-         if not ops.is_binary(op) and op.name not in ("const", "select")]
+CASES = [(op.name, Kind.UNARY) for op in ops.OPERATIONS if op.arity == 1]
 CASES += [(op.name, kind) for op in ops.OPERATIONS if ops.is_binary(op)
           for kind in (Kind.VV, Kind.VC, Kind.CV)]
 

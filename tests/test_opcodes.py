@@ -182,7 +182,8 @@ EXPECTED_INTERACTION = {
 }
 
 
-@pytest.mark.parametrize("op", ops.OPERATIONS, ids=lambda op: op.name)
+@pytest.mark.parametrize("op", [op for op in ops.OPERATIONS if op.arity != ops.ARRAY],
+                         ids=lambda op: op.name)
 def test_hessian_sparsity_follows_the_curvature_column(op):
     from wengert._sparsity import interaction
     kinds = (Kind.VV, Kind.VC, Kind.CV) if ops.is_binary(op) else (Kind.UNARY,)
@@ -286,6 +287,8 @@ def test_operand_roles_follow_the_layout_of_each_row(op):
             expected = {ops.Kind.VV: (ops.Role.SLOT, ops.Role.SLOT),
                         ops.Kind.VC: (ops.Role.SLOT, ops.Role.CONST),
                         ops.Kind.CV: (ops.Role.CONST, ops.Role.SLOT)}[kind]
+        elif op.arity == ops.ARRAY:
+            expected = (ops.Role.ARRAY, ops.Role.COUNT)
         else:
             expected = {"const": (ops.Role.CONST, ops.Role.NONE),
                         "select": (ops.Role.SLOT, ops.Role.AUX)}.get(

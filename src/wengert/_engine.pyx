@@ -17,8 +17,12 @@ from wengert._sweeps cimport (
 )
 from wengert._opcodes cimport ROLE_SLOT
 from wengert._operands cimport operand_exists, operand_role
+from wengert._dispatch cimport is_array_entry
 
 cnp.import_array()
+
+# Which opcodes are array entries, for the sweeps' list of them.
+_ARRAY_CODES = np.array([is_array_entry(code) for code in range(256)], dtype=bool)
 
 
 # Cached work blocks, each taken by one caller at a time (the GIL orders
@@ -85,6 +89,7 @@ cdef class Engine:
     """
     cdef TapeView view
     cdef readonly object opcodes, args, consts, aux, outputs
+    cdef readonly object array_entries    # the operations that are array entries
     cdef readonly object guard_codes, guard_args, guard_expected
     cdef readonly Py_ssize_t n_inputs, n_params, n_slots, first
     cdef const index_t* out_ptr
@@ -129,9 +134,8 @@ cdef class Engine:
         self.n_inputs = n_inputs
         self.n_params = n_params
         self.first = n_inputs + n_params
-        self.n_slots = self.first + op_v.shape[0]
-        if self.n_slots >= 2**31 - 1:
-            raise ValueError(f"{self.n_slots} slots exceed the 32-bit index range")
+        if self.first + op_v.shape[0] >= 2**31 - 1:
+            raise ValueError(f"{self.first + op_v.shape[0]} slots exceed the 32-bit index range")
         self.view.n_ops = op_v.shape[0]
         self.view.first = self.first
         self.view.n_guards = gc_v.shape[0]
@@ -144,14 +148,22 @@ cdef class Engine:
         self.view.guard_expected = &ge_v[0] if ge_v.shape[0] else NULL
         self.out_ptr = &out_v[0] if out_v.shape[0] else NULL
         self.n_out = out_v.shape[0]
+        cdef Py_ssize_t end_slot = self.first
         with nogil:
             bad = first_bad_operation(&self.view, &valid[0], const_v.shape[0], aux_v.shape[0],
-                                      0, self.view.n_ops)
+                                      0, self.view.n_ops, &end_slot)
         if bad >= 0:
             raise ValueError(
                 f"operation {bad} (opcode {op_v[bad]}, operands {arg_v[bad, 0]}, "
                 f"{arg_v[bad, 1]}) is not a known opcode or refers to a slot, constant "
                 f"or side-table entry that does not exist before it")
+        # Array entries write many slots each: the count follows the entries.
+        self.n_slots = end_slot
+        self.view.n_slots = end_slot
+        self.array_entries = _frozen(np.flatnonzero(_ARRAY_CODES[self.opcodes]), np.int32, (-1,))
+        cdef const index_t[::1] arrays_v = self.array_entries
+        self.view.arrays = &arrays_v[0] if arrays_v.shape[0] else NULL
+        self.view.n_arrays = arrays_v.shape[0]
         bad = first_bad_guard(&self.view, self.n_slots, const_v.shape[0])
         if bad >= 0:
             raise ValueError(f"guard {bad} is not a comparison of existing slots")
@@ -201,7 +213,7 @@ cdef class Engine:
         if val.shape[0] != self.n_slots:
             raise ValueError("work array has the wrong number of slots")
         with nogil:
-            forward0(&self.view, &val[0, 0], B, 0, self.view.n_ops)
+            forward0(&self.view, &val[0, 0], B, 0, self.view.n_ops, self.first)
             g = first_failed_guard(&self.view, &val[0, 0], B, &p)
         if g >= 0:
             self._raise_branch(g, p if batched else -1)
@@ -253,7 +265,7 @@ cdef class Engine:
         try:
             self._load(val, x, params)
             with nogil:
-                forward0(&self.view, val, 1, 0, self.view.n_ops)
+                forward0(&self.view, val, 1, 0, self.view.n_ops, self.first)
                 g = first_failed_guard(&self.view, val, 1, &p)
             if g >= 0:
                 self._raise_branch(g, -1)
@@ -286,7 +298,7 @@ cdef class Engine:
         try:
             self._load(val, x, params)
             with nogil:
-                forward0(&self.view, val, 1, 0, self.view.n_ops)
+                forward0(&self.view, val, 1, 0, self.view.n_ops, self.first)
                 g = first_failed_guard(&self.view, val, 1, &p)
                 if g < 0:
                     bar[self.out_ptr[0]] = 1.0

@@ -10,7 +10,7 @@ none of them is kept in step by hand:
   as C arrays;
 * ``_dispatch.pxd``: the switches that route a base code to its kernels
   (``name_value``, ``name_partial(s)``, ``name_second(s)`` in
-  ``_kernels.pxd``) and ``is_comparison``;
+  ``_kernels.pxd``), ``is_comparison`` and ``is_array_entry``;
 * ``_active_methods.pxi``: the methods NumPy calls on the elements of an
   object array (``np.log1p(array_of_traced_scalars)`` calls ``.log1p()``).
 
@@ -119,6 +119,12 @@ def dispatch_pxd(ops):
         comparisons = " or ".join(f"base == OP_{n.upper()}" for n in ops.COMPARISONS) or "False"
     out += ["cdef inline bint is_comparison(int base) noexcept nogil:",
             f"    return {comparisons}", "", ""]
+    arrays = sorted(op.base for op in ops.OPERATIONS if op.arity == ops.ARRAY)
+    assert arrays == list(range(arrays[0], arrays[-1] + 1)), "array entries need adjacent bases"
+    first, last = (ops.BY_CODE[b][0].name.upper() for b in (arrays[0], arrays[-1]))
+    out += ["cdef inline bint is_array_entry(int code) noexcept nogil:",
+            "    # Array entries have kind 0, so their full opcode is their base.",
+            f"    return OP_{first} <= code <= OP_{last}", "", ""]
     out += ["cdef inline real_t unary_value(int base, real_t a) noexcept nogil:"]
     out += chain(unary, lambda op: f"{op.name}_value(a)", ["    return NAN"]) + ["", ""]
     out += ["cdef inline real_t unary_partial(int base, real_t a, real_t r) noexcept nogil:"]

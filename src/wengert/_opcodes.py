@@ -18,6 +18,11 @@ variables (as CppAD's ``AddpvOp``/``AddvvOp``):
 * ``VV`` (1): both operands are slots;
 * ``VC`` (2): arg0 is a slot, arg1 indexes the constant pool;
 * ``CV`` (3): arg0 indexes the constant pool, arg1 is a slot.
+
+Array entries (kind 0, bases 48 and up) cover many slots with one entry:
+one NumPy call over an array records one of them. Their arg0 indexes a
+descriptor in ``aux`` and arg1 is the number of slots they write, so an
+entry's result slots follow from the entries before it; see ``ARRAY_LAYOUTS``.
 """
 from __future__ import annotations
 
@@ -86,7 +91,7 @@ class Operation:
 
     name: str
     base: int
-    arity: int                     # 1 or 2; 0 for const and 3 for select (special layouts)
+    arity: int                     # 1 or 2; 0 for const, 3 for select, ARRAY (special layouts)
     reference: Optional[Callable]  # NumPy function giving the value (the tests' reference)
     differentiable: bool = True    # False: every partial is exactly zero
     curvature: str = CURVED
@@ -110,6 +115,30 @@ class Operation:
     def kinds(self) -> Tuple[Kind, ...]:
         """The operand kinds this row is recorded with."""
         return (Kind.VV, Kind.VC, Kind.CV) if self.arity == 2 else (Kind.UNARY,)
+
+
+# The arity of array entries: their operands are described in the side
+# table (ARRAY_LAYOUTS), not held in arg0 and arg1.
+ARRAY = 4
+
+# The side-table descriptor of each array entry, as read from aux[arg0]:
+ARRAY_LAYOUTS = {
+    # out[o, j] = f(a[o, j], b[o, j]) over an (n_outer, n_inner) grid, for the
+    # unary or binary full opcode `code` (its kind says which operands are
+    # constants); operand x at (o, j) is slot (or constant) x_start + o *
+    # x_outer + j * x_inner. Strides may be 0 (broadcast) or negative.
+    "map": ("code", "n_outer", "n_inner", "a_start", "a_outer", "a_inner",
+            "b_start", "b_outer", "b_inner"),
+    # out[o] = sum_j a[o, j] over an (n_outer, n_inner) grid.
+    "sum": ("n_outer", "n_inner", "a_start", "a_outer", "a_inner"),
+    # out[e] = slot source[e]: slicing, fancy indexing, concatenation.
+    "gather": ("source...",),
+    # out (m, n), row-major, = A (m, k) @ B (k, n); `code` is mul's full
+    # opcode whose kind says which of A and B is a constant matrix; element
+    # (i, j) of X is X_start + i * X_rows + j * X_cols.
+    "matmul": ("code", "m", "k", "n", "a_start", "a_rows", "a_cols",
+               "b_start", "b_rows", "b_cols"),
+}
 
 
 def _row(name, base, arity, reference, partials, bindings=(), doc=None, **more):
@@ -200,6 +229,12 @@ OPERATIONS = [
     _comparison("ge", 45, ">=", np.greater_equal),
     _comparison("eq", 46, "==", np.equal),
     _comparison("ne", 47, "!=", np.not_equal),
+    # Array entries: the derivative rules are those of the operations they
+    # apply (map), sums and products; the sweeps hold their loops.
+    _row("map", 48, ARRAY, None, (), curvature=CURVED),
+    _row("sum", 49, ARRAY, None, (), curvature=LINEAR),
+    _row("gather", 50, ARRAY, None, (), curvature=LINEAR),
+    _row("matmul", 51, ARRAY, None, (), curvature=BILINEAR),
 ]
 
 BY_NAME = {op.name: op for op in OPERATIONS}
@@ -235,6 +270,9 @@ INTERACTION = ("none", "self", "cross", "div", "all")
 
 
 def operands_class(op: Operation, kind: Kind) -> int:
+    # Array entries reach the sparsity passes expanded into scalar entries.
+    if op.arity == ARRAY:
+        return OPERANDS_NONE
     if op.arity == 3:
         return OPERANDS_BRANCHES
     if op.arity == 0 or not op.differentiable:
@@ -245,7 +283,7 @@ def operands_class(op: Operation, kind: Kind) -> int:
 
 def interaction(op: Operation, kind: Kind) -> str:
     """The second-derivative pairs of ``op`` recorded with ``kind``."""
-    if op.curvature in (LINEAR, PIECEWISE):
+    if op.curvature in (LINEAR, PIECEWISE) or op.arity == ARRAY:
         return "none"
     if kind == Kind.UNARY:
         return "self"
@@ -268,12 +306,16 @@ class Role(IntEnum):
     SLOT = 1    # a slot (an input, a parameter or an earlier entry's result)
     CONST = 2   # an index into the constant pool
     AUX = 3     # an index into the side table (select: its two branch slots there)
+    ARRAY = 4   # an index into the side table: an array entry's descriptor
+    COUNT = 5   # the number of slots an array entry writes
 
 
 def operand_roles(op: Operation, kind: Kind) -> Tuple[Role, Role]:
     """The roles of operands 0 and 1 of ``op`` recorded with ``kind``."""
     if op.arity == 0:
         return Role.CONST, Role.NONE
+    if op.arity == ARRAY:
+        return Role.ARRAY, Role.COUNT
     if op.arity == 3:
         return Role.SLOT, Role.AUX
     if op.arity == 1:

@@ -33,6 +33,7 @@ from wengert._types cimport real_t, index_t, opcode_t, TapeView
 from wengert._opcodes cimport *
 from wengert._sweeps cimport forward0
 from wengert._operands cimport operand_role
+from wengert._dispatch cimport is_array_entry
 
 cnp.import_array()
 
@@ -201,6 +202,9 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
     cdef uint64_t cb
     cdef bint fold
 
+    for i in range(n):
+        if is_array_entry(opcodes[i]):
+            raise ValueError("simplify takes scalar entries only: expand array entries first")
     new_code_arr = np.zeros(n, np.uint8)
     new_args_arr = np.zeros((n, 2), np.int32)
     imm_arr = np.zeros(n, np.float64)
@@ -237,6 +241,9 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
     view.aux = &aux[0] if n_aux else NULL
     view.n_ops = n
     view.first = first
+    view.n_slots = n_slots
+    view.arrays = NULL      # scalar tapes only (optimize expands array entries)
+    view.n_arrays = 0
     view.n_guards = 0
     view.guard_codes = NULL
     view.guard_args = NULL
@@ -357,7 +364,7 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
                 # Every operand is constant: evaluate the original operation
                 # with the replay's own compiled code. Its operand slots hold
                 # their values, since every constant slot is filled below.
-                forward0(&view, &val[0], 1, i, i + 1)
+                forward0(&view, &val[0], 1, i, i + 1, s)
                 constant[s] = 1
                 new_code[i] = CODE_CONST
                 new_args[i, 0] = a0 if code == CODE_CONST else -1

@@ -12,7 +12,7 @@ cimport numpy as cnp
 
 from wengert._types cimport real_t, index_t, opcode_t, TapeView
 from wengert._opcodes cimport *
-from wengert._dispatch cimport binary_value, is_comparison
+from wengert._dispatch cimport binary_value, is_array_entry, is_comparison
 from wengert._operands cimport operand_role, operand_exists, operand_value
 from wengert._sweeps cimport first_bad_operation, forward0
 from libc.stdint cimport uint8_t
@@ -35,14 +35,14 @@ cdef const uint8_t[::1] VALID_CODES = _VALID_CODES
 cdef class Recorder:
     """A tape under construction: structure-of-arrays buffers that grow."""
     cdef TapeView view
-    cdef object _opcodes, _args, _values, _consts, _aux
+    cdef object _opcodes, _args, _values, _consts, _aux, _array_entries
     cdef opcode_t* op_p
     cdef index_t* arg_p
     cdef real_t* val_p
     cdef real_t* const_p
     cdef index_t* aux_p
-    cdef readonly Py_ssize_t n_ops, n_consts, n_aux, first, n_inputs, n_params
-    cdef Py_ssize_t cap_ops, cap_consts, cap_aux
+    cdef readonly Py_ssize_t n_ops, n_consts, n_aux, first, n_inputs, n_params, n_slots
+    cdef Py_ssize_t cap_ops, cap_consts, cap_aux, cap_slots
     cdef dict _const_ids
     cdef readonly list guards
     cdef bint _finished
@@ -56,11 +56,13 @@ cdef class Recorder:
         if self.first > MAX_SLOTS:
             raise WengertError("too many inputs for 32-bit slot indices")
         self.n_ops = self.n_consts = self.n_aux = 0
+        self.n_slots = self.cap_slots = self.first
         self.cap_ops = self.cap_consts = self.cap_aux = 0
         self._opcodes = np.empty(0, np.uint8)
         self._args = np.empty((0, 2), np.int32)
         self._consts = np.empty(0, np.float64)
         self._aux = np.empty(0, np.int32)
+        self._array_entries = np.empty(0, np.int32)
         self._values = np.empty(self.first, np.float64)
         self._values[:self.n_inputs] = x
         self._values[self.n_inputs:] = q
@@ -73,20 +75,27 @@ cdef class Recorder:
 
     # -- buffers -------------------------------------------------------------
 
-    cdef int _reserve_ops(self, Py_ssize_t extra) except -1:
+    cdef int _reserve_ops(self, Py_ssize_t extra, Py_ssize_t extra_slots=-1) except -1:
+        """Room for ``extra`` more operations writing ``extra_slots`` more
+        slots (default: one each)."""
         cdef Py_ssize_t need = self.n_ops + extra, cap
-        if need <= self.cap_ops:
+        cdef Py_ssize_t need_slots = self.n_slots + (extra if extra_slots < 0 else extra_slots)
+        if need <= self.cap_ops and need_slots <= self.cap_slots:
             return 0
         self._check_open()
-        if self.first + need > MAX_SLOTS:
+        if need_slots > MAX_SLOTS:
             raise WengertError(
                 f"the tape would exceed {MAX_SLOTS} slots (32-bit indices); "
                 "record a smaller problem or split it")
-        cap = max(need, 2 * self.cap_ops)
-        self._opcodes = _grown(self._opcodes, cap)
-        self._args = _grown(self._args, cap)
-        self._values = _grown(self._values, self.first + cap)
-        self.cap_ops = cap
+        if need > self.cap_ops:
+            cap = max(need, 2 * self.cap_ops)
+            self._opcodes = _grown(self._opcodes, cap)
+            self._args = _grown(self._args, cap)
+            self.cap_ops = cap
+        if need_slots > self.cap_slots:
+            cap = min(max(need_slots, 2 * self.cap_slots - self.first), MAX_SLOTS)
+            self._values = _grown(self._values, cap)
+            self.cap_slots = cap
         self.op_p = <opcode_t*>cnp.PyArray_DATA(self._opcodes)
         self.arg_p = <index_t*>cnp.PyArray_DATA(self._args)
         self.val_p = <real_t*>cnp.PyArray_DATA(self._values)
@@ -129,15 +138,16 @@ cdef class Recorder:
 
     cdef Py_ssize_t push(self, int code, Py_ssize_t a0, Py_ssize_t a1) except -1:
         """Append one operation, evaluate it, return its slot."""
-        cdef Py_ssize_t i = self.n_ops
-        if i >= self.cap_ops:
+        cdef Py_ssize_t i = self.n_ops, s = self.n_slots
+        if i >= self.cap_ops or s >= self.cap_slots:
             self._reserve_ops(1)
         self.op_p[i] = <opcode_t>code
         self.arg_p[2 * i] = <index_t>a0
         self.arg_p[2 * i + 1] = <index_t>a1
-        forward0(&self.view, self.val_p, 1, i, i + 1)
+        forward0(&self.view, self.val_p, 1, i, i + 1, s)
         self.n_ops = i + 1
-        return self.first + i
+        self.n_slots = s + 1
+        return s
 
     cdef Py_ssize_t constant(self, real_t c) except -1:
         """Index of ``c`` in the constant pool (shared by equal constants)."""
@@ -161,22 +171,26 @@ cdef class Recorder:
         if not (0 <= code < 256 and VALID_CODES[code]) or not (-2**31 <= a0 < 2**31
                                                               and -2**31 <= a1 < 2**31):
             raise WengertError(f"not a valid operation: opcode {code}, operands {a0}, {a1}")
-        cdef Py_ssize_t i = self.n_ops
-        if i >= self.cap_ops:
+        if is_array_entry(code):
+            raise WengertError(f"opcode {code} is an array entry: use push_array")
+        cdef Py_ssize_t i = self.n_ops, s = self.n_slots
+        if i >= self.cap_ops or s >= self.cap_slots:
             self._reserve_ops(1)
         self.op_p[i] = <opcode_t>code
         self.arg_p[2 * i] = <index_t>a0
         self.arg_p[2 * i + 1] = <index_t>a1
         self._check_new(i, i + 1)
-        forward0(&self.view, self.val_p, 1, i, i + 1)
+        forward0(&self.view, self.val_p, 1, i, i + 1, s)
         self.n_ops = i + 1
-        return self.first + i
+        self.n_slots = s + 1
+        return s
 
     cdef int _check_new(self, Py_ssize_t start, Py_ssize_t end) except -1:
         """Refuse appended entries that a sweep could not trust (they stay
         beyond n_ops, so the next append overwrites them)."""
+        cdef Py_ssize_t slot = self.n_slots
         cdef Py_ssize_t bad = first_bad_operation(&self.view, &VALID_CODES[0], self.n_consts,
-                                                  self.n_aux, start, end)
+                                                  self.n_aux, start, end, &slot)
         if bad >= 0:
             raise WengertError(
                 f"internal error: operation {bad - start} of an append has opcode "
@@ -191,8 +205,8 @@ cdef class Recorder:
         Operand indices must refer to slots (or constants) that exist before
         each new operation; anything else raises before evaluation.
         """
-        cdef Py_ssize_t n = len(a0), start = self.n_ops
-        if not (0 <= code < 256 and VALID_CODES[code]):
+        cdef Py_ssize_t n = len(a0), start = self.n_ops, slot = self.n_slots
+        if not (0 <= code < 256 and VALID_CODES[code]) or is_array_entry(code):
             raise WengertError(f"not a valid opcode: {code}")
         self._reserve_ops(n)
         args = self._args[start:start + n]
@@ -201,9 +215,48 @@ cdef class Recorder:
         self._opcodes[start:start + n] = code
         self._check_new(start, start + n)
         with nogil:
-            forward0(&self.view, self.val_p, 1, start, start + n)
+            forward0(&self.view, self.val_p, 1, start, start + n, slot)
         self.n_ops = start + n
-        return self.first + start
+        self.n_slots = slot + n
+        return slot
+
+    def push_array(self, int code, descriptor, Py_ssize_t n_slots):
+        """Append one array entry (``_opcodes.ARRAY_LAYOUTS``) writing
+        ``n_slots`` slots, with its side-table ``descriptor``; evaluate it;
+        return its first result slot. A descriptor that refers to anything
+        not recorded before it raises before evaluation."""
+        if not is_array_entry(code):
+            raise WengertError(f"opcode {code} is not an array entry")
+        descriptor = np.ascontiguousarray(descriptor, dtype=np.int64).reshape(-1)
+        if descriptor.size and (descriptor.min() < -2**31 or descriptor.max() >= 2**31):
+            raise WengertError("an array entry's descriptor exceeds 32-bit indices")
+        if not 1 <= n_slots <= MAX_SLOTS:
+            raise WengertError(f"an array entry writes 1 to {MAX_SLOTS} slots, not {n_slots}")
+        cdef Py_ssize_t d = self.n_aux, i = self.n_ops, slot = self.n_slots
+        self._reserve_aux(descriptor.size)
+        self._reserve_ops(1, n_slots)
+        self._aux[d:d + descriptor.size] = descriptor
+        self.n_aux = d + descriptor.size
+        self.op_p[i] = <opcode_t>code
+        self.arg_p[2 * i] = <index_t>d
+        self.arg_p[2 * i + 1] = <index_t>n_slots
+        try:
+            self._check_new(i, i + 1)
+        except WengertError:
+            self.n_aux = d
+            raise
+        # The sweeps find array entries in this list, not by their opcodes.
+        cdef Py_ssize_t k = self.view.n_arrays
+        self._array_entries = _grown(self._array_entries, max(2 * k, 16)) if (
+            k >= self._array_entries.shape[0]) else self._array_entries
+        self._array_entries[k] = i
+        self.view.arrays = <const index_t*>cnp.PyArray_DATA(self._array_entries)
+        self.view.n_arrays = k + 1
+        with nogil:
+            forward0(&self.view, self.val_p, 1, i, i + 1, slot)
+        self.n_ops = i + 1
+        self.n_slots = slot + n_slots
+        return slot
 
     def add_constants(self, values):
         """Append constants; return their pool indices (int64 array)."""
@@ -232,13 +285,13 @@ cdef class Recorder:
     # -- values and guards ---------------------------------------------------
 
     def value(self, Py_ssize_t slot):
-        if not 0 <= slot < self.first + self.n_ops:
+        if not 0 <= slot < self.n_slots:
             raise IndexError(f"slot {slot} is not recorded")
         return self.val_p[slot]
 
     def values_of(self, slots):
         """Recorded values of an array of slots (same shape)."""
-        return self._values[:self.first + self.n_ops][slots]
+        return self._values[:self.n_slots][slots]
 
     def constants_of(self, indices):
         return self._consts[:self.n_consts][indices]
@@ -247,15 +300,14 @@ cdef class Recorder:
         """Outcome of a comparison opcode on recorded operands, computed by
         the kernel the guard check uses at replay."""
         self._check_open()
-        cdef Py_ssize_t n_slots = self.first + self.n_ops
         cdef int role0 = operand_role(code, 0) if 0 <= code < 256 else ROLE_NONE
         cdef int role1 = operand_role(code, 1) if 0 <= code < 256 else ROLE_NONE
         if (not is_comparison(code & BASE_MASK)
                 or a0 != <index_t>a0 or a1 != <index_t>a1
                 or role0 == ROLE_NONE or role0 == ROLE_AUX
                 or role1 == ROLE_NONE or role1 == ROLE_AUX
-                or not operand_exists(role0, <index_t>a0, n_slots, self.n_consts, NULL, 0)
-                or not operand_exists(role1, <index_t>a1, n_slots, self.n_consts, NULL, 0)):
+                or not operand_exists(role0, <index_t>a0, self.n_slots, self.n_consts, NULL, 0)
+                or not operand_exists(role1, <index_t>a1, self.n_slots, self.n_consts, NULL, 0)):
             raise WengertError(f"not a comparison of recorded values: opcode {code}, "
                                f"operands {a0}, {a1}")
         cdef real_t av = operand_value(role0, <index_t>a0, self.val_p, self.const_p, 1, 0)
@@ -291,13 +343,10 @@ cdef class Recorder:
         self.view.args = NULL
         self.view.consts = NULL
         self.view.aux = NULL
+        self.view.arrays = NULL
+        self.view.n_arrays = 0
         self._finished = True
         return result
-
-    @property
-    def n_slots(self):
-        return self.first + self.n_ops
-
 
 cdef object _grown(object array, Py_ssize_t capacity):
     # In place (realloc, often without a copy): the recorder holds the only
@@ -496,7 +545,7 @@ cdef object _binary(int base, Active x, object other, bint reflected):
 
 
 cpdef Active make_active(Recorder rec, Py_ssize_t slot):
-    if not 0 <= slot < rec.first + rec.n_ops:
+    if not 0 <= slot < rec.n_slots:
         raise WengertError(f"internal error: slot {slot} is not recorded")
     cdef Active a = Active.__new__(Active)
     a.recorder = rec

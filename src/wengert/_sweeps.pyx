@@ -4,7 +4,12 @@
 # val[s*B : s*B + B]; its tangents (or adjoints) for K directions at point p
 # are dot[(s*B + p)*K : ... + K], so the innermost loops run over contiguous
 # points or directions. The loops only dispatch (the hottest full opcodes
-# first, then by operand kind); the mathematics sits in _kernels.pxd.
+# first, then by operand kind); the mathematics sits in _kernels.pxd, and
+# the loops of array entries (one entry over many slots) in _arrays.pxi.
+#
+# A scalar entry writes one slot and an array entry as many as its arg1
+# says, so the sweeps carry the result slot along: forward from the first
+# result slot, backward from the slot after the last.
 from libc.string cimport memset
 from libc.stdint cimport uint8_t
 
@@ -13,9 +18,10 @@ from wengert._opcodes cimport *
 from wengert._kernels cimport azmul
 from wengert._operands cimport operand_role, operand_exists, operand_value
 from wengert._dispatch cimport (
-    is_comparison, unary_value, unary_partial, unary_second,
+    is_comparison, is_array_entry, unary_value, unary_partial, unary_second,
     binary_value, binary_partials, binary_seconds,
 )
+from scipy.linalg.cython_blas cimport dgemm
 
 
 # Each sweep body is compiled for two widths: one point and one direction
@@ -93,10 +99,11 @@ cdef enum:
 
 
 cdef void forward0(const TapeView* t, real_t* val, Py_ssize_t B,
-                   Py_ssize_t start, Py_ssize_t end) noexcept nogil:
-    """Values of operations start..end-1 at B points."""
+                   Py_ssize_t start, Py_ssize_t end, Py_ssize_t slot) noexcept nogil:
+    """Values of operations start..end-1 at B points; ``slot`` is the first
+    result slot of operation start."""
     cdef Work w = _work(t, val, NULL, NULL, NULL, B, 1)
-    _run(<_values*>NULL, &w, start, end)
+    _run(<_values*>NULL, &w, start, end, slot)
 
 
 cdef void forward1(const TapeView* t, real_t* val, real_t* dot,
@@ -107,7 +114,7 @@ cdef void forward1(const TapeView* t, real_t* val, real_t* dot,
     slots; every other slot is written here.
     """
     cdef Work w = _work(t, val, dot, NULL, NULL, B, K)
-    _run(<_tangents*>NULL, &w, 0, t.n_ops)
+    _run(<_tangents*>NULL, &w, 0, t.n_ops, t.first)
 
 
 cdef void reverse1(const TapeView* t, const real_t* val, real_t* bar,
@@ -118,7 +125,7 @@ cdef void reverse1(const TapeView* t, const real_t* val, real_t* bar,
     seeded output adjoints and zeros elsewhere.
     """
     cdef Work w = _work(t, val, bar, NULL, NULL, B, K)
-    _run(<_adjoints*>NULL, &w, 0, t.n_ops)
+    _run(<_adjoints*>NULL, &w, 0, t.n_ops, t.n_slots)
 
 
 cdef void reverse1_clearing(const TapeView* t, const real_t* val, real_t* bar) noexcept nogil:
@@ -129,7 +136,7 @@ cdef void reverse1_clearing(const TapeView* t, const real_t* val, real_t* bar) n
     doubles, ~13% of a gradient)."""
     cdef Work w = _work(t, val, bar, NULL, NULL, 1, 1)
     w.clear = True
-    _run(<_adjoints*>NULL, &w, 0, t.n_ops)
+    _run(<_adjoints*>NULL, &w, 0, t.n_ops, t.n_slots)
 
 
 cdef void reverse2(const TapeView* t, const real_t* val, const real_t* dot,
@@ -141,64 +148,127 @@ cdef void reverse2(const TapeView* t, const real_t* val, const real_t* dot,
     hold H(w.F) @ V.
     """
     cdef Work w = _work(t, val, bardot, dot, bar, B, K)
-    _run(<_seconds*>NULL, &w, 0, t.n_ops)
+    _run(<_seconds*>NULL, &w, 0, t.n_ops, t.n_slots)
 
 
-cdef inline void _run(sweep_t* sweep, Work* w, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
-    """Operations start..end-1: first to last for values and tangents, last
-    to first for adjoints; the one-point, one-direction body when it fits."""
+cdef inline void _run(sweep_t* sweep, Work* w, Py_ssize_t start, Py_ssize_t end,
+                      Py_ssize_t slot) noexcept nogil:
+    """Operations start..end-1: first to last for values and tangents
+    (``slot`` is the first result slot of operation start), last to first
+    for adjoints (``slot`` is the slot after the last result of operation
+    end-1).
+
+    The runs of scalar entries between array entries go through the tight
+    loop of _scalars, whose result slots follow the operation index (a tape
+    without array entries is one run); each array entry in between writes
+    its many slots through _array_entry."""
+    cdef const TapeView* t = w.t
+    cdef Py_ssize_t i, k, stop, s = slot, n
+    if sweep_t is _values or sweep_t is _tangents:
+        k = _first_array_at_or_after(t, start)
+        i = start
+        while True:
+            stop = t.arrays[k] if k < t.n_arrays and t.arrays[k] < end else end
+            _scalars(sweep, w, i, stop, s - i)
+            s += stop - i
+            if stop == end:
+                return
+            n = t.args[2 * stop + 1]
+            _array_entry(sweep, w[0], t.opcodes[stop], s, t.aux + t.args[2 * stop], n)
+            s += n
+            i = stop + 1
+            k += 1
+    else:
+        k = _first_array_at_or_after(t, end) - 1
+        i = end
+        while True:
+            stop = t.arrays[k] + 1 if k >= 0 and t.arrays[k] >= start else start
+            s -= i - stop
+            _scalars(sweep, w, stop, i, s - stop)
+            if stop == start:
+                return
+            i = stop - 1
+            n = t.args[2 * i + 1]
+            s -= n
+            _array_entry(sweep, w[0], t.opcodes[i], s, t.aux + t.args[2 * i], n)
+            if sweep_t is _adjoints:
+                if w.clear:
+                    memset(w.deriv + s, 0, n * sizeof(real_t))
+            k -= 1
+
+
+cdef inline Py_ssize_t _first_array_at_or_after(const TapeView* t, Py_ssize_t i) noexcept nogil:
+    """Position in t.arrays of the first array entry at operation i or later
+    (t.n_arrays if none): a binary search."""
+    cdef Py_ssize_t low = 0, high = t.n_arrays, mid
+    while low < high:
+        mid = (low + high) // 2
+        if t.arrays[mid] < i:
+            low = mid + 1
+        else:
+            high = mid
+    return low
+
+
+cdef inline void _scalars(sweep_t* sweep, Work* w, Py_ssize_t start, Py_ssize_t end,
+                          Py_ssize_t shift) noexcept nogil:
+    """Scalar operations start..end-1, operation i writing slot shift + i;
+    the one-point, one-direction body when it fits."""
     cdef Py_ssize_t i
     cdef bint one = w.B == 1 and w.K == 1
     if sweep_t is _values or sweep_t is _tangents:
         if one:
             for i in range(start, end):
-                _step(sweep, <_one*>NULL, w, i)
+                _step(sweep, <_one*>NULL, w, i, shift + i)
         else:
             for i in range(start, end):
-                _step(sweep, <_many*>NULL, w, i)
+                _step(sweep, <_many*>NULL, w, i, shift + i)
     else:
         if one:
             for i in range(end - 1, start - 1, -1):
-                _step(sweep, <_one*>NULL, w, i)
+                _step(sweep, <_one*>NULL, w, i, shift + i)
                 if sweep_t is _adjoints:
                     if w.clear:
-                        w.deriv[w.t.first + i] = 0.0
+                        w.deriv[shift + i] = 0.0
         else:
             for i in range(end - 1, start - 1, -1):
-                _step(sweep, <_many*>NULL, w, i)
+                _step(sweep, <_many*>NULL, w, i, shift + i)
 
 
-cdef inline void _step(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) noexcept nogil:
-    """Dispatch operation i: the hot opcodes first, then by operand kind."""
+cdef inline void _step(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
+                       Py_ssize_t s) noexcept nogil:
+    """Dispatch scalar operation i, whose result slot is s: the hot opcodes
+    first, then by operand kind."""
     cdef int code = w.t.opcodes[i]
-    if code == ADD_VV: _binary(sweep, width, w, i, ADD_VV)
-    elif code == SUB_VV: _binary(sweep, width, w, i, SUB_VV)
-    elif code == MUL_VV: _binary(sweep, width, w, i, MUL_VV)
-    elif code == DIV_VV: _binary(sweep, width, w, i, DIV_VV)
-    elif code == ADD_VC: _binary(sweep, width, w, i, ADD_VC)
-    elif code == SUB_VC: _binary(sweep, width, w, i, SUB_VC)
-    elif code == MUL_VC: _binary(sweep, width, w, i, MUL_VC)
-    elif code == DIV_VC: _binary(sweep, width, w, i, DIV_VC)
-    elif code == ADD_CV: _binary(sweep, width, w, i, ADD_CV)
-    elif code == SUB_CV: _binary(sweep, width, w, i, SUB_CV)
-    elif code == MUL_CV: _binary(sweep, width, w, i, MUL_CV)
-    elif code == DIV_CV: _binary(sweep, width, w, i, DIV_CV)
-    elif code == OP_SQUARE: _unary(sweep, width, w, i, OP_SQUARE)
-    elif code == OP_NEG: _unary(sweep, width, w, i, OP_NEG)
-    elif code == OP_CONST: _const(sweep, width, w, i)
-    elif code == OP_SELECT: _select(sweep, width, w, i)
-    elif (code >> KIND_SHIFT) == KIND_UNARY: _unary(sweep, width, w, i, code)
-    else: _binary(sweep, width, w, i, code)
+    cdef Py_ssize_t a = w.t.args[2 * i]
+    if code == ADD_VV: _binary(sweep, width, w, ADD_VV, s, a, w.t.args[2 * i + 1])
+    elif code == SUB_VV: _binary(sweep, width, w, SUB_VV, s, a, w.t.args[2 * i + 1])
+    elif code == MUL_VV: _binary(sweep, width, w, MUL_VV, s, a, w.t.args[2 * i + 1])
+    elif code == DIV_VV: _binary(sweep, width, w, DIV_VV, s, a, w.t.args[2 * i + 1])
+    elif code == ADD_VC: _binary(sweep, width, w, ADD_VC, s, a, w.t.args[2 * i + 1])
+    elif code == SUB_VC: _binary(sweep, width, w, SUB_VC, s, a, w.t.args[2 * i + 1])
+    elif code == MUL_VC: _binary(sweep, width, w, MUL_VC, s, a, w.t.args[2 * i + 1])
+    elif code == DIV_VC: _binary(sweep, width, w, DIV_VC, s, a, w.t.args[2 * i + 1])
+    elif code == ADD_CV: _binary(sweep, width, w, ADD_CV, s, a, w.t.args[2 * i + 1])
+    elif code == SUB_CV: _binary(sweep, width, w, SUB_CV, s, a, w.t.args[2 * i + 1])
+    elif code == MUL_CV: _binary(sweep, width, w, MUL_CV, s, a, w.t.args[2 * i + 1])
+    elif code == DIV_CV: _binary(sweep, width, w, DIV_CV, s, a, w.t.args[2 * i + 1])
+    elif code == OP_SQUARE: _unary(sweep, width, w, OP_SQUARE, s, a)
+    elif code == OP_NEG: _unary(sweep, width, w, OP_NEG, s, a)
+    elif code == OP_CONST: _const(sweep, width, w, s, a)
+    elif code == OP_SELECT: _select(sweep, width, w, s, a, w.t.args[2 * i + 1])
+    elif (code >> KIND_SHIFT) == KIND_UNARY: _unary(sweep, width, w, code, s, a)
+    else: _binary(sweep, width, w, code, s, a, w.t.args[2 * i + 1])
 
 
-cdef inline void _unary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
-                        int base) noexcept nogil:
+cdef inline void _unary(sweep_t* sweep, width_t* width, Work* w, int base,
+                        Py_ssize_t s, Py_ssize_t a) noexcept nogil:
+    """Slot s = base(slot a)."""
     cdef Py_ssize_t B = w.B, K = w.K, p, j
     if width_t is _one:
         B = 1
         K = 1
     cdef Py_ssize_t BK = B * K
-    cdef Py_ssize_t s = w.t.first + i, a = w.t.args[2 * i]
     cdef real_t* r = w.val + s * B
     cdef const real_t* x = w.val + a * B
     cdef real_t rv, d, dd, seed
@@ -238,11 +308,11 @@ cdef inline void _unary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
                 xd[p * K + j] += azmul(rd[p * K + j], d) + azmul(dd, xt[p * K + j])
 
 
-cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
-                         int code) noexcept nogil:
-    """A binary operation; a constant operand (kind VC or CV) reads the
-    pool, has no derivative storage and receives no adjoint. The hot codes
-    arrive as constants, so the operand roles fold away."""
+cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, int code,
+                         Py_ssize_t s, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Slot s = code(a, b); a constant operand (kind VC or CV: a or b
+    indexes the pool) has no derivative storage and receives no adjoint. The
+    hot codes arrive as constants, so the operand roles fold away."""
     cdef int base = code & BASE_MASK
     cdef bint x_const = operand_role(code, 0) == ROLE_CONST
     cdef bint y_const = operand_role(code, 1) == ROLE_CONST
@@ -252,8 +322,6 @@ cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
         K = 1
     cdef Py_ssize_t BK = B * K
     cdef const TapeView* t = w.t
-    cdef Py_ssize_t s = t.first + i
-    cdef Py_ssize_t a = t.args[2 * i], b = t.args[2 * i + 1]
     cdef real_t* r = w.val + s * B
     cdef const real_t* x = w.val + a * B
     cdef const real_t* y = w.val + b * B
@@ -338,13 +406,13 @@ cdef inline void _binary(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
                                       + azmul(dyy, ty))
 
 
-cdef inline void _const(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) noexcept nogil:
+cdef inline void _const(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t s,
+                        Py_ssize_t pool_index) noexcept nogil:
     cdef Py_ssize_t B = w.B, K = w.K, p
     if width_t is _one:
         B = 1
         K = 1
-    cdef Py_ssize_t s = w.t.first + i
-    cdef real_t c = w.t.consts[w.t.args[2 * i]]
+    cdef real_t c = w.t.consts[pool_index]
     # A constant has no derivative: reverse sweeps have nothing to do.
     if sweep_t is _values or sweep_t is _tangents:
         for p in range(B):
@@ -353,18 +421,18 @@ cdef inline void _const(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) n
         memset(w.deriv + s * B * K, 0, B * K * sizeof(real_t))
 
 
-cdef inline void _select(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i) noexcept nogil:
-    """``cond != 0 ? x : y``; only the chosen branch is read, so a NaN in
-    the other never reaches a value, a tangent or an adjoint."""
+cdef inline void _select(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t s,
+                         Py_ssize_t cond_slot, Py_ssize_t aux_index) noexcept nogil:
+    """``cond != 0 ? x : y``, the branch slots x and y in the side table;
+    only the chosen branch is read, so a NaN in the other never reaches a
+    value, a tangent or an adjoint."""
     cdef Py_ssize_t B = w.B, K = w.K, p, j
     if width_t is _one:
         B = 1
         K = 1
     cdef Py_ssize_t BK = B * K
-    cdef const TapeView* t = w.t
-    cdef Py_ssize_t s = t.first + i
-    cdef const real_t* cond = w.val + <Py_ssize_t>t.args[2 * i] * B
-    cdef const index_t* branches = t.aux + t.args[2 * i + 1]
+    cdef const real_t* cond = w.val + cond_slot * B
+    cdef const index_t* branches = w.t.aux + aux_index
     cdef Py_ssize_t chosen
     for p in range(B):
         chosen = branches[0] if cond[p] != 0.0 else branches[1]
@@ -407,19 +475,33 @@ cdef Py_ssize_t first_failed_guard(const TapeView* t, const real_t* val,
 
 cdef Py_ssize_t first_bad_operation(const TapeView* t, const uint8_t* valid,
                                     Py_ssize_t n_consts, Py_ssize_t n_aux,
-                                    Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+                                    Py_ssize_t start, Py_ssize_t end,
+                                    Py_ssize_t* slot) noexcept nogil:
     """Index of the first operation in start..end-1 with an unknown opcode or
-    an operand outside what exists before it, or -1."""
-    cdef Py_ssize_t i
+    an operand outside what exists before it, or -1. ``slot`` holds the
+    first result slot of operation start, and on success the slot after
+    the last result of operation end-1 (on failure, that of the bad one)."""
+    cdef Py_ssize_t i, s = slot[0], n
     cdef int code, k
     for i in range(start, end):
         code = t.opcodes[i]
         if not valid[code]:
+            slot[0] = s
             return i
-        for k in range(2):
-            if not operand_exists(operand_role(code, k), t.args[2 * i + k], t.first + i,
-                                  n_consts, t.aux, n_aux):
+        if is_array_entry(code):
+            n = array_entry_slots(t, code, t.args[2 * i], t.args[2 * i + 1], s, n_consts, n_aux)
+            if n <= 0:
+                slot[0] = s
                 return i
+            s += n
+            continue
+        for k in range(2):
+            if not operand_exists(operand_role(code, k), t.args[2 * i + k], s,
+                                  n_consts, t.aux, n_aux):
+                slot[0] = s
+                return i
+        s += 1
+    slot[0] = s
     return -1
 
 
@@ -440,3 +522,6 @@ cdef Py_ssize_t first_bad_guard(const TapeView* t, Py_ssize_t n_slots,
                                           NULL, 0)):
                 return g
     return -1
+
+
+include "_arrays.pxi"

@@ -14,6 +14,9 @@ ctypedef struct TapeView:
     const index_t* aux        # side table for entries with more operands
     Py_ssize_t n_ops
     Py_ssize_t first          # slot written by operation 0 (= inputs + parameters)
+    Py_ssize_t n_slots        # every slot: inputs, parameters, every operation's results
+    const index_t* arrays     # (n_arrays,) the operations that are array entries, ascending
+    Py_ssize_t n_arrays
     const opcode_t* guard_codes   # (n_guards,) binary comparison opcodes
     const index_t* guard_args     # (n_guards, 2)
     const uint8_t* guard_expected # (n_guards,) recorded outcome, 0 or 1

@@ -1,0 +1,410 @@
+# Array entries: one tape entry over many slots (included by _sweeps.pyx).
+#
+# An array entry's arg0 indexes its descriptor in the side table and arg1 is
+# the number of slots it writes, from its result slot s on. The layouts are
+# listed once, in _opcodes.ARRAY_LAYOUTS:
+#
+#   map     [code, n_outer, n_inner, a_start, a_outer, a_inner,
+#            b_start, b_outer, b_inner]
+#   sum     [n_outer, n_inner, a_start, a_outer, a_inner]
+#   gather  [source slot of each result ...]
+#   matmul  [code, m, k, n, a_start, a_rows, a_cols, b_start, b_rows, b_cols]
+#
+# A map applies the scalar kernels of `code` element by element, through the
+# same _unary/_binary bodies as scalar entries, so both kinds of entry give
+# the same numbers. Matrix products go to BLAS (SciPy's cython_blas) when
+# every matrix has a unit stride, that is at one point along one direction
+# for matrices stored by rows or by columns, and to plain loops otherwise;
+# like NumPy's `@`, they multiply in IEEE arithmetic (0 * inf is NaN).
+
+cdef extern from *:
+    """
+    #define WG_INDEX_END 2147483647LL
+    """
+    # One past the largest 32-bit index: slots, pool and side-table indices
+    # and BLAS dimensions all stay below it.
+    const Py_ssize_t WG_INDEX_END
+
+
+cdef enum:
+    MAP_LAYOUT = 9
+    SUM_LAYOUT = 5
+    MATMUL_LAYOUT = 10
+
+
+# ---- validation ---------------------------------------------------------------
+
+cdef inline bint _grid_inside(Py_ssize_t start, Py_ssize_t n_outer, Py_ssize_t outer,
+                              Py_ssize_t n_inner, Py_ssize_t inner,
+                              Py_ssize_t limit) noexcept nogil:
+    """Whether start + o*outer + j*inner lies in [0, limit) for every o <
+    n_outer and j < n_inner: its extremes are at the corners. Sizes are at
+    most 2**31 and strides 32-bit, so nothing here overflows 64 bits."""
+    cdef Py_ssize_t low = start, high = start
+    cdef Py_ssize_t reach_outer = (n_outer - 1) * outer, reach_inner = (n_inner - 1) * inner
+    if reach_outer < 0:
+        low += reach_outer
+    else:
+        high += reach_outer
+    if reach_inner < 0:
+        low += reach_inner
+    else:
+        high += reach_inner
+    return 0 <= low and high < limit
+
+
+cdef inline Py_ssize_t _limit_of(int role, Py_ssize_t n_slots, Py_ssize_t n_consts) noexcept nogil:
+    return n_consts if role == ROLE_CONST else n_slots
+
+
+cdef Py_ssize_t array_entry_slots(const TapeView* t, int code, Py_ssize_t d, Py_ssize_t n,
+                                  Py_ssize_t s, Py_ssize_t n_consts,
+                                  Py_ssize_t n_aux) noexcept nogil:
+    """The number of slots the array entry (code, d, n) with result slot s
+    writes, or 0 if its descriptor refers to anything that does not exist
+    before it, or describes more reads than there are slots to read."""
+    cdef const index_t* D
+    cdef Py_ssize_t e, n_outer, n_inner
+    cdef int inner, role0, role1
+    if n < 1 or d < 0 or s + n >= WG_INDEX_END:
+        return 0
+    if code == OP_GATHER:
+        if d + n > n_aux:
+            return 0
+        D = t.aux + d
+        for e in range(n):
+            if not 0 <= D[e] < s:
+                return 0
+        return n
+    if code == OP_SUM:
+        if d + SUM_LAYOUT > n_aux:
+            return 0
+        D = t.aux + d
+        n_outer, n_inner = D[0], D[1]
+        # A sum reads distinct slots: no more than exist.
+        if n_outer != n or n_inner < 1 or n_inner > s or n_outer * n_inner > s:
+            return 0
+        return n if _grid_inside(D[2], n_outer, D[3], n_inner, D[4], s) else 0
+    if code == OP_MAP:
+        if d + MAP_LAYOUT > n_aux:
+            return 0
+        D = t.aux + d
+        inner = D[0]
+        if not 0 <= inner < 256:
+            return 0
+        role0, role1 = operand_role(inner, 0), operand_role(inner, 1)
+        # A unary or binary operation (not const, select or an array entry),
+        # with at least one slot operand.
+        if not ((role0 == ROLE_SLOT and (role1 == ROLE_NONE or role1 == ROLE_SLOT
+                                          or role1 == ROLE_CONST))
+                or (role0 == ROLE_CONST and role1 == ROLE_SLOT)):
+            return 0
+        n_outer, n_inner = D[1], D[2]
+        if n_outer < 1 or n_inner < 1 or n_inner > n or n_outer * n_inner != n:
+            return 0
+        if not _grid_inside(D[3], n_outer, D[4], n_inner, D[5], _limit_of(role0, s, n_consts)):
+            return 0
+        if role1 != ROLE_NONE and not _grid_inside(D[6], n_outer, D[7], n_inner, D[8],
+                                                   _limit_of(role1, s, n_consts)):
+            return 0
+        return n
+    if code == OP_MATMUL:
+        if d + MATMUL_LAYOUT > n_aux:
+            return 0
+        D = t.aux + d
+        inner = D[0]
+        if not 0 <= inner < 256 or (inner & BASE_MASK) != OP_MUL or inner == OP_MUL:
+            return 0
+        role0, role1 = operand_role(inner, 0), operand_role(inner, 1)
+        if D[1] < 1 or D[2] < 1 or D[3] < 1 or D[1] > n or D[1] * D[3] != n:
+            return 0
+        if not _grid_inside(D[4], D[1], D[5], D[2], D[6], _limit_of(role0, s, n_consts)):
+            return 0
+        if not _grid_inside(D[7], D[2], D[8], D[3], D[9], _limit_of(role1, s, n_consts)):
+            return 0
+        return n
+    return 0
+
+
+# ---- dispatch --------------------------------------------------------------------
+
+cdef void _array_entry(sweep_t* sweep, Work w, int code, Py_ssize_t s, const index_t* D,
+                       Py_ssize_t n) noexcept nogil:
+    """The array entry ``code`` with descriptor D writing slots s..s+n-1."""
+    if code == OP_MAP:
+        _map(sweep, &w, s, D)
+    elif code == OP_SUM:
+        _sum(sweep, &w, s, D)
+    elif code == OP_GATHER:
+        _gather(sweep, &w, s, D, n)
+    elif code == OP_MATMUL:
+        _matmul(sweep, &w, s, D)
+
+
+cdef inline void _map(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) noexcept nogil:
+    cdef int code = D[0]
+    cdef Py_ssize_t n_outer = D[1], n_inner = D[2], o, j
+    cdef Py_ssize_t a, b, a_inner = D[5], b_inner = D[8]
+    cdef bint unary = operand_role(code, 1) == ROLE_NONE
+    cdef bint one = w.B == 1 and w.K == 1
+    for o in range(n_outer):
+        a = D[3] + o * D[4]
+        b = D[6] + o * D[7]
+        if unary and one:
+            for j in range(n_inner):
+                _unary(sweep, <_one*>NULL, w, code, s, a)
+                a += a_inner
+                s += 1
+        elif unary:
+            for j in range(n_inner):
+                _unary(sweep, <_many*>NULL, w, code, s, a)
+                a += a_inner
+                s += 1
+        elif one:
+            for j in range(n_inner):
+                _binary(sweep, <_one*>NULL, w, code, s, a, b)
+                a += a_inner
+                b += b_inner
+                s += 1
+        else:
+            for j in range(n_inner):
+                _binary(sweep, <_many*>NULL, w, code, s, a, b)
+                a += a_inner
+                b += b_inner
+                s += 1
+
+
+# ---- sums ------------------------------------------------------------------------
+
+cdef enum:
+    PAIRWISE_BLOCK = 128
+
+
+cdef real_t _strided_sum(const real_t* x, Py_ssize_t stride, Py_ssize_t n) noexcept nogil:
+    """x[0] + x[stride] + ... (n terms), pairwise as NumPy sums: the
+    rounding error grows with log n, not n, and eight running sums in a
+    block keep the loop busy."""
+    cdef real_t acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, total
+    cdef Py_ssize_t i, half
+    if n < 8:
+        total = 0.0
+        for i in range(n):
+            total += x[i * stride]
+        return total
+    if n <= PAIRWISE_BLOCK:
+        acc0 = x[0]
+        acc1 = x[stride]
+        acc2 = x[2 * stride]
+        acc3 = x[3 * stride]
+        acc4 = x[4 * stride]
+        acc5 = x[5 * stride]
+        acc6 = x[6 * stride]
+        acc7 = x[7 * stride]
+        i = 8
+        while i + 8 <= n:
+            acc0 += x[i * stride]
+            acc1 += x[(i + 1) * stride]
+            acc2 += x[(i + 2) * stride]
+            acc3 += x[(i + 3) * stride]
+            acc4 += x[(i + 4) * stride]
+            acc5 += x[(i + 5) * stride]
+            acc6 += x[(i + 6) * stride]
+            acc7 += x[(i + 7) * stride]
+            i += 8
+        total = ((acc0 + acc1) + (acc2 + acc3)) + ((acc4 + acc5) + (acc6 + acc7))
+        while i < n:
+            total += x[i * stride]
+            i += 1
+        return total
+    half = (n // 2) - (n // 2) % 8
+    return _strided_sum(x, stride, half) + _strided_sum(x + half * stride, stride, n - half)
+
+
+cdef inline void _sum(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) noexcept nogil:
+    """out[o] = sum_j a[o, j]; its partials are all 1, so tangents sum and
+    adjoints spread unchanged."""
+    cdef Py_ssize_t n_outer = D[0], n_inner = D[1], start = D[2], outer = D[3], inner = D[4]
+    cdef Py_ssize_t B = w.B, K = w.K, BK = w.B * w.K, o, j, p, q, x, r
+    for o in range(n_outer):
+        x = start + o * outer
+        r = s + o
+        if sweep_t is _values or sweep_t is _tangents:
+            for p in range(B):
+                w.val[r * B + p] = _strided_sum(w.val + x * B + p, inner * B, n_inner)
+        if sweep_t is _tangents:
+            for q in range(BK):
+                w.deriv[r * BK + q] = _strided_sum(w.deriv + x * BK + q, inner * BK, n_inner)
+        if sweep_t is _adjoints or sweep_t is _seconds:
+            for j in range(n_inner):
+                for q in range(BK):
+                    w.deriv[x * BK + q] += w.deriv[r * BK + q]
+                if sweep_t is _seconds:
+                    for p in range(B):
+                        w.bar[x * B + p] += w.bar[r * B + p]
+                x += inner
+
+
+# ---- gathers ---------------------------------------------------------------------
+
+cdef inline void _gather(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* source,
+                         Py_ssize_t n) noexcept nogil:
+    """out[e] = slot source[e]: copies forward, scatter-adds backward."""
+    cdef Py_ssize_t B = w.B, BK = w.B * w.K, e, p, q, x, r
+    for e in range(n):
+        x = source[e]
+        r = s + e
+        if sweep_t is _values or sweep_t is _tangents:
+            for p in range(B):
+                w.val[r * B + p] = w.val[x * B + p]
+        if sweep_t is _tangents:
+            for q in range(BK):
+                w.deriv[r * BK + q] = w.deriv[x * BK + q]
+        if sweep_t is _adjoints or sweep_t is _seconds:
+            for q in range(BK):
+                w.deriv[x * BK + q] += w.deriv[r * BK + q]
+        if sweep_t is _seconds:
+            for p in range(B):
+                w.bar[x * B + p] += w.bar[r * B + p]
+
+
+# ---- matrix products -----------------------------------------------------------
+
+ctypedef struct Mat:
+    real_t* data          # element (i, j) at data[i * rows + j * cols]
+    Py_ssize_t n_rows
+    Py_ssize_t n_cols
+    Py_ssize_t rows       # stride between rows
+    Py_ssize_t cols       # stride between columns
+
+
+cdef inline Mat _mat(const real_t* data, Py_ssize_t n_rows, Py_ssize_t n_cols,
+                     Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    cdef Mat m
+    m.data = <real_t*>data
+    m.n_rows = n_rows
+    m.n_cols = n_cols
+    # A stride along a dimension of one element is never used: give it the
+    # value that lets BLAS take the matrix.
+    if n_rows == 1:
+        rows = n_cols * cols if cols == 1 else 1
+    if n_cols == 1:
+        cols = n_rows * rows if rows == 1 else 1
+    m.rows = rows
+    m.cols = cols
+    return m
+
+
+cdef inline Mat _transposed(Mat m) noexcept nogil:
+    cdef Mat t = m
+    t.n_rows, t.n_cols = m.n_cols, m.n_rows
+    t.rows, t.cols = m.cols, m.rows
+    return t
+
+
+cdef inline bint _blas_form(Mat m, char* trans, int* ld) noexcept nogil:
+    """How BLAS (column-major) reads the row-major matrix m as an operand
+    op(X) of the transposed product: 'N' with ld = m.rows when its rows are
+    contiguous, 'T' with ld = m.cols when its columns are; False if neither
+    (or a stride BLAS cannot take)."""
+    if m.cols == 1 and m.rows >= m.n_cols and m.rows < WG_INDEX_END:
+        trans[0] = b'N'
+        ld[0] = <int>max(m.rows, 1)
+        return True
+    if m.rows == 1 and m.cols >= m.n_rows and m.cols < WG_INDEX_END:
+        trans[0] = b'T'
+        ld[0] = <int>max(m.cols, 1)
+        return True
+    return False
+
+
+cdef void _gemm(Mat a, Mat b, real_t beta, Mat c) noexcept nogil:
+    """c = a @ b + beta * c (beta 0 or 1; a: m x k, b: k x n, c: m x n)."""
+    cdef char ta, tb
+    cdef int lda, ldb, ldc, m, n, k
+    cdef real_t one = 1.0, acc
+    cdef Py_ssize_t i, j, l
+    if c.rows == 1 and c.n_rows > 1 and c.cols != 1:
+        # c is stored by columns: compute its transpose, b^T @ a^T, by rows.
+        _gemm(_transposed(b), _transposed(a), beta, _transposed(c))
+        return
+    if (c.cols == 1 and c.rows >= c.n_cols and c.rows < WG_INDEX_END
+            and a.n_rows < WG_INDEX_END and a.n_cols < WG_INDEX_END and b.n_cols < WG_INDEX_END
+            and _blas_form(b, &tb, &ldb) and _blas_form(a, &ta, &lda)):
+        # Row-major c is column-major c^T = b^T @ a^T.
+        m, n, k = <int>c.n_cols, <int>c.n_rows, <int>a.n_cols
+        ldc = <int>max(c.rows, 1)
+        dgemm(&tb, &ta, &m, &n, &k, &one, b.data, &ldb, a.data, &lda, &beta, c.data, &ldc)
+        return
+    for i in range(c.n_rows):
+        for j in range(c.n_cols):
+            acc = 0.0
+            for l in range(a.n_cols):
+                acc += a.data[i * a.rows + l * a.cols] * b.data[l * b.rows + j * b.cols]
+            if beta == 0.0:
+                c.data[i * c.rows + j * c.cols] = acc
+            else:
+                c.data[i * c.rows + j * c.cols] += acc
+
+
+cdef inline void _matmul(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) noexcept nogil:
+    """C (m x n, rows from slot s) = A (m x k) @ B (k x n); a constant A or B
+    (kind CV or VC of D[0]) lives in the pool and has no derivatives.
+
+    Forward: C' = A' B + A B'. Reverse: A_bar += C_bar B^T, B_bar += A^T C_bar;
+    second order adds A_bar' += C_bar' B^T + C_bar B'^T and B_bar' +=
+    A^T C_bar' + A'^T C_bar. One product per point and direction; strides
+    scale by the points B and directions K of the storage."""
+    cdef int code = D[0]
+    cdef bint a_const = operand_role(code, 0) == ROLE_CONST
+    cdef bint b_const = operand_role(code, 1) == ROLE_CONST
+    cdef Py_ssize_t m = D[1], k = D[2], n = D[3]
+    cdef Py_ssize_t a0 = D[4], ar = D[5], ac = D[6], b0 = D[7], br = D[8], bc = D[9]
+    cdef Py_ssize_t B = w.B, K = w.K, BK = w.B * w.K, p, j
+    cdef Mat A, Bm, C, Ad, Bd, Cd, Abar, Bbar, Cbar
+    for p in range(B):
+        # Values (or first-order adjoints' points) at point p.
+        if a_const:
+            A = _mat(w.t.consts + a0, m, k, ar, ac)
+        else:
+            A = _mat(w.val + a0 * B + p, m, k, ar * B, ac * B)
+        if b_const:
+            Bm = _mat(w.t.consts + b0, k, n, br, bc)
+        else:
+            Bm = _mat(w.val + b0 * B + p, k, n, br * B, bc * B)
+        C = _mat(w.val + s * B + p, m, n, n * B, B)
+        if sweep_t is _values or sweep_t is _tangents:
+            _gemm(A, Bm, 0.0, C)
+        if sweep_t is _seconds:
+            Cbar = _mat(w.bar + s * B + p, m, n, n * B, B)
+            if not a_const:
+                _gemm(Cbar, _transposed(Bm), 1.0, _mat(w.bar + a0 * B + p, m, k, ar * B, ac * B))
+            if not b_const:
+                _gemm(_transposed(A), Cbar, 1.0, _mat(w.bar + b0 * B + p, k, n, br * B, bc * B))
+        if sweep_t is _values:
+            K = 0       # values only: no directions
+        for j in range(K):
+            Cd = _mat(w.deriv + (s * B + p) * K + j, m, n, n * BK, BK)
+            if not a_const:
+                Ad = _mat(w.deriv + (a0 * B + p) * K + j, m, k, ar * BK, ac * BK)
+            if not b_const:
+                Bd = _mat(w.deriv + (b0 * B + p) * K + j, k, n, br * BK, bc * BK)
+            if sweep_t is _tangents:
+                if a_const:
+                    _gemm(A, Bd, 0.0, Cd)
+                else:
+                    _gemm(Ad, Bm, 0.0, Cd)
+                    if not b_const:
+                        _gemm(A, Bd, 1.0, Cd)
+            else:
+                # Adjoints (of the second-order sweep, its adjoint tangents).
+                if not a_const:
+                    _gemm(Cd, _transposed(Bm), 1.0, Ad)
+                if not b_const:
+                    _gemm(_transposed(A), Cd, 1.0, Bd)
+            if sweep_t is _seconds:
+                Cbar = _mat(w.bar + s * B + p, m, n, n * B, B)
+                if not a_const and not b_const:
+                    _gemm(Cbar, _transposed(_mat(w.dot + (b0 * B + p) * K + j, k, n,
+                                                 br * BK, bc * BK)), 1.0, Ad)
+                    _gemm(_transposed(_mat(w.dot + (a0 * B + p) * K + j, m, k,
+                                           ar * BK, ac * BK)), Cbar, 1.0, Bd)
