@@ -11,45 +11,45 @@ only the leading slots (inputs, then parameters) that some operation,
 select branch, guard or output refers to, renumbered in order. Renumbering
 is monotone, so every pass gives the same results in the new numbering.
 
-:func:`compact` builds it once per tape (cached on the tape) in time and
-memory linear in the tape's arrays, never in the declared input count. When
-every leading slot is read it is the tape's own engine.
+The compact tape is itself a :class:`~wengert.Tape` (``Compact.tape``), so
+the tools replay it with ``Tape._replay`` like any other. :func:`compact`
+builds it once per tape (kept in the tape's cache, ``Tape._cached``) in time
+and memory linear in the tape's arrays, never in the declared input count.
+When every leading slot is read it is the tape itself.
+
+The operands are decoded by :data:`wengert._opcodes.ROLES`, the table of
+what each operand of every opcode refers to.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from wengert import _opcodes as ops
-from wengert._opcodes import Kind
-
-_SHIFT = ops.KIND_SHIFT
-_CONST = ops.code_of("const")
-_SELECT = ops.code_of("select")
-_CACHE_KEY = "_compact_cache"
+from wengert._opcodes import ROLES, Role
+from wengert._records import Param
+from wengert.tape import Tape
 
 
 def slot_mask(opcodes):
-    """``(n_ops, 2)`` bools: which operand of each operation is a slot (the
-    others index the constant pool or the side table, or are unused)."""
-    opcodes = np.asarray(opcodes)
-    kind = opcodes >> _SHIFT
-    mask = np.zeros((opcodes.size, 2), dtype=bool)
-    mask[:, 0] = (kind == Kind.VV) | (kind == Kind.VC) | ((kind == Kind.UNARY)
-                                                         & (opcodes != _CONST))
-    mask[:, 1] = (kind == Kind.VV) | (kind == Kind.CV)
-    return mask
+    """``(n, 2)`` bools: which operand of each entry is a slot; the others
+    index the constant pool or the side table, or are unused. Entries are
+    operations or guards (binary comparisons, decoded by the same table)."""
+    return ROLES[np.asarray(opcodes, dtype=np.intp).reshape(-1)] == Role.SLOT
 
 
 def select_positions(opcodes, args):
-    """Positions in the side table of the branch slots of every select."""
-    at = np.asarray(args)[np.asarray(opcodes) == _SELECT, 1].astype(np.int64)
+    """Positions in the side table of the branch slots of every select (the
+    entries whose second operand indexes the side table)."""
+    codes = np.asarray(opcodes, dtype=np.intp).reshape(-1)
+    at = np.asarray(args).reshape(-1, 2)[ROLES[codes, 1] == Role.AUX, 1].astype(np.int64)
     return np.concatenate([at, at + 1])
 
 
-def guard_mask(guard_codes):
-    """``(n_guards, 2)`` bools: which operand of each guard is a slot."""
-    kind = np.asarray(guard_codes).astype(np.int64) >> _SHIFT
-    return np.stack([kind != Kind.CV, kind != Kind.VC], axis=1).reshape(-1, 2)
+def guard_arrays(guards):
+    """The opcodes ``(n_guards,)`` and operands ``(n_guards, 2)`` of a
+    tape's ``Guard`` records, as arrays."""
+    codes = np.array([g.code for g in guards], dtype=np.uint8)
+    args = np.array([(g.a0, g.a1) for g in guards], dtype=np.int64).reshape(-1, 2)
+    return codes, args
 
 
 def remap(opcodes, args, aux, outputs, guard_codes, guard_args, new_slot):
@@ -63,18 +63,20 @@ def remap(opcodes, args, aux, outputs, guard_codes, guard_args, new_slot):
     aux[at] = new_slot(aux[at])
     outputs = np.asarray(new_slot(np.asarray(outputs)), dtype=np.int32).reshape(-1)
     guard_args = np.array(guard_args, dtype=np.int32).reshape(-1, 2)
-    gmask = guard_mask(guard_codes)
+    gmask = slot_mask(guard_codes)
     guard_args[gmask] = new_slot(guard_args[gmask])
     return args, aux, outputs, guard_args
 
 
-def referenced(engine):
-    """The leading slots (inputs and parameters) the tape reads, sorted."""
-    first = engine.first
-    parts = [engine.args[slot_mask(engine.opcodes)],
-             engine.aux[select_positions(engine.opcodes, engine.args)],
-             engine.guard_args[guard_mask(engine.guard_codes)],
-             engine.outputs]
+def referenced(state, first):
+    """The leading slots (inputs and parameters, the slots below ``first``)
+    that a tape state (``Tape._state()``) reads, sorted."""
+    opcodes, args = state["opcodes"], state["args"]
+    guard_codes, guard_args = guard_arrays(state["guards"])
+    parts = [args[slot_mask(opcodes)],
+             state["aux"][select_positions(opcodes, args)],
+             guard_args[slot_mask(guard_codes)],
+             state["outputs"]]
     lead = np.concatenate([p[p < first].astype(np.int64) for p in parts])
     if first <= 4 * lead.size + 4096:
         # Few leading slots for the references: a mask is cheaper than a sort.
@@ -89,8 +91,11 @@ class Compact:
 
     Attributes
     ----------
-    engine : wengert._engine.Engine
-        The compact tape's engine (the tape's own when nothing is dropped).
+    tape : Tape
+        The compact tape (the tape itself when nothing is dropped): inputs of
+        shape ``(n_inputs,)``, the kept parameters as one flat parameter
+        (recorded as zeros: callers pass them, see :meth:`point`), the same
+        operations, outputs and guards.
     kept : ndarray of int64
         The original leading slots kept, sorted: inputs first, then parameters.
     n_inputs, first : int
@@ -107,28 +112,25 @@ class Compact:
     """
 
     def __init__(self, tape):
-        eng = tape._engine
-        kept = referenced(eng)
+        state = tape._state()
+        self.old_first = tape.n_inputs + tape.n_params
+        kept = referenced(state, self.old_first)
         self.kept = kept
         self.first = int(kept.size)
-        self.old_first = int(eng.first)
         self.shift = self.old_first - self.first
         self.n_inputs = int(np.searchsorted(kept, tape.n_inputs))
         self.inputs = kept[:self.n_inputs]
         self.params = kept[self.n_inputs:] - tape.n_inputs
         self.identity = self.shift == 0
         if self.identity:
-            self.engine = eng
+            self.tape = tape
             return
-        from wengert._engine import Engine
-        from wengert.tape import _VALID_CODES
-        args, aux, outputs, guard_args = remap(
-            eng.opcodes, eng.args, eng.aux, eng.outputs, eng.guard_codes, eng.guard_args,
-            self.to_new)
-        self.engine = Engine(eng.opcodes, args, eng.consts, aux, outputs, self.n_inputs,
-                             self.first - self.n_inputs, eng.guard_codes, guard_args,
-                             eng.guard_expected, _VALID_CODES)
-        self.engine.branch_error = eng.branch_error
+        small = map_state(state, self.to_new)
+        n_params = self.first - self.n_inputs
+        small.update(in_shape=(self.n_inputs,), n_params=n_params,
+                     param_specs=[Param((n_params,), self.n_inputs, np.zeros(n_params))]
+                     if n_params else [])
+        self.tape = Tape._from_state(small)
 
     def to_new(self, slots):
         """The compact slots of original slots (-1 for a leading slot dropped)."""
@@ -157,29 +159,24 @@ class Compact:
         out[lead] = self.kept[s[lead]]
         return out.reshape(shape)
 
-    def leading_work(self, X, params):
-        """A work array ``(n_slots, 1)`` for the compact engine at one point:
-        the kept inputs of ``X`` (flat) and the kept ``params``."""
-        val = np.empty((self.engine.n_slots, 1))
-        val[:self.n_inputs, 0] = X[self.inputs]
-        val[self.n_inputs:self.first, 0] = params[self.params]
-        return val
+    def point(self, X, params):
+        """The compact tape's ``(X, params)`` for ``_replay`` at one point of
+        the tape: the kept inputs of the flat ``X`` and the kept ``params``."""
+        if self.identity:
+            return X, params
+        return X[self.inputs], params[self.params]
 
 
 def compact(tape):
-    """The tape's :class:`Compact` (built once, cached on the tape)."""
-    found = tape.__dict__.get(_CACHE_KEY)
-    if found is None:
-        found = tape.__dict__.setdefault(_CACHE_KEY, Compact(tape))
-    return found
+    """The tape's :class:`Compact` (built once, kept in the tape's cache)."""
+    return tape._cached("compact", lambda: Compact(tape))
 
 
 def map_state(state, new_slot):
     """A copy of a tape state (``Tape._state()``) with every slot operand
     of the operations, outputs and guards replaced by ``new_slot(s)``."""
     guards = state["guards"]
-    codes = np.array([g.code for g in guards], dtype=np.int64)
-    guard_args = np.array([(g.a0, g.a1) for g in guards], dtype=np.int64).reshape(-1, 2)
+    codes, guard_args = guard_arrays(guards)
     args, aux, outputs, guard_args = remap(state["opcodes"], state["args"], state["aux"],
                                            state["outputs"], codes, guard_args, new_slot)
     new = dict(state)

@@ -14,12 +14,14 @@ import numpy as np
 
 from wengert import _opcodes as ops
 from wengert._arguments import check_choice, real_array
+from wengert._compact import compact
 from wengert._errors import ShapeError
-from wengert._opcodes import Kind
-from wengert.display import (_ASCII, _UNICODE, MAX_ROWS, _const_text, _leading_values,
+from wengert._opcodes import Role
+from wengert.display import (_ASCII, _UNICODE, MAX_ROWS, _const_text, _first, _leading_values,
                              _left_out, _limit, _n_primal_rows, _number, _one_point,
                              _output_label, _pad, _primal_rows, _slot_namer, _Slots,
                              _sparse_vector, _unpack, _value, _vector, _width)
+from wengert.tape import Tape
 
 
 # ---- local partial derivatives: the rules printed in traces --------------------------
@@ -127,14 +129,13 @@ def _edge_partials(tape, entries, val, seeds):
     ``seeds`` every slot's final adjoint (indexed by slot arrays). Returns
     ``{(op index, position): (partial, contribution)}``.
     """
-    from wengert._engine import Engine
-    from wengert.tape import _VALID_CODES
-    eng = tape._engine
     if not entries:
         return {}
+    state = tape._state()
     start, stop = entries[0].index, entries[-1].index + 1
-    codes = eng.opcodes[start:stop]
-    args = eng.args[start:stop].copy()
+    codes = state["opcodes"][start:stop]
+    args = state["args"][start:stop].copy()
+    roles = ops.ROLES[codes]
     aux = []
     inputs = []         # original slot of each fresh input
     where = {}          # (op index, position) -> fresh input
@@ -145,27 +146,25 @@ def _edge_partials(tape, entries, val, seeds):
             fresh.append(len(inputs))
             inputs.append(s)
         i = e.index - start
-        if e.op.name == "select":
+        if roles[i, 1] == Role.AUX:
+            # select: the branches' fresh inputs go to the side table, and
+            # the condition is one more fresh input.
             args[i] = (len(inputs), len(aux))
             inputs.append(e.cond)
             aux.extend(fresh)
-        elif e.kind in (Kind.UNARY, Kind.VV) and e.op.name != "const":
-            args[i] = (fresh[0], fresh[1] if len(fresh) > 1 else 0)
-        elif e.kind == Kind.VC:
-            args[i, 0] = fresh[0]
-        elif e.kind == Kind.CV:
-            args[i, 1] = fresh[0]
+        else:
+            args[i, roles[i] == Role.SLOT] = fresh      # in operand order, as _unpack lists them
     n = len(inputs)       # the operations now read fresh inputs only; op i writes slot n + i
-    edge = Engine(codes, args, eng.consts, np.array(aux, dtype=np.int32),
-                  np.zeros(0, dtype=np.int32), n, 0, np.zeros(0, np.uint8),
-                  np.zeros((0, 2), np.int32), np.zeros(0, np.uint8), _VALID_CODES)
-    work = np.empty((edge.n_slots, 1))
-    work[:n, 0] = val[np.array(inputs, dtype=np.intp)] if n else 0.0
-    edge.values(work, False)
-    bar = np.zeros((edge.n_slots, 1, 2))
-    bar[n:, 0, 0] = 1.0
-    bar[n:, 0, 1] = seeds[np.arange(eng.first + start, eng.first + stop)]
-    edge.adjoints(work, bar)
+    k = stop - start
+    edge = Tape(opcodes=codes, args=args, consts=state["consts"],
+                aux=np.array(aux, dtype=np.int32), outputs=np.arange(n, n + k, dtype=np.int32),
+                in_shape=(n,), out_shape=(k,))
+    # Every result is an output, seeded with 1 and with its real adjoint.
+    output_seeds = np.empty((k, 1, 2))
+    output_seeds[:, 0, 0] = 1.0
+    output_seeds[:, 0, 1] = seeds[_first(tape) + np.arange(start, stop)]
+    X = val[np.array(inputs, dtype=np.intp)] if n else np.zeros(0)
+    bar = edge._replay(X, np.zeros(0), output_seeds=output_seeds).adjoints
     return {key: (float(bar[i, 0, 0]), float(bar[i, 0, 1])) for key, i in where.items()}
 
 
@@ -224,15 +223,13 @@ def trace_text(tape, x, direction=None, args=(), mode="forward", *, ascii=False,
     >>> print(tape.trace([2.0, 5.0], 1.0, mode="reverse").splitlines()[-1])
     gradient x̄ = [5.5, 1.71634]
     """
-    from wengert._compact import compact
     check_choice(mode, "mode", ("forward", "reverse"))
     max_rows = _limit(max_rows, "max_rows")
     style = _ASCII if ascii else _UNICODE
     X = _one_point(tape, x, "trace")
     params = tape._params(tuple(args))
     c = compact(tape)
-    eng = c.engine
-    val = c.leading_work(X, params)
+    point = c.point(X, params)
     lead_values = _leading_values(tape, X, params)
     if mode == "forward":
         if direction is None:
@@ -247,26 +244,22 @@ def trace_text(tape, x, direction=None, args=(), mode="forward", *, ascii=False,
 
             def seed_at(s):
                 return seed[s]
-        dot = np.zeros((eng.n_slots, 1, 1))
-        dot[:c.n_inputs, 0, 0] = seed_at(c.inputs)
-        eng.tangents(val, dot, False)
+        run = c.tape._replay(*point, seeds=seed_at(c.inputs)[:, None, None])
 
         def lead_dot(s):
             out = np.zeros(s.shape)
             inp = s < tape.n_inputs
             out[inp] = seed_at(s[inp])
             return out
-        return _forward_text(tape, X, seed_text, _Slots(c, val[:, 0], lead_values),
-                             _Slots(c, dot[:, 0, 0], lead_dot), style, max_rows)
+        return _forward_text(tape, X, seed_text, _Slots(c, run.values[:, 0], lead_values),
+                             _Slots(c, run.tangents[:, 0, 0], lead_dot), style, max_rows)
     default = np.ones(1) if tape.n_outputs == 1 else None
     seed = _seed(tape, direction, tape.out_shape, "w", "the output shape", default)
-    eng.values(val, False)
-    bar = np.zeros((eng.n_slots, 1, 1))
-    np.add.at(bar[:, 0, 0], c.to_new(tape._engine.outputs), seed)
-    eng.adjoints(val, bar)
-    grad_text = _sparse_vector(tape.in_shape, c.inputs, bar[:c.n_inputs, 0, 0])
-    return _reverse_text(tape, X, seed, _Slots(c, val[:, 0], lead_values),
-                         _Slots(c, bar[:, 0, 0], np.zeros_like), style, max_rows, grad_text)
+    run = c.tape._replay(*point, output_seeds=seed[:, None, None])
+    bar = run.adjoints[:, 0, 0]
+    grad_text = _sparse_vector(tape.in_shape, c.inputs, bar[:c.n_inputs])
+    return _reverse_text(tape, X, seed, _Slots(c, run.values[:, 0], lead_values),
+                         _Slots(c, bar, np.zeros_like), style, max_rows, grad_text)
 
 
 def _seed(tape, direction, shape, name, what, default):
@@ -285,7 +278,7 @@ def _seed(tape, direction, shape, name, what, default):
 
 
 def _names(tape, style):
-    n, first = tape.n_inputs, tape._engine.first
+    n, first = tape.n_inputs, _first(tape)
     return (_slot_namer(n, first),
             _slot_namer(n, first, "v" + style["dot"], "p" + style["dot"]),
             _slot_namer(n, first, "v" + style["bar"], "p" + style["bar"]))
@@ -311,22 +304,22 @@ def _align(rows):
 
 
 def _forward_text(tape, X, seed_text, val, dot, style, max_rows=None):
-    eng = tape._engine
+    first, outputs = _first(tape), tape._state()["outputs"]
     primal, dotted, _ = _names(tape, style)
     d = style["dot"]
     total = _n_primal_rows(tape)
     shown = total if max_rows is None else min(total, max_rows)
     rows, slots = [], []
-    for s in range(min(eng.first, shown)):
+    for s in range(min(first, shown)):
         rows.append((dotted(s), f"x{d}[{s}]" if s < tape.n_inputs else "0"))
         slots.append(s)
-    entries = _unpack(tape, 0, max(0, min(shown - eng.first, tape.n_ops)))
-    constant = range(tape.n_inputs, eng.first)
+    entries = _unpack(tape, 0, max(0, min(shown - first, tape.n_ops)))
+    constant = range(tape.n_inputs, first)
     for e in entries:
         rows.append((dotted(e.slot), _tangent_rule(e, primal, dotted, val, constant)))
         slots.append(e.slot)
     k = max(0, shown - len(rows))
-    for j, s in enumerate(eng.outputs[:k].tolist()):
+    for j, s in enumerate(outputs[:k].tolist()):
         rows.append((_output_label(tape, j, "y" + d), dotted(s)))
         slots.append(s)
     numbers = dot[np.array(slots, dtype=np.int64)]
@@ -339,7 +332,7 @@ def _forward_text(tape, X, seed_text, val, dot, style, max_rows=None):
     lines += [f"{_pad(a, wl)}{style['sep']}{b}".rstrip() for a, b in zip(left, right)]
     if shown < total:
         lines.append(_left_out(total - shown, "rows", "max_rows", max_rows))
-    jv = dot[eng.outputs].reshape(tape.out_shape)
+    jv = dot[outputs].reshape(tape.out_shape)
     lines += ["", f"directional derivative J @ x{d} = y{d} = {_vector(jv)}"]
     return "\n".join(lines)
 
@@ -348,10 +341,10 @@ _MAX_TERMS = 8      # terms shown in one adjoint row; a heavily used slot is sum
 
 
 def _reverse_text(tape, X, seed, val, bar, style, max_rows=None, grad_text=None):
-    eng = tape._engine
+    first = _first(tape)
     primal, _, barred = _names(tape, style)
     b = style["bar"]
-    n_slots = eng.n_slots
+    n_slots = first + tape.n_ops
     # Adjoint rows: every slot from the last back to the first, then every
     # input; the first `shown` of them, i.e. slots lowest .. n_slots-1.
     total = n_slots + tape.n_inputs
@@ -359,7 +352,7 @@ def _reverse_text(tape, X, seed, val, bar, style, max_rows=None, grad_text=None)
     lowest = n_slots - min(shown, n_slots)
     # Consumers of the slots shown are operations after them: only those
     # operations are unpacked and sent through the edge tape.
-    entries = _unpack(tape, max(0, lowest - eng.first), None)
+    entries = _unpack(tape, max(0, lowest - first), None)
     edges = _edge_partials(tape, entries, val, bar)
     consumers = {}
     for e in entries:
@@ -369,7 +362,7 @@ def _reverse_text(tape, X, seed, val, bar, style, max_rows=None, grad_text=None)
         for pos, s in e.operands:
             if partials[pos] != "0":
                 consumers.setdefault(s, []).append((e, pos, partials[pos]))
-    outputs = eng.outputs
+    outputs = tape._state()["outputs"]
     seeds = {}
     for j in np.flatnonzero(outputs >= lowest).tolist():
         seeds.setdefault(int(outputs[j]), []).append(j)

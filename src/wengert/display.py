@@ -19,8 +19,9 @@ import unicodedata
 import numpy as np
 
 from wengert import _opcodes as ops
+from wengert._compact import compact, guard_arrays, slot_mask
 from wengert._errors import ArgumentError, ShapeError, WengertError
-from wengert._opcodes import Kind
+from wengert._opcodes import Kind, Role
 
 __all__ = ["listing", "trace_text", "to_dot", "render", "stats", "summary",
            "GraphvizNotFoundError"]
@@ -49,19 +50,27 @@ def _slot_namer(n_inputs, first, v="v", p="p"):
 
 
 _INFIX = {op.name: op.symbol for op in ops.OPERATIONS if op.symbol}
+# ops.ROLES as lists of ints, for decoding one entry at a time in Python loops.
+_ROLE_ROWS = ops.ROLES.tolist()
+
+
+def _first(tape):
+    """The tape's first operation slot: its inputs and parameters come first."""
+    return tape.n_inputs + tape.n_params
 
 
 def _expression(code, a0, a1, consts, aux, name):
     """The right-hand side of one tape entry, e.g. ``log(v[-1])``, ``v[1] * 2``."""
-    op, kind = ops.split(code)
-    if op.name == "const":
-        return repr(float(consts[a0]))
-    if op.name == "select":
+    op = ops.split(code)[0]
+    role0, role1 = _ROLE_ROWS[code]
+    if role1 == Role.AUX:             # select: the branches are in the side table
         return f"{name(aux[a1])} if {name(a0)} else {name(aux[a1 + 1])}"
-    if kind == Kind.UNARY:
+    if role1 == Role.NONE:
+        if role0 == Role.CONST:       # a constant entry
+            return repr(float(consts[a0]))
         return f"-{name(a0)}" if op.name == "neg" else f"{op.name}({name(a0)})"
-    left = f"{consts[a0]:g}" if kind == Kind.CV else name(a0)
-    right = f"{consts[a1]:g}" if kind == Kind.VC else name(a1)
+    left, right = (f"{consts[a]:g}" if role == Role.CONST else name(a)
+                   for role, a in ((role0, a0), (role1, a1)))
     if op.name in _INFIX:
         return f"{left} {_INFIX[op.name]} {right}"
     return f"{op.name}({left}, {right})"
@@ -203,41 +212,39 @@ def _leading_values(tape, X, params):
 def _values(tape, X, args):
     """Every slot's value at one point as a dense array (for the tests; the
     displays use :func:`_point_values`, which builds nothing per slot)."""
-    return _point_values(tape, X, args)[np.arange(tape._engine.n_slots)]
+    return _point_values(tape, X, args)[np.arange(_first(tape) + tape.n_ops)]
 
 
 def _point_values(tape, X, args):
-    """Every slot's value at one point (a :class:`_Slots`), from the
-    engine's zero-order sweep over the compact tape."""
-    from wengert._compact import compact
+    """Every slot's value at one point (a :class:`_Slots`), from a replay
+    of the compact tape."""
     c = compact(tape)
     params = tape._params(args)
-    val = c.leading_work(X, params)
-    c.engine.values(val, False)
-    return _Slots(c, val[:, 0], _leading_values(tape, X, params))
+    values = c.tape._replay(*c.point(X, params)).values
+    return _Slots(c, values[:, 0], _leading_values(tape, X, params))
 
 
 def _n_primal_rows(tape):
-    return tape._engine.first + tape.n_ops + tape.n_outputs
+    return _first(tape) + tape.n_ops + tape.n_outputs
 
 
 def _primal_rows(tape, name, stop=None):
     """``(label, expression, slot)`` for every slot and every output, in that
     order; only the first ``stop`` of them (None: all)."""
-    eng = tape._engine
-    first, n_ops = eng.first, tape.n_ops
+    state = tape._state()
+    first, n_ops = _first(tape), tape.n_ops
     stop = _n_primal_rows(tape) if stop is None else min(stop, _n_primal_rows(tape))
     rows = []
     for s in range(min(first, stop)):
         source = f"x[{s}]" if s < tape.n_inputs else f"p[{s - tape.n_inputs}]"
         rows.append((name(s), source, s))
     k = max(0, min(stop - first, n_ops))
-    consts, aux = eng.consts, eng.aux
-    for i, (code, (a0, a1)) in enumerate(zip(eng.opcodes[:k].tolist(),
-                                             eng.args[:k].tolist())):
+    consts, aux = state["consts"], state["aux"]
+    for i, (code, (a0, a1)) in enumerate(zip(state["opcodes"][:k].tolist(),
+                                             state["args"][:k].tolist())):
         rows.append((name(first + i), _expression(code, a0, a1, consts, aux, name), first + i))
     k = max(0, min(stop - first - n_ops, tape.n_outputs))
-    for j, s in enumerate(eng.outputs[:k].tolist()):
+    for j, s in enumerate(state["outputs"][:k].tolist()):
         rows.append((_output_label(tape, j), name(s), s))
     return rows
 
@@ -248,12 +255,11 @@ def _output_label(tape, j, y="y"):
 
 def _guard_rows(tape, name, stop=None):
     """``(expression, note)`` for every guard of the tape (the first ``stop``)."""
-    eng = tape._engine
+    state = tape._state()
     stop = tape.n_guards if stop is None else min(stop, tape.n_guards)
     rows = []
-    for code, (a0, a1), g in zip(eng.guard_codes[:stop].tolist(),
-                                  eng.guard_args[:stop].tolist(), tape._guards[:stop]):
-        expr = _expression(code, a0, a1, eng.consts, eng.aux, name)
+    for g in state["guards"][:stop]:
+        expr = _expression(g.code, g.a0, g.a1, state["consts"], state["aux"], name)
         rows.append((expr, f"# must stay {g.expected}: `{g.text}` at {g.where}"))
     return rows
 
@@ -308,7 +314,7 @@ def listing(tape, x=None, *args, max_rows=MAX_ROWS, max_lines=_UNSET):
         max_rows = max_lines
     max_rows = _limit(max_rows, "max_rows")
     values = None if x is None else _point_values(tape, _one_point(tape, x, "listing"), args)
-    name = _slot_namer(tape.n_inputs, tape._engine.first)
+    name = _slot_namer(tape.n_inputs, _first(tape))
     rows = _primal_rows(tape, name, max_rows)
     guards = _guard_rows(tape, name, None if max_rows is None else max_rows - len(rows))
     width_l = max([len(r[0]) for r in rows] + [len("guard") if guards else 0], default=0)
@@ -332,12 +338,12 @@ def listing(tape, x=None, *args, max_rows=MAX_ROWS, max_lines=_UNSET):
 # ---- tape entries, unpacked (read by the graph and by the traces) -------------------
 
 class _Op:
-    """One tape entry, unpacked: name, kind, operand slots and constants."""
+    """One tape entry, unpacked: its operation, operand slots and constants."""
 
-    __slots__ = ("index", "slot", "op", "kind", "operands", "consts", "cond")
+    __slots__ = ("index", "slot", "op", "operands", "consts", "cond")
 
-    def __init__(self, index, slot, op, kind, operands, consts, cond):
-        self.index, self.slot, self.op, self.kind = index, slot, op, kind
+    def __init__(self, index, slot, op, operands, consts, cond):
+        self.index, self.slot, self.op = index, slot, op
         self.operands = operands      # [(position, slot)]: the slot operands
         self.consts = consts          # {position: value}: the constant operands
         self.cond = cond              # select: the condition slot
@@ -346,26 +352,24 @@ class _Op:
 def _unpack(tape, start=0, stop=None):
     """The operations ``start .. stop-1`` of the tape (default: all) as
     :class:`_Op`, in tape order."""
-    eng = tape._engine
-    consts, aux = eng.consts, eng.aux
+    state = tape._state()
+    consts, aux, first = state["consts"], state["aux"], _first(tape)
+    codes = state["opcodes"][start:stop]
     result = []
-    codes, args = eng.opcodes[start:stop].tolist(), eng.args[start:stop].tolist()
-    for i, (code, (a0, a1)) in enumerate(zip(codes, args), start):
-        op, kind = ops.split(code)
+    for i, (code, (a0, a1), (role0, role1)) in enumerate(
+            zip(codes.tolist(), state["args"][start:stop].tolist(), ops.ROLES[codes].tolist()),
+            start):
+        op = ops.split(code)[0]
         cond = None
-        if op.name == "const":
-            operands, cs = [], {}
-        elif op.name == "select":
+        if role1 == Role.AUX:         # select: condition a0, branches in the side table
             operands, cs, cond = [(0, int(aux[a1])), (1, int(aux[a1 + 1]))], {}, a0
-        elif kind == Kind.UNARY:
-            operands, cs = [(0, a0)], {}
-        elif kind == Kind.VV:
-            operands, cs = [(0, a0), (1, a1)], {}
-        elif kind == Kind.VC:
-            operands, cs = [(0, a0)], {1: float(consts[a1])}
+        elif role1 == Role.NONE and role0 == Role.CONST:
+            operands, cs = [], {}     # a constant entry: its operand is its value
         else:
-            operands, cs = [(1, a1)], {0: float(consts[a0])}
-        result.append(_Op(i, eng.first + i, op, kind, operands, cs, cond))
+            pairs = ((0, role0, a0), (1, role1, a1))
+            operands = [(pos, a) for pos, role, a in pairs if role == Role.SLOT]
+            cs = {pos: float(consts[a]) for pos, role, a in pairs if role == Role.CONST}
+        result.append(_Op(i, first + i, op, operands, cs, cond))
     return result
 
 
@@ -388,11 +392,11 @@ def _dot_leading(tape, s, slot_name):
             f'style="rounded,filled", fillcolor="{fill}"];')
 
 
-def _dot_operation(tape, e, slot_name, out, edges):
-    """The node of operation ``e`` (an :class:`_Op`) and its edges."""
-    eng = tape._engine
-    consts, aux = eng.consts, eng.aux
-    code, (a0, a1) = int(eng.opcodes[e.index]), eng.args[e.index].tolist()
+def _dot_operation(state, e, slot_name, out, edges):
+    """The node of operation ``e`` (an :class:`_Op`) of the tape whose
+    ``_state()`` is ``state``, and its edges."""
+    consts, aux = state["consts"], state["aux"]
+    code, (a0, a1) = int(state["opcodes"][e.index]), state["args"][e.index].tolist()
     expr = f"{slot_name(e.slot)} = {_expression(code, a0, a1, consts, aux, slot_name)}"
     opname = e.op.name
     if opname == "const":
@@ -425,16 +429,15 @@ def _dot_output(tape, j, s, out, edges):
     edges.append(f"  s{s} -> y{j};")
 
 
-def _dot_guard(tape, g, out, edges):
-    eng = tape._engine
-    code, (a0, a1) = int(eng.guard_codes[g]), eng.guard_args[g].tolist()
-    guard = tape._guards[g]
-    op, kind = ops.split(code)
+def _dot_guard(state, g, out, edges):
+    """The node of guard ``g`` of the tape whose ``_state()`` is ``state``,
+    and its edges."""
+    guard, consts = state["guards"][g], state["consts"]
     label = f"guard: {guard.text}\nmust stay {guard.expected}\n{guard.where}"
     out.append(f"  g{g} [label={_dot_string(label)}, shape=octagon, style=dashed];")
-    for pos, (arg, is_const) in enumerate(((a0, kind == Kind.CV), (a1, kind == Kind.VC))):
-        if is_const:
-            out.append(f"  g{g}_c{pos} [label={_dot_string(f'{eng.consts[arg]:g}')}, "
+    for pos, (arg, role) in enumerate(zip((guard.a0, guard.a1), _ROLE_ROWS[guard.code])):
+        if role == Role.CONST:
+            out.append(f"  g{g}_c{pos} [label={_dot_string(f'{consts[arg]:g}')}, "
                        "shape=plaintext];")
             edges.append(f"  g{g}_c{pos} -> g{g} [style=dashed];")
         else:
@@ -491,8 +494,8 @@ def to_dot(tape, *, name="wengert", max_nodes=MAX_NODES):
     '  // ... 3 more nodes not shown (max_nodes=3)'
     """
     max_nodes = _limit(max_nodes, "max_nodes")
-    eng = tape._engine
-    first = eng.first
+    state = tape._state()
+    first = _first(tape)
     slot_name = _slot_namer(tape.n_inputs, first)
     out = [f"digraph {_dot_string(name) if not name.isidentifier() else name} {{",
            '  graph [rankdir=LR, fontname="Helvetica"];',
@@ -504,11 +507,11 @@ def to_dot(tape, *, name="wengert", max_nodes=MAX_NODES):
         for s in range(first):
             out.append(_dot_leading(tape, s, slot_name))
         for e in _unpack(tape):
-            _dot_operation(tape, e, slot_name, out, edges)
-        for j, s in enumerate(eng.outputs.tolist()):
+            _dot_operation(state, e, slot_name, out, edges)
+        for j, s in enumerate(state["outputs"].tolist()):
             _dot_output(tape, j, s, out, edges)
         for g in range(tape.n_guards):
-            _dot_guard(tape, g, out, edges)
+            _dot_guard(state, g, out, edges)
         return "\n".join(out + edges + ["}"]) + "\n"
     # Cut: operations in order, each with the leading slots it reads, while
     # they fit; then the outputs and guards whose operands are all drawn.
@@ -521,7 +524,7 @@ def to_dot(tape, *, name="wengert", max_nodes=MAX_NODES):
         for s in new:
             out.append(_dot_leading(tape, s, slot_name))
         shown.update(new)
-        _dot_operation(tape, e, slot_name, out, edges)
+        _dot_operation(state, e, slot_name, out, edges)
         used += len(new) + 1
         k += 1
 
@@ -542,18 +545,18 @@ def to_dot(tape, *, name="wengert", max_nodes=MAX_NODES):
         used += len(new) + 1
         return True
 
-    outputs = eng.outputs
+    outputs = state["outputs"]
     for j in np.flatnonzero(drawable(outputs)).tolist():
         if used >= max_nodes or not fits([int(outputs[j])]):
             break
         _dot_output(tape, j, int(outputs[j]), out, edges)
     if tape.n_guards:
-        from wengert._compact import guard_mask
-        gmask = guard_mask(eng.guard_codes)
-        for g in np.flatnonzero((drawable(eng.guard_args) | ~gmask).all(axis=1)).tolist():
-            if used >= max_nodes or not fits(eng.guard_args[g][gmask[g]].tolist()):
+        guard_codes, guard_args = guard_arrays(state["guards"])
+        gmask = slot_mask(guard_codes)
+        for g in np.flatnonzero((drawable(guard_args) | ~gmask).all(axis=1)).tolist():
+            if used >= max_nodes or not fits(guard_args[g][gmask[g]].tolist()):
                 break
-            _dot_guard(tape, g, out, edges)
+            _dot_guard(state, g, out, edges)
     note = _left_out(total - used, "nodes", "max_nodes", max_nodes)
     out.append(f"  more [label={_dot_string(note)}, shape=note];")
     return "\n".join(out + edges + [f"  // {note}", "}"]) + "\n"
@@ -623,6 +626,8 @@ def render(tape, path, format=None, *, program="dot", max_nodes=MAX_NODES):
 # ---- statistics ------------------------------------------------------------------------
 
 _KIND_NAMES = {Kind.UNARY: "unary", Kind.VV: "vv", Kind.VC: "vc", Kind.CV: "cv"}
+# A guard as the engine holds it: an opcode byte, two int32 operands, an outcome byte.
+_GUARD_BYTES = 1 + 2 * 4 + 1
 
 
 def stats(tape):
@@ -654,8 +659,8 @@ def stats(tape):
     >>> s["n_ops"], s["by_operation"], s["by_kind"]["vc"], s["work_bytes"]
     (3, {'sin': 1, 'add': 1, 'mul': 1}, 1, 40)
     """
-    eng = tape._engine
-    counts = np.bincount(eng.opcodes, minlength=256)
+    state = tape._state()
+    counts = np.bincount(state["opcodes"], minlength=256)
     by_operation = {}
     by_kind = dict(const=0, select=0, unary=0, vv=0, vc=0, cv=0)
     for code in np.flatnonzero(counts).tolist():
@@ -666,17 +671,16 @@ def stats(tape):
         by_kind[key] += n
     by_operation = {op.name: by_operation[op.name] for op in ops.OPERATIONS
                     if op.name in by_operation}
-    tape_bytes = dict(
-        opcodes=eng.opcodes.nbytes, args=eng.args.nbytes, consts=eng.consts.nbytes,
-        aux=eng.aux.nbytes, outputs=eng.outputs.nbytes,
-        guards=eng.guard_codes.nbytes + eng.guard_args.nbytes + eng.guard_expected.nbytes)
-    tape_bytes = {k: int(v) for k, v in tape_bytes.items()}
+    tape_bytes = {key: int(state[key].nbytes)
+                  for key in ("opcodes", "args", "consts", "aux", "outputs")}
+    tape_bytes["guards"] = tape.n_guards * _GUARD_BYTES
     tape_bytes["total"] = sum(tape_bytes.values())
+    n_slots = _first(tape) + tape.n_ops
     return dict(
         n_ops=tape.n_ops, n_inputs=tape.n_inputs, n_params=tape.n_params,
-        n_outputs=tape.n_outputs, n_guards=tape.n_guards, n_consts=int(eng.consts.size),
-        n_slots=int(eng.n_slots), by_operation=by_operation, by_kind=by_kind,
-        tape_bytes=tape_bytes, work_bytes=int(eng.n_slots) * 8)
+        n_outputs=tape.n_outputs, n_guards=tape.n_guards, n_consts=int(state["consts"].size),
+        n_slots=n_slots, by_operation=by_operation, by_kind=by_kind,
+        tape_bytes=tape_bytes, work_bytes=n_slots * 8)
 
 
 def _bytes(n):

@@ -29,18 +29,14 @@ colouring's ``colours`` and ``seed``, made on first use).
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import scipy.sparse as sp
 
-from wengert import _colouring, _sparsity
+from wengert import _colouring
 from wengert._arguments import check_choice, real_array
 from wengert._compact import compact
 from wengert._errors import ArgumentError, ShapeError
-
-_CACHE_KEY = "_sparsity_cache"
-_CACHE_LOCK = threading.Lock()
+from wengert.tape import UnitSeeds, _Memo
 
 # In mode="auto", a second colouring (of the other side of the Jacobian) is
 # only tried when its work estimate stays below this many steps or a few
@@ -260,39 +256,21 @@ def _full_source(source, kind, pattern, expand, p):
     return expand.columns[row] * p + colour
 
 
-class _Cache:
+class _Cache(_Memo):
     """Everything sparsity computes for one tape: its two patterns
     (``"jacobian"``, ``"hessian"``) and its colourings (keyed by kind and
-    mode), each computed once."""
-
-    def __init__(self):
-        # Re-entrant: the "auto" Jacobian colouring makes the other two under it.
-        self.lock = threading.RLock()
-        self._entries = {}
-
-    def get(self, key, make):
-        """The entry ``key``, computed by ``make()`` on first use; threads
-        that ask at the same time wait for one computation."""
-        value = self._entries.get(key)
-        if value is None:
-            with self.lock:
-                value = self._entries.get(key)
-                if value is None:
-                    value = self._entries[key] = make()
-        return value
+    mode), each computed once by ``get(key, make)``. (Re-entrant: the
+    "auto" Jacobian colouring makes the other two under it.)"""
 
     @property
     def jacobian(self):
         """The Jacobian's _Pattern once computed, else None (for inspection)."""
-        return self._entries.get("jacobian")
+        return self.peek("jacobian")
 
 
 def _cache(tape):
-    cache = tape.__dict__.get(_CACHE_KEY)
-    if cache is None:
-        with _CACHE_LOCK:
-            cache = tape.__dict__.setdefault(_CACHE_KEY, _Cache())
-    return cache
+    """The tape's sparsity :class:`_Cache`, kept in the tape's cache."""
+    return tape._cached("sparsity", _Cache)
 
 
 # ---- patterns -------------------------------------------------------------------
@@ -301,14 +279,14 @@ def _compact_jacobian(tape):
     """The Jacobian pattern over the inputs the tape reads (compact columns)."""
     c = compact(tape)
     return _cache(tape).get("compact jacobian", lambda: _Pattern(
-        (tape.n_outputs, c.n_inputs), *_sparsity.jacobian_pattern(c.engine)))
+        (tape.n_outputs, c.n_inputs), *c.tape._pattern("jacobian")))
 
 
 def _compact_hessian(tape):
     """The Hessian pattern over the inputs the tape reads."""
     c = compact(tape)
     return _cache(tape).get("compact hessian", lambda: _Pattern(
-        (c.n_inputs, c.n_inputs), *_sparsity.hessian_pattern(c.engine)))
+        (c.n_inputs, c.n_inputs), *c.tape._pattern("hessian")))
 
 
 def _jacobian_pattern(tape):
@@ -566,6 +544,13 @@ def _make_hessian_colouring(pattern, method, expand=None):
 
 # ---- sparse derivatives ---------------------------------------------------------
 
+def _colour_seeds(colours, p):
+    """The seed matrix of a colouring, as ``_replay`` takes it: 1 where row
+    ``j`` (a compact input, or an output for a row colouring) has colour
+    ``c``, in ``p`` directions."""
+    return UnitSeeds(np.arange(colours.size), colours, p)
+
+
 def _one_point(tape, x, name):
     x = real_array(x, "x")
     if x.shape != tape.in_shape:
@@ -618,19 +603,14 @@ def sparse_jacobian(tape, x, *args, mode="auto"):
     # tape.jvp(x, seed) or tape.vjp(x, seed.T), on the tape without the
     # inputs it never reads: the same operations on the same values.
     c = compact(tape)
-    eng = c.engine
-    val = c.leading_work(x.reshape(-1), tape._params(args))
+    point = c.point(x.reshape(-1), tape._params(args))
+    seeds = _colour_seeds(colouring._colours, p)
     if colouring.kind == "column":
-        dot = np.zeros((eng.n_slots, 1, p))
-        dot[np.arange(c.n_inputs), 0, colouring._colours] = 1.0
-        eng.tangents(val, dot, False)
-        compressed = dot[eng.outputs, 0, :]                 # (n_outputs, p)
+        run = c.tape._replay(*point, seeds=seeds)
+        compressed = run.tangents[c.tape._state()["outputs"], 0, :]     # (n_outputs, p)
     else:
-        eng.values(val, False)
-        bar = np.zeros((eng.n_slots, 1, p))
-        np.add.at(bar, (eng.outputs, 0, colouring._colours), 1.0)
-        eng.adjoints(val, bar)
-        compressed = bar[:c.n_inputs, 0, :].T               # (p, inputs read)
+        run = c.tape._replay(*point, output_seeds=seeds)
+        compressed = run.adjoints[:c.n_inputs, 0, :].T                  # (p, inputs read)
     return colouring._recover_compact(compressed)
 
 
@@ -678,18 +658,10 @@ def sparse_hessian(tape, x, *args, w=None, method="star"):
         tape.forward(x, *args)
         return colouring._pattern().csr(np.zeros(0))
     # tape.hvp(x, seed, w=w), on the tape without the inputs it never reads.
-    params = tape._params(args)
     c = compact(tape)
-    eng = c.engine
-    val = c.leading_work(x.reshape(-1), params)
-    dot = np.zeros((eng.n_slots, 1, p))
-    dot[np.arange(c.n_inputs), 0, colouring._colours] = 1.0
-    eng.tangents(val, dot, False)
-    bar = np.zeros((eng.n_slots, 1))
-    np.add.at(bar, eng.outputs, weights)
-    bardot = np.zeros((eng.n_slots, 1, p))
-    eng.seconds(val, dot, bar, bardot)
-    return colouring._recover_compact(bardot[:c.n_inputs, 0, :])
+    run = c.tape._replay(*c.point(x.reshape(-1), tape._params(args)),
+                         seeds=_colour_seeds(colouring._colours, p), weights=weights)
+    return colouring._recover_compact(run.adjoint_tangents[:c.n_inputs, 0, :])
 
 
 __all__ = ["jacobian_sparsity", "hessian_sparsity", "jacobian_colouring",

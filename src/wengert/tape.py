@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import threading
 import warnings
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -43,6 +45,74 @@ def _unstack(stacked, B, shape):
     except ValueError as exc:           # more dimensions than NumPy allows
         raise ShapeError(f"the result of shape {(B,) + tuple(shape) if B is not None else shape} "
                          f"cannot be a NumPy array: {exc}") from None
+
+
+class UnitSeeds(NamedTuple):
+    """Seeds for :meth:`Tape._replay` in K directions that are 1 at
+    ``(rows[i], directions[i])`` and 0 elsewhere, at every point: unit
+    directions (a Jacobian or Hessian in chunks) and a colouring's seed
+    matrix. Rows are inputs for ``seeds`` (each pair at most once) and
+    outputs for ``output_seeds`` (outputs sharing a slot add up). They are
+    written straight into the work array, so they cost one write per 1, not
+    a dense ``(rows, B, K)`` array (which for a chunk of Jacobian rows would
+    rival the sweep it seeds)."""
+    rows: np.ndarray
+    directions: np.ndarray
+    K: int
+
+    @classmethod
+    def block(cls, start, K):
+        """The unit vectors of rows ``start .. start + K - 1``, one per direction."""
+        return cls(start + np.arange(K), np.arange(K), K)
+
+
+class Replay(NamedTuple):
+    """Whole slot arrays of one :meth:`Tape._replay`: rows are slots (the
+    inputs, the parameters, then one per operation), columns the B points;
+    None where the replay was not asked for them.
+
+    Attributes
+    ----------
+    values : ndarray, shape (n_slots, B)
+        Every slot's value.
+    tangents : ndarray, shape (n_slots, B, K) or None
+        Every slot's tangent along the K input seeds (forward mode).
+    adjoints : ndarray or None
+        Every slot's adjoint: ``(n_slots, B, K)`` for K output seeds
+        (reverse mode), or ``(n_slots, B)`` for the output weights of a
+        second-order replay (the first-order adjoints of ``w·f``).
+    adjoint_tangents : ndarray, shape (n_slots, B, K) or None
+        Second order: the tangents of the adjoints along the K input seeds;
+        the input rows hold ``H(w·f) @ V``.
+    """
+    values: np.ndarray
+    tangents: Optional[np.ndarray] = None
+    adjoints: Optional[np.ndarray] = None
+    adjoint_tangents: Optional[np.ndarray] = None
+
+
+class _Memo:
+    """Values computed once, on first use, by key. Threads that ask for the
+    same entry at once wait for one computation; the lock is re-entrant, so
+    a computation may ask for other entries."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._entries = {}
+
+    def get(self, key, make):
+        """The entry ``key``, computed by ``make()`` on first use."""
+        value = self._entries.get(key)
+        if value is None:
+            with self._lock:
+                value = self._entries.get(key)
+                if value is None:
+                    value = self._entries[key] = make()
+        return value
+
+    def peek(self, key):
+        """The entry ``key`` if it was computed, else None (computes nothing)."""
+        return self._entries.get(key)
 
 
 class Tape:
@@ -133,6 +203,7 @@ class Tape:
         self.n_outputs = int(self._engine.outputs.size)
         self.n_ops = int(self._engine.opcodes.size)
         self._scalar_out = out_shape == ()
+        self._memo = _Memo()
 
     # -- state: everything that defines the tape, as plain data -----------------
 
@@ -195,7 +266,7 @@ class Tape:
         if x.shape == self.in_shape:
             return x.reshape(-1), None
         if x.ndim == len(self.in_shape) + 1 and x.shape[1:] == self.in_shape:
-            # A view: _work_values copies it into the work array.
+            # A view: _replay copies it into the work array.
             return x.reshape(x.shape[0], self.n_inputs).T, x.shape[0]
         raise ShapeError(
             f"x has shape {_shape_text(x.shape)}, but this tape was recorded for inputs of "
@@ -230,11 +301,142 @@ class Tape:
                     "to make them replaceable parameters)")
         return np.concatenate(values) if values else self._recorded_params
 
-    def _work_values(self, X, B, params):
-        val = np.empty((self._engine.n_slots, B))
-        val[:self.n_inputs] = X
-        val[self.n_inputs:self._engine.first] = params[:, None]
-        return val
+    # -- the driver: every replay of a batch or of many directions ----------------
+    #
+    # The tools above the tape (display, traces, sparsity) use these, with
+    # _state(), the argument parsers above and the compact form
+    # (wengert._compact), and nothing else of the tape's insides.
+
+    def _replay(self, X, params, *, seeds=None, output_seeds=None, weights=None,
+                batched=False, values=None):
+        """Replay the tape at B points; return whole slot arrays.
+
+        The one driver of the sweeps for batches and many directions: every
+        batch driver of the tape and every tool goes through it. (The
+        one-point fast paths of ``forward``, ``gradient`` and ``hvp`` call
+        the engine's work-block entry points instead.)
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_inputs, B) or (n_inputs,)
+            The points, one per column; a flat vector is one point (B = 1).
+            Not read when ``values`` is given.
+        params : ndarray, shape (n_params,)
+            The flat parameter vector (as :meth:`_params` gives it), the same
+            at every point. Not read when ``values`` is given.
+        seeds : array_like, shape (n_inputs, B or 1, K), or UnitSeeds, optional
+            Input tangents: forward mode along K directions.
+        output_seeds : array_like, shape (n_outputs, B or 1, K), or UnitSeeds, optional
+            Output adjoints: reverse mode for K output weights. Outputs that
+            share a slot add up (as ``np.add.at``).
+        weights : array_like, shape (n_outputs, B or 1), optional
+            With ``seeds``: second order, forward over reverse, for the
+            Hessian of ``weights · f`` along the seeds.
+        batched : bool
+            A flipped branch raises ``BranchChangedError`` naming the batch
+            row (True) or saying "at this point" (False).
+        values : ndarray, shape (n_slots, B), optional
+            The ``values`` of an earlier replay at the same points, reused:
+            a reverse replay skips its forward sweep, a forward replay
+            recomputes them in place (the same numbers). Lets a Jacobian in
+            chunks of directions sweep the values once.
+
+        Returns
+        -------
+        Replay
+            ``values``; ``tangents`` with ``seeds``; ``adjoints`` with
+            ``output_seeds`` ``(n_slots, B, K)`` or with ``weights``
+            ``(n_slots, B)``; ``adjoint_tangents`` with ``weights``. Index
+            the rows with the output slots (``_state()["outputs"]``) for the
+            outputs, with ``:n_inputs`` for the inputs.
+
+        Raises
+        ------
+        BranchChangedError
+            A guard flips at one of the points.
+        """
+        eng = self._engine
+        if values is None:
+            if X.ndim == 1:
+                X = X[:, None]
+            values = np.empty((eng.n_slots, X.shape[1]))
+            values[:self.n_inputs] = X
+            values[self.n_inputs:eng.first] = params[:, None]
+            swept = False
+        else:
+            swept = True
+        B = values.shape[1]
+        tangents = adjoints = adjoint_tangents = None
+        if seeds is not None:
+            if isinstance(seeds, UnitSeeds):
+                tangents = np.zeros((eng.n_slots, B, seeds.K))
+                tangents[seeds.rows, :, seeds.directions] = 1.0
+            else:
+                tangents = np.zeros((eng.n_slots, B, seeds.shape[-1]))
+                tangents[:self.n_inputs] = seeds
+            eng.tangents(values, tangents, batched)
+        elif not swept:
+            eng.values(values, batched)
+        if weights is not None:
+            adjoints = self._at_outputs((eng.n_slots, B), weights)
+            adjoint_tangents = np.zeros(tangents.shape)
+            eng.seconds(values, tangents, adjoints, adjoint_tangents)
+        elif isinstance(output_seeds, UnitSeeds):
+            adjoints = np.zeros((eng.n_slots, B, output_seeds.K))
+            np.add.at(adjoints, (eng.outputs[output_seeds.rows], slice(None),
+                                 output_seeds.directions), 1.0)
+            eng.adjoints(values, adjoints)
+        elif output_seeds is not None:
+            adjoints = self._at_outputs((eng.n_slots, B, output_seeds.shape[-1]), output_seeds)
+            eng.adjoints(values, adjoints)
+        return Replay(values, tangents, adjoints, adjoint_tangents)
+
+    def _at_outputs(self, shape, seeds):
+        """Zeros of ``shape`` with ``seeds`` (one row per output, broadcast
+        over the other axes) accumulated at the output slots.
+
+        The result is ``np.add.at(zeros, outputs, seeds)``'s, bit for bit: a
+        slot several outputs share gets their sum in output order, and each
+        seed lands as ``0.0 + seed``. But ``np.add.at`` costs per element
+        what a whole reverse sweep does, so only repeated slots go through
+        it; the others are assigned.
+        """
+        outputs = self._engine.outputs
+        first, repeats = self._cached("output repeats", self._output_repeats)
+        target = np.zeros(shape)
+        if repeats is None:
+            target[outputs] = seeds + 0.0
+        else:
+            target[outputs[first]] = seeds[first] + 0.0
+            np.add.at(target, outputs[repeats], seeds[repeats])
+        return target
+
+    def _output_repeats(self):
+        """``(first, repeats)``: the positions of the outputs whose slot no
+        earlier output has, and of the others; ``(None, None)`` when every
+        output has a slot of its own."""
+        outputs = self._engine.outputs
+        order = np.argsort(outputs, kind="stable")      # a slot's first output first
+        repeated = np.zeros(outputs.size, dtype=bool)
+        repeated[order[1:][outputs[order[1:]] == outputs[order[:-1]]]] = True
+        if not repeated.any():
+            return None, None
+        return np.flatnonzero(~repeated), np.flatnonzero(repeated)
+
+    def _cached(self, key, make):
+        """What the tools keep per tape (its compact form, sparsity patterns
+        and colourings): the entry ``key``, computed by ``make()`` on first
+        use; threads asking at once wait for one computation."""
+        return self._memo.get(key, make)
+
+    def _pattern(self, kind):
+        """CSR arrays ``(indptr, indices)`` of the tape's Jacobian
+        (``"jacobian"``: outputs by inputs) or Hessian (``"hessian"``)
+        sparsity pattern, from the compiled index-set passes over the
+        tape's arrays (wengert.sparsity builds on these)."""
+        from wengert import _sparsity
+        passes = {"jacobian": _sparsity.jacobian_pattern, "hessian": _sparsity.hessian_pattern}
+        return passes[kind](self._engine)
 
     # -- values -------------------------------------------------------------------
 
@@ -267,9 +469,8 @@ class Tape:
                 return self._engine.value_point(x, params, True)
             return self._engine.value_point(x, params, False).reshape(self.out_shape)
         X, B = self._inputs(x)
-        val = self._work_values(X, B, params)
-        self._engine.values(val)
-        return _unstack(val[self._engine.outputs].T.copy(), B, self.out_shape)
+        values = self._replay(X, params, batched=True).values
+        return _unstack(values[self._engine.outputs].T.copy(), B, self.out_shape)
 
     __call__ = forward
 
@@ -334,18 +535,15 @@ class Tape:
             value, grad = self._engine.gradient_point(x, params)
             return value, (grad if self.in_shape else float(grad))
         X, B = self._inputs(x)
-        val = self._work_values(X, B, params)
-        self._engine.values(val)
-        bar = np.zeros((self._engine.n_slots, B, 1))
-        bar[self._engine.outputs[0], :, 0] = 1.0
-        self._engine.adjoints(val, bar)
-        grad = bar[:self.n_inputs, :, 0].T.reshape((B,) + self.in_shape)
-        return val[self._engine.outputs[0]].copy(), grad
+        run = self._replay(X, params, output_seeds=np.ones((1, 1, 1)), batched=True)
+        grad = run.adjoints[:self.n_inputs, :, 0].T.reshape((B,) + self.in_shape)
+        return run.values[self._engine.outputs[0]].copy(), grad
 
     # -- directional derivatives ---------------------------------------------------
 
     def _directions(self, v, B, lead_shape, name, what):
-        """Arrange seeds as (n, B_or_1, K); returns (seeds, k or None)."""
+        """Arrange seeds as (n, B or 1, K) (1: the same at every point of a
+        batch); returns (seeds, k or None)."""
         v = real_array(v, name)
         n = int(np.prod(lead_shape))
         batch = () if B is None else (B,)
@@ -354,31 +552,31 @@ class Tape:
         if B is not None and v.ndim == len(lead_shape) + 2 and v.shape[:-1] == batch + lead_shape:
             return np.moveaxis(v.reshape(B, n, v.shape[-1]), 0, 1), v.shape[-1]
         if v.shape == lead_shape:
-            return np.broadcast_to(v.reshape(n, 1, 1), (n, (1 if B is None else B), 1)), None
+            return v.reshape(n, 1, 1), None
         if v.ndim == len(lead_shape) + 1 and v.shape[:-1] == lead_shape:
             k = v.shape[-1]
-            return np.broadcast_to(v.reshape(n, 1, k), (n, (1 if B is None else B), k)), k
+            return v.reshape(n, 1, k), k
         raise ShapeError(
             f"{name} has shape {_shape_text(v.shape)}; expected {what} "
             f"{_shape_text(lead_shape)} or {_shape_text(lead_shape)} + (k,)"
             + ("" if B is None else f", optionally with the batch axis ({B},) in front"))
 
     def _weights(self, w, B):
-        """Arrange output weights as (n_outputs, B_or_1, K); returns (seeds,
-        k or None). Accepted: out.shape, (k,) + out.shape, and with a batch
-        (B,) + out.shape or (B, k) + out.shape."""
+        """Arrange output weights as (n_outputs, B or 1, K) (1: the same at
+        every point of a batch); returns (seeds, k or None). Accepted:
+        out.shape, (k,) + out.shape, and with a batch (B,) + out.shape or
+        (B, k) + out.shape."""
         w = real_array(w, "w")
         lead, m = self.out_shape, self.n_outputs
-        Bw = (1 if B is None else B)
         if B is not None and w.shape == (B,) + lead:
             return w.reshape(B, m).T[:, :, None], None
         if B is not None and w.ndim == len(lead) + 2 and w.shape[0] == B and w.shape[2:] == lead:
             return np.moveaxis(w.reshape(B, w.shape[1], m), 2, 0), w.shape[1]
         if w.shape == lead:
-            return np.broadcast_to(w.reshape(m, 1, 1), (m, Bw, 1)), None
+            return w.reshape(m, 1, 1), None
         if w.ndim == len(lead) + 1 and w.shape[1:] == lead:
             k = w.shape[0]
-            return np.broadcast_to(w.reshape(k, m).T[:, None, :], (m, Bw, k)), k
+            return w.reshape(k, m).T[:, None, :], k
         raise ShapeError(
             f"w has shape {_shape_text(w.shape)}; expected the output shape "
             f"{_shape_text(lead)} or (k,) + {_shape_text(lead)}"
@@ -410,13 +608,8 @@ class Tape:
         X, B = self._inputs(x)
         params = self._params(args)
         seeds, k = self._directions(v, B, self.in_shape, "v", "the input shape")
-        Bw = (1 if B is None else B)
-        K = seeds.shape[2]
-        val = self._work_values(X.reshape(self.n_inputs, Bw), Bw, params)
-        dot = np.zeros((self._engine.n_slots, Bw, K))
-        dot[:self.n_inputs] = seeds
-        self._engine.tangents(val, dot, B is not None)
-        result = np.moveaxis(dot[self._engine.outputs], 1, 0)     # (B, n_out, K)
+        run = self._replay(X, params, seeds=seeds, batched=B is not None)
+        result = np.moveaxis(run.tangents[self._engine.outputs], 1, 0)     # (B, n_out, K)
         if k is None:
             return _unstack(result[:, :, 0], B, self.out_shape)
         return _unstack(result, B, self.out_shape + (k,))
@@ -447,14 +640,8 @@ class Tape:
         X, B = self._inputs(x)
         params = self._params(args)
         seeds, k = self._weights(w, B)
-        Bw = (1 if B is None else B)
-        K = seeds.shape[2]
-        val = self._work_values(X.reshape(self.n_inputs, Bw), Bw, params)
-        self._engine.values(val, B is not None)
-        bar = np.zeros((self._engine.n_slots, Bw, K))
-        np.add.at(bar, self._engine.outputs, seeds)
-        self._engine.adjoints(val, bar)
-        grad = bar[:self.n_inputs]                      # (n_in, B, K)
+        run = self._replay(X, params, output_seeds=seeds, batched=B is not None)
+        grad = run.adjoints[:self.n_inputs]             # (n_in, B, K)
         grad = np.moveaxis(grad, 0, -1)                 # (B, K, n_in)
         if k is None:
             grad = grad[:, 0, :]
@@ -485,27 +672,25 @@ class Tape:
         X, B = self._inputs(x)
         params = self._params(args)
         Bw = (1 if B is None else B)
-        n_in, n_out, n_slots = self.n_inputs, self.n_outputs, self._engine.n_slots
+        n_in, n_out = self.n_inputs, self.n_outputs
         J = np.zeros((Bw, n_out, n_in))
         n_dirs = n_in if mode == "forward" else n_out
-        chunk = _chunk(n_dirs, 8 * n_slots * Bw)
-        val = self._work_values(X.reshape(n_in, Bw), Bw, params)
+        chunk = _chunk(n_dirs, 8 * self._engine.n_slots * Bw)
         outputs = self._engine.outputs
-        if mode == "forward":
-            for start in range(0, n_dirs, chunk):
-                K = min(chunk, n_dirs - start)
-                dot = np.zeros((n_slots, Bw, K))
-                dot[start + np.arange(K), :, np.arange(K)] = 1.0
-                self._engine.tangents(val, dot, B is not None)
-                J[:, :, start:start + K] = np.moveaxis(dot[outputs], 1, 0)
-        else:
-            self._engine.values(val, B is not None)
-            for start in range(0, n_dirs, chunk):
-                K = min(chunk, n_dirs - start)
-                bar = np.zeros((n_slots, Bw, K))
-                np.add.at(bar, (outputs[start:start + K], slice(None), np.arange(K)), 1.0)
-                self._engine.adjoints(val, bar)
-                J[:, start:start + K, :] = np.moveaxis(bar[:n_in], 0, -1)
+        values = None                   # swept once, reused by every chunk
+        if mode == "reverse":
+            values = self._replay(X, params, batched=B is not None).values
+        for start in range(0, n_dirs, chunk):
+            K = min(chunk, n_dirs - start)
+            if mode == "forward":
+                run = self._replay(X, params, seeds=UnitSeeds.block(start, K),
+                                   batched=B is not None, values=values)
+                values = run.values
+                J[:, :, start:start + K] = np.moveaxis(run.tangents[outputs], 1, 0)
+            else:
+                run = self._replay(X, params, output_seeds=UnitSeeds.block(start, K),
+                                   values=values)
+                J[:, start:start + K, :] = np.moveaxis(run.adjoints[:n_in], 0, -1)
         return _unstack(J, B, self.out_shape + self.in_shape)
 
     # -- second order -------------------------------------------------------------------
@@ -530,19 +715,10 @@ class Tape:
             + ("" if B is None else f" or a batch ({B},) + {_shape_text(self.out_shape)}"))
 
     def _second_order(self, X, B, params, seeds, weights):
-        """H(w·f) @ V for seeds (n_inputs, B, K): returns (n_inputs, B, K)."""
-        Bw = (1 if B is None else B)
-        K = seeds.shape[2]
-        n_slots = self._engine.n_slots
-        val = self._work_values(X.reshape(self.n_inputs, Bw), Bw, params)
-        dot = np.zeros((n_slots, Bw, K))
-        dot[:self.n_inputs] = seeds
-        self._engine.tangents(val, dot, B is not None)
-        bar = np.zeros((n_slots, Bw))
-        np.add.at(bar, self._engine.outputs, weights)
-        bardot = np.zeros((n_slots, Bw, K))
-        self._engine.seconds(val, dot, bar, bardot)
-        return bardot[:self.n_inputs]
+        """H(w·f) @ V for seeds (n_inputs, B or 1, K) or UnitSeeds: returns
+        (n_inputs, B, K)."""
+        run = self._replay(X, params, seeds=seeds, weights=weights, batched=B is not None)
+        return run.adjoint_tangents[:self.n_inputs]
 
     def hvp(self, x, v, *args, w=None):
         """Hessian-vector product ``H(x) @ v`` by forward-over-reverse sweeps.
@@ -608,15 +784,13 @@ class Tape:
         X, B = self._inputs(x)
         params = self._params(args)
         weights = self._output_weights(w, B, "hessian")
-        n, Bw, n_slots = self.n_inputs, (1 if B is None else B), self._engine.n_slots
-        chunk = _chunk(n, 16 * n_slots * Bw)
+        n, Bw = self.n_inputs, (1 if B is None else B)
+        chunk = _chunk(n, 16 * self._engine.n_slots * Bw)
         H = np.empty((Bw, n, n))
         for start in range(0, n, chunk):
             K = min(chunk, n - start)
-            seeds = np.zeros((n, Bw, K))
-            seeds[start + np.arange(K), :, np.arange(K)] = 1.0
             H[:, :, start:start + K] = np.moveaxis(
-                self._second_order(X, B, params, seeds, weights), 1, 0)
+                self._second_order(X, B, params, UnitSeeds.block(start, K), weights), 1, 0)
         return _unstack(H, B, self.in_shape + self.in_shape)
 
     # -- sparsity (wengert.sparsity) -------------------------------------------------
