@@ -5,6 +5,7 @@ import numpy as np
 
 import wengert as wg
 from benchmarks import problems as P
+from wengert._array_recording import scalar_entries
 
 #: Fixed rounds for the benchmarks at n = 10**6 (each call takes 10 ms - 1 s).
 LARGE = 10**6
@@ -23,6 +24,15 @@ _TAPES = {}
 _SPARSE_TAPES = {}
 
 
+def record_scalar(f, x, *args):
+    """``wg.record`` with one scalar entry per element: the per-operation
+    replay figures (and the comparisons with the C++ tapes) measure those.
+    Array entries, one per NumPy call, have benchmarks of their own
+    (test_arrays.py)."""
+    with scalar_entries():
+        return wg.record(f, x, *args)
+
+
 def size_label(n):
     """``10^4`` for 10000: group names that sort and read well."""
     exponent = int(round(np.log10(n)))
@@ -38,7 +48,7 @@ def tape(name, n):
     """The tape of problem ``name`` at size ``n``, recorded once per session."""
     key = (name, n)
     if key not in _TAPES:
-        _TAPES[key] = wg.record(P.BY_NAME[name].f, P.point(name, n))
+        _TAPES[key] = record_scalar(P.BY_NAME[name].f, P.point(name, n))
     return _TAPES[key]
 
 
@@ -49,7 +59,7 @@ def sparse_tape(name, n):
     from benchmarks import sparse_problems as S
     key = (name, n)
     if key not in _SPARSE_TAPES:
-        _SPARSE_TAPES[key] = wg.record(S.function(name, n), S.point(name, n))
+        _SPARSE_TAPES[key] = record_scalar(S.function(name, n), S.point(name, n))
     return _SPARSE_TAPES[key]
 
 
@@ -58,7 +68,7 @@ def fresh_tape_setup(f, x, prepare=None):
     round, so nothing cached on a tape (patterns, colourings) survives into
     the timed call; ``prepare(tape)`` runs untimed after recording."""
     def setup():
-        t = wg.record(f, x)
+        t = record_scalar(f, x)
         if prepare is not None:
             prepare(t)
         return (t,), {}

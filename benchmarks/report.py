@@ -33,6 +33,7 @@ from scipy.optimize import approx_fprime
 import wengert as wg
 from benchmarks import problems as P
 from benchmarks import sparse_problems as S
+from benchmarks._support import record_scalar
 
 # The issue's targets.
 FORWARD_NS_PER_OP = 1.5        # n = 10^4, zero-order replay
@@ -81,8 +82,8 @@ def measure_problem(problem, n, fd):
     x = P.point(problem.name, n)
     value_ref, grad_ref = P.reference(problem.name, n)
     row = {"problem": problem.name, "n": n}
-    row["record_s"] = median_seconds(wg.record, problem.f, x, repeats=5)
-    tape = wg.record(problem.f, x)
+    row["record_s"] = median_seconds(record_scalar, problem.f, x, repeats=5)
+    tape = record_scalar(problem.f, x)
     row["ops"] = len(tape)
     row["forward_s"] = median_seconds(tape.forward, x)
     row["gradient_s"] = median_seconds(tape.gradient, x)
@@ -101,16 +102,16 @@ def measure_problem(problem, n, fd):
 def measure_recording():
     n_loop, n_vec = 10**4, 10**6
     x = P.point("rosenbrock", n_loop)
-    loop_s = median_seconds(wg.record, P.rosenbrock_loop, x, repeats=5)
-    loop_ops = len(wg.record(P.rosenbrock_loop, x))
+    loop_s = median_seconds(record_scalar, P.rosenbrock_loop, x, repeats=5)
+    loop_ops = len(record_scalar(P.rosenbrock_loop, x))
     return {"loop_ns_per_op": loop_s * 1e9 / loop_ops, "loop_ops": loop_ops,
             "loop_s": loop_s, "n_loop": n_loop, "n_vec": n_vec}
 
 
 def measure_calls():
-    survey = wg.record(P.survey, P.SURVEY_POINT)
+    survey = record_scalar(P.survey, P.SURVEY_POINT)
     x100 = P.point("rosenbrock", 100)
-    rosen = wg.record(P.rosenbrock, x100)
+    rosen = record_scalar(P.rosenbrock, x100)
     return {
         "survey gradient": median_seconds(survey.gradient, P.SURVEY_POINT) * 1e6,
         "survey forward": median_seconds(survey.forward, P.SURVEY_POINT) * 1e6,
@@ -127,7 +128,7 @@ def fresh_seconds(f, x, fn, prepare=None, repeats=5):
     runs untimed after recording."""
     times = []
     for _ in range(repeats + 1):
-        tape = wg.record(f, x)
+        tape = record_scalar(f, x)
         if prepare is not None:
             prepare(tape)
         start = time.perf_counter()
@@ -176,7 +177,7 @@ def measure_sparse(name, n):
     f, x = S.function(name, n), S.point(name, n)
     kind = S.KIND[name]
     repeats = 5 if n >= 10**5 else (9 if n >= 10**4 else 15)
-    tape = wg.record(f, x)
+    tape = record_scalar(f, x)
     row = {"problem": name, "n": n, "kind": kind, "ops": len(tape)}
     if kind == "hessian":
         pattern_fn, colouring_fn = (lambda t: t.hessian_sparsity()), (lambda t: t.hessian_colouring())
@@ -201,7 +202,7 @@ def measure_sparse(name, n):
     if name == "rosenbrock":
         calls["hvp"] = (tape.hvp, (x, S.direction(n)))
     if name == "bratu":
-        rosenbrock = wg.record(P.rosenbrock, P.point("rosenbrock", n))
+        rosenbrock = record_scalar(P.rosenbrock, P.point("rosenbrock", n))
         calls["rosenbrock_gradient"] = (rosenbrock.gradient, (P.point("rosenbrock", n),))
     if n <= SPARSE_DENSE_MAX:
         calls["dense"] = (dense_fn, (x,))
@@ -324,12 +325,12 @@ def measure_ops(n=10**4):
     """Forward and gradient ns per operation of each kind, from the tapes of
     sum(g(x)) and sum(x), beside NumPy's ns per element for g."""
     x = 1.0 + 0.5 * np.sin(np.arange(n))
-    base = wg.record(np.sum, x)
+    base = record_scalar(np.sum, x)
     base_fwd = median_seconds(base.forward, x)
     base_grad = median_seconds(base.gradient, x)
     rows = []
     for name, g in OP_KINDS.items():
-        tape = wg.record(lambda v: np.sum(g(v)), x)
+        tape = record_scalar(lambda v: np.sum(g(v)), x)
         extra = len(tape) - len(base)
         fwd = (median_seconds(tape.forward, x) - base_fwd) * 1e9 / extra
         grad = (median_seconds(tape.gradient, x) - base_grad) * 1e9 / extra

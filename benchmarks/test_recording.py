@@ -8,7 +8,8 @@
 Each benchmark checks that the tape it made replays to the right value.
 """
 from benchmarks import problems as P
-from benchmarks._support import LARGE, LARGE_RECORD_ROUNDS, annotate, run, size_label
+from benchmarks._support import (LARGE, LARGE_RECORD_ROUNDS, annotate, record_scalar, run,
+                                 size_label)
 
 import wengert as wg
 
@@ -23,21 +24,21 @@ def _check(tape, n):
 
 def test_record_scalar_loop(benchmark):
     benchmark.group = f"recording rosenbrock n={size_label(N_LOOP)}"
-    tape = run(benchmark, wg.record, P.rosenbrock_loop, P.point("rosenbrock", N_LOOP))
+    tape = run(benchmark, record_scalar, P.rosenbrock_loop, P.point("rosenbrock", N_LOOP))
     _check(tape, N_LOOP)
     annotate(benchmark, n_ops=len(tape), ops_per_s=True)
 
 
 def test_record_vectorised(benchmark):
     benchmark.group = f"recording rosenbrock n={size_label(N_LOOP)}"
-    tape = run(benchmark, wg.record, P.rosenbrock, P.point("rosenbrock", N_LOOP))
+    tape = run(benchmark, record_scalar, P.rosenbrock, P.point("rosenbrock", N_LOOP))
     _check(tape, N_LOOP)
     annotate(benchmark, n_ops=len(tape), ops_per_s=True)
 
 
 def test_record_vectorised_large(benchmark):
     benchmark.group = f"recording rosenbrock n={size_label(LARGE)}"
-    tape = run(benchmark, wg.record, P.rosenbrock, P.point("rosenbrock", LARGE),
+    tape = run(benchmark, record_scalar, P.rosenbrock, P.point("rosenbrock", LARGE),
                rounds=LARGE_RECORD_ROUNDS)
     _check(tape, LARGE)
     annotate(benchmark, n_ops=len(tape), ops_per_s=True)

@@ -15,7 +15,8 @@ from scipy.optimize import approx_fprime
 import wengert as wg
 from benchmarks import problems as P
 from benchmarks._support import (LARGE, LARGE_RECORD_ROUNDS, LARGE_ROUNDS,
-                                 annotate, keep_tape, run, size_id, size_label, tape)
+                                 annotate, keep_tape, record_scalar, run, size_id, size_label,
+                                 tape)
 
 CASES = [pytest.param(p, n, id=f"{p.name}-{size_id(n)}")
          for p in P.PROBLEMS for n in P.SIZES]
@@ -40,7 +41,7 @@ def _check_value(value, problem, n):
 def test_record(benchmark, problem, n):
     _group(benchmark, problem, n)
     x = P.point(problem.name, n)
-    recorded = run(benchmark, wg.record, problem.f, x, rounds=_rounds(n, LARGE_RECORD_ROUNDS))
+    recorded = run(benchmark, record_scalar, problem.f, x, rounds=_rounds(n, LARGE_RECORD_ROUNDS))
     _check_value(recorded.forward(x), problem, n)
     keep_tape(problem.name, n, recorded)
     annotate(benchmark, n_ops=len(recorded), ops_per_s=True)

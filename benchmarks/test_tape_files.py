@@ -13,7 +13,7 @@ import pytest
 
 import wengert as wg
 from benchmarks import problems as P
-from benchmarks._support import annotate
+from benchmarks._support import annotate, record_scalar
 
 GROUP_FILES = "tape files 10^7 operations"
 GROUP_OPTIMIZE = "optimize n=10^4"
@@ -30,7 +30,7 @@ def saved(tmp_path_factory):
     """A 10^7-operation tape, its point and its file (removed with pytest's
     temporary directories)."""
     x = np.linspace(0.0, 1.0, 10**6)
-    tape = wg.record(_big, x)
+    tape = record_scalar(_big, x)
     path = str(tmp_path_factory.mktemp("tape-files") / "big.wgt")
     tape.save(path)
     return tape, x, path
@@ -71,7 +71,7 @@ def _optimize_case(name, f):
         benchmark.group = GROUP_OPTIMIZE
         n = 10**4
         x = P.point(name, n) if name in P.BY_NAME else np.linspace(0.1, 1.0, n)
-        tape = wg.record(f, x)
+        tape = record_scalar(f, x)
         small = benchmark.pedantic(tape.optimize, rounds=3, warmup_rounds=1)
         assert np.array_equal(np.asarray(small.forward(x)), np.asarray(tape.forward(x)))
         # Merged subexpressions sum their adjoints in another order: equal to

@@ -1,13 +1,33 @@
 """Assertions and small tools shared by the test modules."""
 import numpy as np
 
+from wengert import _array_recording
 from wengert import _opcodes as ops
+
+
+# Record NumPy calls as one scalar entry per element, not as array entries
+# (for tests about tools that read a tape entry by entry).
+scalar_recording = _array_recording.scalar_entries
 
 
 def recorded_ops(tape):
     """The tape's operations as ``(name, Kind)`` pairs, in recording order."""
     # The one place the tests read the tape's private arrays.
     return [(op.name, kind) for op, kind in map(ops.split, tape._engine.opcodes.tolist())]
+
+
+def elementwise_ops(tape):
+    """``recorded_ops`` with each map entry (one entry over n elements)
+    spelled out as its operation n times."""
+    engine = tape._engine
+    result = []
+    for (op, kind), (d, n) in zip(map(ops.split, engine.opcodes.tolist()), engine.args.tolist()):
+        if op.name == "map":
+            inner, inner_kind = ops.split(int(engine.aux[d]))
+            result += [(inner.name, inner_kind)] * n
+        else:
+            result.append((op.name, kind))
+    return result
 
 
 def ulps_apart(actual, expected):

@@ -25,3 +25,12 @@ settings.load_profile(os.environ.get("WENGERT_HYPOTHESIS_PROFILE", "wengert"))
 def rng(request):
     """One seeded Generator per test, seeded from the test's id."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def scalar_entries():
+    """Record NumPy calls as one scalar entry per element (not as array
+    entries), for tests about tools that read a tape entry by entry."""
+    from _helpers import scalar_recording
+    with scalar_recording():
+        yield

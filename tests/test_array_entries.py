@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import wengert as wg
+from wengert import sparsity
 from wengert import _opcodes as ops
 
 K = ops.Kind
@@ -247,3 +248,197 @@ def test_the_recorder_refuses_a_bad_array_entry_before_evaluating_it():
         rec.push_array(code("sin"), [0], 1)
     with pytest.raises(wg.WengertError, match="array entry"):
         rec.push_one(MAP, 0, 3)
+
+
+@pytest.mark.parametrize("layout", ["rows", "transposed"])
+def test_a_matrix_product_gives_the_same_bits_alone_and_in_a_batch(layout, rng):
+    b = Builder(24)
+    b_desc = (12, 3, 1) if layout == "rows" else (12, 1, 4)
+    C = b.matmul(code("mul", K.VV), 3, 4, 3, (0, 4, 1), b_desc)
+    s = b.map(code("sin"), 1, 9, (C, 0, 1))
+    total = b.sum(1, 9, (s, 0, 1))
+    tape = b.tape([total], ())
+    X = rng.standard_normal((5, 24))
+    V = rng.standard_normal((24, 2))
+    np.testing.assert_array_equal(tape.forward(X), [tape.forward(x) for x in X])
+    np.testing.assert_array_equal(tape.gradient(X), [tape.gradient(x) for x in X])
+    np.testing.assert_array_equal(tape.hvp(X, X), [tape.hvp(x, x) for x in X])
+    for x in X[:2]:
+        both = tape.hvp(x, V)
+        for j in range(2):
+            np.testing.assert_array_equal(both[:, j], tape.hvp(x, V[:, j]))
+        np.testing.assert_array_equal(tape.jacobian(x), tape.jacobian(x, mode="reverse"))
+
+
+def test_tools_refuse_a_product_too_large_to_expand_before_building_it():
+    # A 2**11 x 2**11 by 2**11 x 2**11 product: 2**33 scalar operations.
+    n = 2**11
+    b = Builder(2 * n * n)
+    C = b.matmul(code("mul", K.VV), n, n, n, (0, n, 1), (n * n, n, 1))
+    tape = b.tape([C], ())
+    with pytest.raises(wg.WengertError, match="too many"):
+        sparsity.jacobian_sparsity(tape)
+
+
+def test_tools_read_the_scalar_form_of_an_array_tape(rng):
+    n = 6
+    b = Builder(n)
+    sq = b.map(code("square"), 1, n, (0, 0, 1))
+    g = b.gather([sq + 1, sq])
+    prod = b.map(code("mul", K.VV), 1, 2, (g, 0, 1), (2, 0, 1))
+    total = b.sum(1, 2, (prod, 0, 1))
+    tape = b.tape([total], ())
+    x = rng.uniform(0.2, 0.9, n)
+    # f = x1**2 x2 + x0**2 x3
+    J = sparsity.jacobian_sparsity(tape).toarray()
+    assert J.tolist() == [[True, True, True, True, False, False]]
+    H = sparsity.hessian_sparsity(tape).toarray()
+    assert set(zip(*np.nonzero(H))) == {(0, 0), (0, 3), (3, 0), (1, 1), (1, 2), (2, 1)}
+    np.testing.assert_allclose(sparsity.sparse_hessian(tape, x).toarray(),
+                               tape.hessian(x), rtol=1e-14)
+    np.testing.assert_allclose(sparsity.sparse_jacobian(tape, x).toarray()[0],
+                               tape.gradient(x), rtol=1e-14)
+    assert "sum" not in tape.listing(x) and len(tape.listing(x).splitlines()) > len(tape)
+    assert "gradient" in tape.trace(x, 1.0, mode="reverse")
+    small = tape.optimize()
+    assert len(small) == len(tape) and small.forward(x) == tape.forward(x)
+    s = tape.stats()
+    assert s["n_ops"] == 4 and s["by_kind"]["array"] == 4
+    assert s["n_elementwise"] == n + 2 + 2 + 2
+
+
+# ---- random NumPy programs, recorded both ways -------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from _helpers import scalar_recording  # noqa: E402
+
+_UNARY = {"sin": np.sin, "tanh": np.tanh, "exp": lambda a: np.exp(0.3 * a),
+          "square": np.square, "neg": np.negative, "log1p_abs": lambda a: np.log1p(a * a)}
+_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply,
+           "div": lambda a, b: a / (1.5 + b * b), "hypot": np.hypot, "maximum": np.maximum}
+_CONSTANT = np.linspace(-0.7, 0.9, 12).reshape(3, 4)
+_MATRIX = np.linspace(-1.0, 1.0, 20).reshape(4, 5)
+
+
+@st.composite
+def array_programs(draw):
+    """Steps over arrays of shape (3, 4): each step applies one NumPy call
+    to earlier arrays, views of them (a transposed copy, a reversed slice,
+    a broadcast row or column) or constants."""
+    steps = []
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["unary", "binary", "sum", "matmul", "view"]))
+        a = draw(st.integers(0, len(steps)))
+        if kind == "unary":
+            steps.append((kind, draw(st.sampled_from(sorted(_UNARY))), a))
+        elif kind == "binary":
+            other = draw(st.sampled_from(["array", "constant", "scalar", "row", "column"]))
+            steps.append((kind, draw(st.sampled_from(sorted(_BINARY))), a, other,
+                          draw(st.integers(0, len(steps))), draw(st.booleans())))
+        elif kind == "sum":
+            steps.append((kind, draw(st.sampled_from([0, 1])), a))
+        elif kind == "matmul":
+            steps.append((kind, draw(st.booleans()), a))
+        else:
+            steps.append((kind, draw(st.sampled_from(["flip", "roll", "fancy"])), a))
+    return steps
+
+
+def run_program(steps, x):
+    arrays = [x.reshape(3, 4)]
+    for step in steps:
+        a = arrays[step[2]]
+        if step[0] == "unary":
+            out = _UNARY[step[1]](a)
+        elif step[0] == "binary":
+            other = {"array": lambda: arrays[step[4]], "constant": lambda: _CONSTANT,
+                     "scalar": lambda: 0.75, "row": lambda: arrays[step[4]][1],
+                     "column": lambda: arrays[step[4]][:, 2:3]}[step[3]]()
+            out = _BINARY[step[1]](other, a) if step[5] else _BINARY[step[1]](a, other)
+        elif step[0] == "sum":
+            total = np.sum(a, axis=step[1], keepdims=True)
+            out = a * 0.5 + total          # back to (3, 4) by broadcasting
+        elif step[0] == "matmul":
+            if step[1]:
+                out = (a @ _MATRIX)[:, :4] + a        # traced @ constant
+            else:
+                out = a @ (a.T @ a) * 0.1              # traced @ traced
+        else:
+            out = {"flip": lambda: a[::-1, ::-1], "roll": lambda: np.roll(a, 1, axis=1),
+                   "fancy": lambda: a[[2, 0, 1]][:, [3, 1, 0, 2]]}[step[1]]()
+        arrays.append(out)
+    return np.sum(arrays[-1] * np.linspace(0.5, 1.5, 12).reshape(3, 4)) + np.sum(arrays[-1] ** 2)
+
+
+@settings(max_examples=60)
+@given(steps=array_programs(), seed=st.integers(0, 2**16))
+def test_random_programs_agree_recorded_as_arrays_and_as_scalars(steps, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.0, 1.0, 12)
+
+    def f(v):
+        return run_program(steps, v)
+    arrays = wg.record(f, x)
+    with scalar_recording():
+        scalars = wg.record(f, x)
+    assert len(arrays) <= len(scalars)
+    for point in (x, rng.uniform(-1.0, 1.0, 12)):
+        value = arrays.forward(point)
+        assert value == pytest.approx(scalars.forward(point), rel=1e-12, abs=1e-12)
+        assert value == pytest.approx(f(point), rel=1e-12, abs=1e-12)
+        g = arrays.gradient(point)
+        scale = 1.0 + np.max(np.abs(g))
+        np.testing.assert_allclose(g, scalars.gradient(point), rtol=1e-11, atol=1e-11 * scale)
+        H = arrays.hessian(point)
+        np.testing.assert_allclose(H, scalars.hessian(point), rtol=1e-10,
+                                   atol=1e-10 * (1.0 + np.max(np.abs(H))))
+    np.testing.assert_allclose(arrays.gradient(x), fd_gradient(f, x), rtol=1e-5,
+                               atol=1e-5 * (1 + np.max(np.abs(arrays.gradient(x)))))
+    # Sparsity of the array tape is that of its scalar form: the same
+    # entries the scalar recording makes, up to exact cancellations.
+    assert (sparsity.jacobian_sparsity(arrays).toarray()
+            == sparsity.jacobian_sparsity(scalars).toarray()).all()
+    assert (sparsity.hessian_sparsity(arrays).toarray()
+            == sparsity.hessian_sparsity(scalars).toarray()).all()
+
+
+def test_a_tape_with_array_entries_saves_as_format_version_2(tmp_path, rng):
+    import json
+    import zipfile
+    x = rng.uniform(0.2, 0.9, 50)
+    arrays = wg.record(lambda v: np.sum(np.sin(v) * v), x)
+    with scalar_recording():
+        scalars = wg.record(lambda v: np.sum(np.sin(v) * v), x)
+    for tape, version in ((arrays, 2), (scalars, 1)):
+        path = tmp_path / f"v{version}.wgt"
+        tape.save(path)
+        with zipfile.ZipFile(path) as z:
+            header = json.loads(np.load(z.open("header.npy")).tobytes())
+        assert header["version"] == version
+        loaded = wg.load(path)
+        assert len(loaded) == len(tape)
+        np.testing.assert_array_equal(loaded.gradient(x), tape.gradient(x))
+
+
+def test_a_version_1_file_with_array_entries_is_refused(tmp_path, rng):
+    import shutil
+    import zipfile
+    x = rng.uniform(0.2, 0.9, 50)
+    path = tmp_path / "t.wgt"
+    wg.record(lambda v: np.sum(np.sin(v)), x).save(path)
+    forged = tmp_path / "forged.wgt"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(forged, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "header.npy":
+                text = np.load(src.open(item)).tobytes().replace(b'"version":2', b'"version":1')
+                import io
+                buffer = io.BytesIO()
+                np.save(buffer, np.frombuffer(text, dtype=np.uint8))
+                data = buffer.getvalue()
+            dst.writestr(item, data)
+    with pytest.raises(wg.TapeFormatError, match="array entries"):
+        wg.load(forged)
+    shutil.rmtree(tmp_path, ignore_errors=True)

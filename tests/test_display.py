@@ -395,7 +395,8 @@ def test_stats_of_the_survey_example(tape):
                               "n_consts", "n_slots")} == dict(
         n_ops=5, n_inputs=2, n_params=0, n_outputs=1, n_guards=0, n_consts=0, n_slots=7)
     assert s["by_operation"] == {"log": 1, "sin": 1, "add": 1, "sub": 1, "mul": 1}
-    assert s["by_kind"] == dict(const=0, select=0, unary=2, vv=3, vc=0, cv=0)
+    assert s["by_kind"] == dict(const=0, select=0, unary=2, vv=3, vc=0, cv=0, array=0)
+    assert s["n_elementwise"] == 5
     assert s["work_bytes"] == 7 * 8
     assert s["tape_bytes"]["opcodes"] == 5 and s["tape_bytes"]["args"] == 5 * 2 * 4
 
@@ -414,14 +415,29 @@ def test_stats_counts_match_the_tape(rich):
     assert bytes_["guards"] == 1 + 8 + 1
 
 
-def test_stats_of_a_large_tape():
+def rosenbrock(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def test_stats_of_a_large_tape_of_scalar_entries(scalar_entries):
     n = 10_000
-    t = wg.record(lambda x: np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2),
-                  np.ones(n))
+    t = wg.record(rosenbrock, np.ones(n))
     s = t.stats()
     assert s["n_ops"] == len(t) and s["n_inputs"] == n
     assert s["work_bytes"] == (n + len(t)) * 8
     assert s["by_operation"]["square"] == 3 * (n - 1)
+    assert s["n_elementwise"] == len(t)
+
+
+def test_stats_of_a_large_tape_of_array_entries():
+    n = 10_000
+    t = wg.record(rosenbrock, np.ones(n))
+    s = t.stats()
+    # Seven elementwise calls and a sum, each one entry over n - 1 elements.
+    assert s["n_ops"] == len(t) == 8 and s["n_inputs"] == n
+    assert s["by_operation"] == {"map": 7, "sum": 1} and s["by_kind"]["array"] == 8
+    assert s["n_slots"] == n + 7 * (n - 1) + 1 and s["work_bytes"] == s["n_slots"] * 8
+    assert s["n_elementwise"] == 8 * (n - 1)
 
 
 def test_summary_for_print(tape):
@@ -432,7 +448,7 @@ def test_summary_for_print(tape):
     assert text.endswith(tape.listing())
 
 
-def test_summary_of_a_large_tape_is_short():
+def test_summary_of_a_large_tape_is_short(scalar_entries):
     t = wg.record(lambda x: np.sum(np.sin(x)), np.ones(500))
     lines = display.summary(t).splitlines()
     assert len(lines) < 30

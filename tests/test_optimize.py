@@ -511,7 +511,7 @@ def test_benchmark_problems_are_already_minimal(f, rng):
     assert_same_bits(grad2, grad)
 
 
-def test_linear_time_on_a_long_chain_and_a_wide_tape():
+def test_linear_time_on_a_long_chain_and_a_wide_tape(scalar_entries):
     # A scalar loop gives a dependency chain as long as the tape, the case
     # a level-by-level NumPy pass could not handle; and a wide tape with
     # many duplicates. Both well under a second (measured: 0.01 s and 0.06 s).

@@ -12,10 +12,9 @@
 #
 # A map applies the scalar kernels of `code` element by element, through the
 # same _unary/_binary bodies as scalar entries, so both kinds of entry give
-# the same numbers. Matrix products go to BLAS (SciPy's cython_blas) when
-# every matrix has a unit stride, that is at one point along one direction
-# for matrices stored by rows or by columns, and to plain loops otherwise;
-# like NumPy's `@`, they multiply in IEEE arithmetic (0 * inf is NaN).
+# the same numbers. Matrix products go to BLAS (SciPy's cython_blas), always
+# through the same call on matrices stored by rows (see _gemm); like
+# NumPy's `@`, they multiply in IEEE arithmetic (0 * inf is NaN).
 
 cdef extern from *:
     """
@@ -150,6 +149,9 @@ cdef inline void _map(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) n
     for o in range(n_outer):
         a = D[3] + o * D[4]
         b = D[6] + o * D[7]
+        if one and _map_one(sweep, w, code, s, a, a_inner, b, b_inner, n_inner):
+            s += n_inner
+            continue
         if unary and one:
             for j in range(n_inner):
                 _unary(sweep, <_one*>NULL, w, code, s, a)
@@ -283,12 +285,6 @@ cdef inline Mat _mat(const real_t* data, Py_ssize_t n_rows, Py_ssize_t n_cols,
     m.data = <real_t*>data
     m.n_rows = n_rows
     m.n_cols = n_cols
-    # A stride along a dimension of one element is never used: give it the
-    # value that lets BLAS take the matrix.
-    if n_rows == 1:
-        rows = n_cols * cols if cols == 1 else 1
-    if n_cols == 1:
-        cols = n_rows * rows if rows == 1 else 1
     m.rows = rows
     m.cols = cols
     return m
@@ -301,49 +297,69 @@ cdef inline Mat _transposed(Mat m) noexcept nogil:
     return t
 
 
-cdef inline bint _blas_form(Mat m, char* trans, int* ld) noexcept nogil:
-    """How BLAS (column-major) reads the row-major matrix m as an operand
-    op(X) of the transposed product: 'N' with ld = m.rows when its rows are
-    contiguous, 'T' with ld = m.cols when its columns are; False if neither
-    (or a stride BLAS cannot take)."""
-    if m.cols == 1 and m.rows >= m.n_cols and m.rows < WG_INDEX_END:
-        trans[0] = b'N'
-        ld[0] = <int>max(m.rows, 1)
-        return True
-    if m.rows == 1 and m.cols >= m.n_rows and m.cols < WG_INDEX_END:
-        trans[0] = b'T'
-        ld[0] = <int>max(m.cols, 1)
-        return True
-    return False
+cdef inline bint _by_rows(Mat m) noexcept nogil:
+    """Whether m is stored by rows with no gaps: element (i, j) at i * n_cols + j."""
+    return (m.n_rows == 1 or m.rows == m.n_cols) and (m.n_cols == 1 or m.cols == 1)
 
 
-cdef void _gemm(Mat a, Mat b, real_t beta, Mat c) noexcept nogil:
-    """c = a @ b + beta * c (beta 0 or 1; a: m x k, b: k x n, c: m x n)."""
-    cdef char ta, tb
-    cdef int lda, ldb, ldc, m, n, k
-    cdef real_t one = 1.0, acc
-    cdef Py_ssize_t i, j, l
-    if c.rows == 1 and c.n_rows > 1 and c.cols != 1:
-        # c is stored by columns: compute its transpose, b^T @ a^T, by rows.
-        _gemm(_transposed(b), _transposed(a), beta, _transposed(c))
-        return
-    if (c.cols == 1 and c.rows >= c.n_cols and c.rows < WG_INDEX_END
-            and a.n_rows < WG_INDEX_END and a.n_cols < WG_INDEX_END and b.n_cols < WG_INDEX_END
-            and _blas_form(b, &tb, &ldb) and _blas_form(a, &ta, &lda)):
-        # Row-major c is column-major c^T = b^T @ a^T.
-        m, n, k = <int>c.n_cols, <int>c.n_rows, <int>a.n_cols
-        ldc = <int>max(c.rows, 1)
-        dgemm(&tb, &ta, &m, &n, &k, &one, b.data, &ldb, a.data, &lda, &beta, c.data, &ldc)
-        return
-    for i in range(c.n_rows):
-        for j in range(c.n_cols):
+cdef inline void _copy_by_rows(Mat m, real_t* out) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for i in range(m.n_rows):
+        for j in range(m.n_cols):
+            out[i * m.n_cols + j] = m.data[i * m.rows + j * m.cols]
+
+
+cdef void _gemm(Mat a, Mat b, bint accumulate, Mat c) noexcept nogil:
+    """c = a @ b, or c += a @ b when ``accumulate`` (a: m x k, b: k x n).
+
+    Every product is one and the same BLAS call on matrices stored by rows
+    (operands stored otherwise are copied first, results added afterwards),
+    so a point gives the same bits alone, in a batch or along any number of
+    directions. Without memory for the copies, plain loops do it."""
+    cdef Py_ssize_t m = a.n_rows, k = a.n_cols, n = b.n_cols, i, j, l, need = 0
+    cdef bint copy_a = not _by_rows(a), copy_b = not _by_rows(b)
+    cdef bint direct_c = not accumulate and _by_rows(c)
+    cdef real_t* scratch = NULL
+    cdef real_t* ap = a.data
+    cdef real_t* bp = b.data
+    cdef real_t* cp = c.data
+    cdef real_t one = 1.0, zero = 0.0, acc
+    cdef int mi, ni, ki
+    cdef char no_trans = b'N'
+    if m < WG_INDEX_END and n < WG_INDEX_END and k < WG_INDEX_END:
+        need = (m * k if copy_a else 0) + (k * n if copy_b else 0) + (0 if direct_c else m * n)
+        if need:
+            scratch = <real_t*>malloc(need * sizeof(real_t))
+        if scratch != NULL or not need:
+            if copy_a:
+                ap = scratch
+                _copy_by_rows(a, ap)
+            if copy_b:
+                bp = scratch + (m * k if copy_a else 0)
+                _copy_by_rows(b, bp)
+            if not direct_c:
+                cp = scratch + need - m * n
+            # c by rows is c^T by columns: c^T = b^T @ a^T, all 'N'.
+            mi, ni, ki = <int>n, <int>m, <int>k
+            dgemm(&no_trans, &no_trans, &mi, &ni, &ki, &one, bp, &mi, ap, &ki, &zero, cp, &mi)
+            if not direct_c:
+                for i in range(m):
+                    for j in range(n):
+                        if accumulate:
+                            c.data[i * c.rows + j * c.cols] += cp[i * n + j]
+                        else:
+                            c.data[i * c.rows + j * c.cols] = cp[i * n + j]
+            free(scratch)
+            return
+    for i in range(m):
+        for j in range(n):
             acc = 0.0
-            for l in range(a.n_cols):
+            for l in range(k):
                 acc += a.data[i * a.rows + l * a.cols] * b.data[l * b.rows + j * b.cols]
-            if beta == 0.0:
-                c.data[i * c.rows + j * c.cols] = acc
-            else:
+            if accumulate:
                 c.data[i * c.rows + j * c.cols] += acc
+            else:
+                c.data[i * c.rows + j * c.cols] = acc
 
 
 cdef inline void _matmul(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) noexcept nogil:
@@ -373,13 +389,13 @@ cdef inline void _matmul(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D
             Bm = _mat(w.val + b0 * B + p, k, n, br * B, bc * B)
         C = _mat(w.val + s * B + p, m, n, n * B, B)
         if sweep_t is _values or sweep_t is _tangents:
-            _gemm(A, Bm, 0.0, C)
+            _gemm(A, Bm, False, C)
         if sweep_t is _seconds:
             Cbar = _mat(w.bar + s * B + p, m, n, n * B, B)
             if not a_const:
-                _gemm(Cbar, _transposed(Bm), 1.0, _mat(w.bar + a0 * B + p, m, k, ar * B, ac * B))
+                _gemm(Cbar, _transposed(Bm), True, _mat(w.bar + a0 * B + p, m, k, ar * B, ac * B))
             if not b_const:
-                _gemm(_transposed(A), Cbar, 1.0, _mat(w.bar + b0 * B + p, k, n, br * B, bc * B))
+                _gemm(_transposed(A), Cbar, True, _mat(w.bar + b0 * B + p, k, n, br * B, bc * B))
         if sweep_t is _values:
             K = 0       # values only: no directions
         for j in range(K):
@@ -390,21 +406,21 @@ cdef inline void _matmul(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D
                 Bd = _mat(w.deriv + (b0 * B + p) * K + j, k, n, br * BK, bc * BK)
             if sweep_t is _tangents:
                 if a_const:
-                    _gemm(A, Bd, 0.0, Cd)
+                    _gemm(A, Bd, False, Cd)
                 else:
-                    _gemm(Ad, Bm, 0.0, Cd)
+                    _gemm(Ad, Bm, False, Cd)
                     if not b_const:
-                        _gemm(A, Bd, 1.0, Cd)
+                        _gemm(A, Bd, True, Cd)
             else:
                 # Adjoints (of the second-order sweep, its adjoint tangents).
                 if not a_const:
-                    _gemm(Cd, _transposed(Bm), 1.0, Ad)
+                    _gemm(Cd, _transposed(Bm), True, Ad)
                 if not b_const:
-                    _gemm(_transposed(A), Cd, 1.0, Bd)
+                    _gemm(_transposed(A), Cd, True, Bd)
             if sweep_t is _seconds:
                 Cbar = _mat(w.bar + s * B + p, m, n, n * B, B)
                 if not a_const and not b_const:
                     _gemm(Cbar, _transposed(_mat(w.dot + (b0 * B + p) * K + j, k, n,
-                                                 br * BK, bc * BK)), 1.0, Ad)
+                                                 br * BK, bc * BK)), True, Ad)
                     _gemm(_transposed(_mat(w.dot + (a0 * B + p) * K + j, m, k,
-                                           ar * BK, ac * BK)), Cbar, 1.0, Bd)
+                                           ar * BK, ac * BK)), Cbar, True, Bd)

@@ -12,7 +12,9 @@ none of them is kept in step by hand:
   (``name_value``, ``name_partial(s)``, ``name_second(s)`` in
   ``_kernels.pxd``), ``is_comparison`` and ``is_array_entry``;
 * ``_active_methods.pxi``: the methods NumPy calls on the elements of an
-  object array (``np.log1p(array_of_traced_scalars)`` calls ``.log1p()``).
+  object array (``np.log1p(array_of_traced_scalars)`` calls ``.log1p()``);
+* ``_map_loops.pxi``: one loop per operation for map entries (the
+  kernel fixed inside the loop instead of dispatched per element).
 
 The outputs are build products (see .gitignore). Run it by hand with
 ``python src/wengert/_generate.py``.
@@ -163,6 +165,36 @@ def active_methods_pxi(ops):
     return "\n".join(lines) + "\n"
 
 
+def map_loops_pxi(ops):
+    """The loops of map entries at one point along one direction, one per
+    operation: the kernel is fixed inside each loop, so the per-element
+    dispatch of the generic loop disappears."""
+    unary = [op for op in _kernel_rows(ops, 1)]
+    binary = [op for op in _kernel_rows(ops, 2)]
+    lines = [HEADER, "# Included by _sweeps.pyx (after _arrays.pxi's map).", "",
+             "cdef inline bint _map_one(sweep_t* sweep, Work* w, int code, Py_ssize_t s,",
+             "                          Py_ssize_t a, Py_ssize_t a_inner, Py_ssize_t b,",
+             "                          Py_ssize_t b_inner, Py_ssize_t n) noexcept nogil:",
+             '    """n elements of the map of full opcode ``code`` from result slot s;',
+             '    False if ``code`` has no loop here (the caller loops generically)."""',
+             "    cdef Py_ssize_t j"]
+    word = "if"
+    for op in unary:
+        lines += [f"    {word} code == OP_{op.name.upper()}:",
+                  "        for j in range(n):",
+                  f"            _unary(sweep, <_one*>NULL, w, OP_{op.name.upper()}, s + j, a + j * a_inner)"]
+        word = "elif"
+    for op in binary:
+        for kind in op.kinds:
+            full = f"(KIND_{kind.name} << KIND_SHIFT) | OP_{op.name.upper()}"
+            lines += [f"    elif code == {full}:",
+                      "        for j in range(n):",
+                      f"            _binary(sweep, <_one*>NULL, w, {full}, s + j,",
+                      "                    a + j * a_inner, b + j * b_inner)"]
+    lines += ["    else:", "        return False", "    return True", ""]
+    return "\n".join(lines)
+
+
 def write_if_changed(path, text):
     """Rewrite ``path`` only when its text changes, so that an unchanged
     table does not make every extension recompile."""
@@ -180,7 +212,8 @@ def write_if_changed(path, text):
 def generate(directory=HERE):
     ops = load_table()
     outputs = {"_opcodes.pxd": opcodes_pxd(ops), "_dispatch.pxd": dispatch_pxd(ops),
-               "_active_methods.pxi": active_methods_pxi(ops)}
+               "_active_methods.pxi": active_methods_pxi(ops),
+               "_map_loops.pxi": map_loops_pxi(ops)}
     for name, text in outputs.items():
         write_if_changed(os.path.join(directory, name), text)
     return sorted(outputs)

@@ -4,8 +4,8 @@ A tape file holds exactly the arrays of a tape plus a small JSON header. It
 is portable (fixed little-endian dtypes), versioned, readable with plain
 NumPy (``np.load(path)``), and never contains or unpickles Python objects.
 
-File format ``wengert-tape``, version 1
----------------------------------------
+File format ``wengert-tape``, versions 1 and 2
+----------------------------------------------
 An uncompressed ZIP archive (every member ``ZIP_STORED``; ZIP64 extensions
 for members over 2 GiB) of exactly ten ``.npy`` members, NumPy format 1.0,
 C order, no object dtype. The writer adds them in this order with a fixed
@@ -18,7 +18,7 @@ timestamp (1980-01-01), so one tape always gives the same bytes:
   slot, constant-pool or side-table indices according to the opcode's kind.
 * ``consts.npy`` -- ``<f8 (n_consts,)``: the constant pool.
 * ``aux.npy`` -- ``<i4 (n_aux,)``: the side table (the two branch slots of
-  each ``select``).
+  each ``select``; the descriptor of each array entry).
 * ``outputs.npy`` -- ``<i4 (n_outputs,)``: the output slots, C order.
 * ``params.npy`` -- ``<f8 (n_params,)``: the recorded values of the dynamic
   parameters, flattened and concatenated in argument order.
@@ -27,7 +27,11 @@ timestamp (1980-01-01), so one tape always gives the same bytes:
 * ``guard_expected.npy`` -- ``|u1 (n_guards,)``: its recorded outcome, 0 or 1.
 
 Slots are numbered inputs first (``0 .. n_inputs-1``), then the dynamic
-parameters, then one slot per operation. The header is a JSON object with
+parameters, then the results of each operation in order: one slot per
+scalar entry, ``args[i, 1]`` slots for an array entry (version 2 only: one
+NumPy call over many elements, whose ``args[i, 0]`` indexes its descriptor
+in ``aux``; layouts in ``wengert._opcodes.ARRAY_LAYOUTS``). A tape without
+array entries is written as version 1. The header is a JSON object with
 exactly these keys (``wengert``, the writer's version, may be absent)::
 
     {"format": "wengert-tape", "version": 1, "wengert": "0.1.0",
@@ -103,10 +107,13 @@ import numpy as np
 
 from wengert._arguments import checked_path
 from wengert._errors import ShapeError, TapeFormatError
+from wengert._expand import has_array_entries
 from wengert._records import Guard, Param, Static
 
 FORMAT_NAME = "wengert-tape"
-FORMAT_VERSION = 1
+# Version 2 adds array entries; a tape without them is written as version 1,
+# which wengert releases before array entries read too.
+FORMAT_VERSION = 2
 
 # member stem -> (dtype string, number of dimensions); 2-D members are (n, 2).
 _MEMBERS = {
@@ -307,7 +314,7 @@ def _header(state):
     from wengert import __version__
     return {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": 2 if has_array_entries(state["opcodes"]) else 1,
         "wengert": __version__,
         "in_shape": [int(s) for s in state["in_shape"]],
         "out_shape": [int(s) for s in state["out_shape"]],
@@ -789,8 +796,8 @@ def _parse_header(array):
             for g in guards)):
         raise TapeFormatError("the header's 'guards' entry is not a list of "
                               "[location, text] string pairs")
-    return dict(in_shape=in_shape, out_shape=out_shape, n_params=n_params, specs=specs,
-                guards=guards)
+    return dict(version=version, in_shape=in_shape, out_shape=out_shape, n_params=n_params,
+                specs=specs, guards=guards)
 
 
 def _build_state(meta, arrays):
@@ -801,6 +808,9 @@ def _build_state(meta, arrays):
     # outnumber what the operations read -- f(x) = x[0] -- so in_shape is
     # bounded by the slot range only; the tools never spend per unread input.)
     n_ops = arrays["opcodes"].shape[0]
+    if meta["version"] < 2 and has_array_entries(arrays["opcodes"]):
+        raise TapeFormatError("it has array entries (opcodes 48-51), which format version "
+                              f"{meta['version']} does not have")
     n_slots = math.prod(meta["in_shape"]) + meta["n_params"] + n_ops
     if n_slots > _MAX_COUNT:
         raise TapeFormatError(

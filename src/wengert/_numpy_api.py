@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from wengert import _array_recording
 from wengert import _opcodes as ops
 from wengert._errors import (ArgumentError, ArgumentTypeError, AxisError, ShapeError,
                              TracingError)
@@ -50,6 +51,8 @@ def reduce(name, x, axis=None, keepdims=False):
         if name not in ("add", "mul"):
             raise ShapeError(f"zero-size array to reduction operation {name} which has no identity")
         result = _slots_of(rec, _Operand(False, np.full(out_shape, 0.0 if name == "add" else 1.0)))
+    elif name == "add" and length > 1 and _array_recording.enabled(rows.size):
+        result = _array_recording.record_sum(rec, rows).reshape(out_shape)
     else:
         code = ops.code_of(name, Kind.VV)
         while rows.shape[1] > 1:
@@ -119,6 +122,19 @@ def matmul(a, b):
     B2 = _expand(B, -1) if len(b_shape) == 1 else B
     if np.shape(_raw(A2))[-1] != np.shape(_raw(B2))[-2]:
         raise ShapeError(f"matmul: shapes {a_shape} and {b_shape} are not aligned")
+    a2, b2 = np.shape(_raw(A2)), np.shape(_raw(B2))
+    if (len(a2) == 2 and len(b2) == 2
+            and _array_recording.enabled(a2[0] * a2[1] * b2[1])):
+        # One matrix-product entry (BLAS at replay).
+        a_traced, b_traced = isinstance(A2, TracedArray), isinstance(B2, TracedArray)
+        result = wrap(rec, _array_recording.record_matmul(
+            rec, A2.slots if a_traced else np.asarray(A2, dtype=np.float64), a_traced,
+            B2.slots if b_traced else np.asarray(B2, dtype=np.float64), b_traced))
+        if len(b_shape) == 1:
+            result = _squeeze(result, -1)
+        if len(a_shape) == 1:
+            result = _squeeze(result, -2 if len(b_shape) > 1 else -1)
+        return result
     products = apply_binary("mul", _expand(A2, -1), _expand(B2, -3))
     result = reduce("add", products, axis=-2)
     if len(b_shape) == 1:

@@ -10,6 +10,7 @@
 # A scalar entry writes one slot and an array entry as many as its arg1
 # says, so the sweeps carry the result slot along: forward from the first
 # result slot, backward from the slot after the last.
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 from libc.stdint cimport uint8_t
 
@@ -525,3 +526,4 @@ cdef Py_ssize_t first_bad_guard(const TapeView* t, Py_ssize_t n_slots,
 
 
 include "_arrays.pxi"
+include "_map_loops.pxi"

@@ -223,6 +223,7 @@ def trace_text(tape, x, direction=None, args=(), mode="forward", *, ascii=False,
     >>> print(tape.trace([2.0, 5.0], 1.0, mode="reverse").splitlines()[-1])
     gradient x̄ = [5.5, 1.71634]
     """
+    tape = tape._scalar_form()
     check_choice(mode, "mode", ("forward", "reverse"))
     max_rows = _limit(max_rows, "max_rows")
     style = _ASCII if ascii else _UNICODE

@@ -21,6 +21,7 @@ import numpy as np
 from wengert import _opcodes as ops
 from wengert._compact import compact, guard_arrays, slot_mask
 from wengert._errors import ArgumentError, ShapeError, WengertError
+from wengert._expand import elementwise_count
 from wengert._opcodes import Kind, Role
 
 __all__ = ["listing", "trace_text", "to_dot", "render", "stats", "summary",
@@ -310,6 +311,7 @@ def listing(tape, x=None, *args, max_rows=MAX_ROWS, max_lines=_UNSET):
     v[0]  = x[1]
     ... 3 more rows not shown (max_rows=2)
     """
+    tape = tape._scalar_form()
     if max_lines is not _UNSET:
         max_rows = max_lines
     max_rows = _limit(max_rows, "max_rows")
@@ -493,6 +495,7 @@ def to_dot(tape, *, name="wengert", max_nodes=MAX_NODES):
     >>> tape.to_dot(max_nodes=3).splitlines()[-2]
     '  // ... 3 more nodes not shown (max_nodes=3)'
     """
+    tape = tape._scalar_form()
     max_nodes = _limit(max_nodes, "max_nodes")
     state = tape._state()
     first = _first(tape)
@@ -605,6 +608,7 @@ def render(tape, path, format=None, *, program="dot", max_nodes=MAX_NODES):
     >>> render(tape, "graph.svg")                # doctest: +SKIP
     PosixPath('graph.svg')
     """
+    tape = tape._scalar_form()
     import pathlib
     path = pathlib.Path(os.fspath(path))
     if format is None:
@@ -636,13 +640,20 @@ def stats(tape):
     Keys
     ----
     n_ops, n_inputs, n_params, n_outputs, n_guards, n_consts, n_slots : int
-        Counts; ``n_slots = n_inputs + n_params + n_ops`` (one value per slot).
+        Counts: ``n_ops`` entries (``len(tape)``; an array entry, one NumPy
+        call over many elements, counts once) and ``n_slots`` values per
+        point (inputs, parameters and every entry's results).
+    n_elementwise : int
+        The scalar operations one replay performs: one per scalar entry,
+        one per element of an array entry (a matrix product counts its
+        multiply-adds).
     by_operation : dict
         Operations per name (``{"mul": 3, "sin": 1, ...}``), in table order.
     by_kind : dict
         Operations by where their operands live: ``const`` (a constant
         entry), ``select``, ``unary``, ``vv`` (two slots), ``vc`` (slot and
-        constant), ``cv`` (constant and slot); they sum to ``n_ops``.
+        constant), ``cv`` (constant and slot), ``array`` (array entries);
+        they sum to ``n_ops``.
     tape_bytes : dict
         Bytes of each tape array (``opcodes``, ``args``, ``consts``, ``aux``,
         ``outputs``, ``guards``) and their ``total``.
@@ -662,12 +673,13 @@ def stats(tape):
     state = tape._state()
     counts = np.bincount(state["opcodes"], minlength=256)
     by_operation = {}
-    by_kind = dict(const=0, select=0, unary=0, vv=0, vc=0, cv=0)
+    by_kind = dict(const=0, select=0, unary=0, vv=0, vc=0, cv=0, array=0)
     for code in np.flatnonzero(counts).tolist():
         op, kind = ops.split(code)
         n = int(counts[code])
         by_operation[op.name] = by_operation.get(op.name, 0) + n
-        key = op.name if op.name in ("const", "select") else _KIND_NAMES[kind]
+        key = (op.name if op.name in ("const", "select") else
+               "array" if op.arity == ops.ARRAY else _KIND_NAMES[kind])
         by_kind[key] += n
     by_operation = {op.name: by_operation[op.name] for op in ops.OPERATIONS
                     if op.name in by_operation}
@@ -675,12 +687,12 @@ def stats(tape):
                   for key in ("opcodes", "args", "consts", "aux", "outputs")}
     tape_bytes["guards"] = tape.n_guards * _GUARD_BYTES
     tape_bytes["total"] = sum(tape_bytes.values())
-    n_slots = _first(tape) + tape.n_ops
+    n_slots = tape._n_slots
     return dict(
         n_ops=tape.n_ops, n_inputs=tape.n_inputs, n_params=tape.n_params,
         n_outputs=tape.n_outputs, n_guards=tape.n_guards, n_consts=int(state["consts"].size),
-        n_slots=n_slots, by_operation=by_operation, by_kind=by_kind,
-        tape_bytes=tape_bytes, work_bytes=n_slots * 8)
+        n_slots=n_slots, n_elementwise=elementwise_count(state), by_operation=by_operation,
+        by_kind=by_kind, tape_bytes=tape_bytes, work_bytes=n_slots * 8)
 
 
 def _bytes(n):

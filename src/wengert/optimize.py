@@ -193,6 +193,18 @@ def optimize_tape(tape):
     True
     """
     start = time.perf_counter()
+    if tape._scalar_form() is not tape:
+        # Array entries are one per NumPy call already: rewriting the tape's
+        # scalar form would trade them for one entry per element, a slower
+        # replay. Such a tape is returned as it is (a copy), for now.
+        state = tape._state()
+        n, n_consts = tape.n_ops, int(state["consts"].size)
+        result = Tape._from_state(state)
+        result.optimize_report = OptimizeReport(
+            ops_before=n, ops_after=n, dead=0, folded=0, merged=0, simplified=0, evaluated=0,
+            inlined=0, consts_before=n_consts, consts_after=n_consts, guards=tape.n_guards,
+            seconds=time.perf_counter() - start)
+        return result
     # The passes allocate per slot: run them on the tape without the inputs
     # and parameters it never reads (renumbered in order, so every rewrite
     # is the same), and number the slots back at the end.

@@ -429,6 +429,24 @@ class Tape:
         use; threads asking at once wait for one computation."""
         return self._memo.get(key, make)
 
+    def _scalar_form(self):
+        """This tape, or when it holds array entries an equivalent tape of
+        scalar entries only (built once): what the tools that reason entry
+        by entry -- sparsity, optimize, listings, traces -- read
+        (``wengert._expand``)."""
+        if not self._engine.array_entries.size:
+            return self
+
+        def make():
+            from wengert._expand import expand
+            return Tape._from_state(expand(self._state())[0])
+        return self._cached("scalar form", make)
+
+    @property
+    def _n_slots(self):
+        """Values per point: inputs, parameters and every entry's results."""
+        return self._engine.n_slots
+
     def _pattern(self, kind):
         """CSR arrays ``(indptr, indices)`` of the tape's Jacobian
         (``"jacobian"``: outputs by inputs) or Hessian (``"hessian"``)

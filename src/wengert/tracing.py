@@ -13,11 +13,13 @@ What NumPy's functions and ufuncs do on traced values (reductions, products,
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 
 import numpy as np
 
+from wengert import _array_recording
 from wengert import _opcodes as ops
 from wengert._arguments import real_array
 from wengert._errors import (ArgumentError, ArgumentTypeError, AxisError, IndexingError,
@@ -147,10 +149,12 @@ def wrap(rec, slots):
 
 
 def _constant_indices(rec, values, shape):
-    flat = np.broadcast_to(values, shape)
+    """Pool indices of ``values`` broadcast to ``shape``: each value is
+    added once (a broadcast row stays one row in the pool)."""
     if values.size == 1:
         return np.full(shape, rec.constant_index(float(values.reshape(-1)[0])), dtype=np.intp)
-    return rec.add_constants(np.ascontiguousarray(flat).reshape(-1)).reshape(shape)
+    indices = rec.add_constants(np.ascontiguousarray(values).reshape(-1)).reshape(values.shape)
+    return np.broadcast_to(indices, shape)
 
 
 def apply_unary(name, x, rec=None):
@@ -161,6 +165,9 @@ def apply_unary(name, x, rec=None):
     slots = operand.data
     if slots.ndim == 0:
         return make_active(rec, rec.push_one(_CODE[name], int(slots)))
+    if _array_recording.enabled(slots.size):
+        return TracedArray(rec, _array_recording.record_map(rec, _CODE[name], [slots],
+                                                            slots.shape))
     flat = slots.reshape(-1)
     first = rec.push_many(_CODE[name], flat)
     return TracedArray(rec, np.arange(first, first + flat.size, dtype=np.intp).reshape(slots.shape))
@@ -423,6 +430,8 @@ def apply_binary_indices(rec, name, kind, ia, ib, shape):
     code = ops.code_of(name, kind)
     if shape == ():
         return make_active(rec, rec.push_one(code, int(ia), int(ib)))
+    if _array_recording.enabled(math.prod(shape)):
+        return TracedArray(rec, _array_recording.record_map(rec, code, [ia, ib], shape))
     ia = np.ascontiguousarray(ia).reshape(-1)
     ib = np.ascontiguousarray(ib).reshape(-1)
     first = rec.push_many(code, ia, ib)

@@ -524,8 +524,10 @@ def json_forgeries(name, data):
         yield f"{name}: header without {key!r}", with_header(data, trimmed), expect
         for v in odd_values:
             yield f"{name}: header {key} = {str(v)[:30]}", with_header(data, {**meta, key: v}), "any"
-    for v in [0, 2, 99, -1, True, "1", 1.0, 10**30]:
+    for v in [0, 3, 99, -1, True, "1", 1.0, 10**30]:
         yield f"{name}: version {v!r}", with_header(data, {**meta, "version": v}), "reject"
+    # Version 2 adds array entries to version 1: a version 1 tape is one too.
+    yield f"{name}: version 2", with_header(data, {**meta, "version": 2}), "any"
     for v in ["wengert-tap", "", "WENGERT-TAPE", None]:
         yield f"{name}: format {v!r}", with_header(data, {**meta, "format": v}), "reject"
     yield f"{name}: an unknown key", with_header(data, {**meta, "extra": 1}), "reject"

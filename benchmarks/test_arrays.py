@@ -1,0 +1,124 @@
+"""Array entries: NumPy code recorded as one entry per NumPy call.
+
+Each group times the wengert gradient of a NumPy-written function beside
+the hand-written NumPy gradient of the same function (the reference, run
+first) and the same tape recorded with one scalar entry per element (what
+wengert did before array entries). ``over_numpy`` in the summary is the
+issue's measure: at most 1 is "as fast as a hand-written NumPy gradient".
+
+Problems: the extended Rosenbrock function and the transcendental mix at
+n = 10^6, and a two-layer perceptron (784 -> 128 -> 10, tanh, batch 256,
+squared error) differentiated with respect to all its weights.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import wengert as wg
+from benchmarks import problems as P
+from benchmarks._support import LARGE, LARGE_ROUNDS, annotate, ratios, record_scalar, run
+
+# ---- the perceptron -------------------------------------------------------------
+
+LAYERS = ((784, 128), (128, 10))
+BATCH = 256
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((BATCH, LAYERS[0][0]))
+    targets = rng.standard_normal((BATCH, LAYERS[1][1]))
+    weights = np.concatenate([rng.standard_normal(m * n) / np.sqrt(m) for m, n in LAYERS]
+                             + [np.zeros(n) for _, n in LAYERS])
+    return images, targets, weights
+
+
+IMAGES, TARGETS, WEIGHTS = _data()
+
+
+def _unpack(w):
+    (m1, n1), (m2, n2) = LAYERS
+    at = np.cumsum([0, m1 * n1, m2 * n2, n1, n2])
+    return (w[at[0]:at[1]].reshape(m1, n1), w[at[1]:at[2]].reshape(m2, n2),
+            w[at[2]:at[3]], w[at[3]:at[4]])
+
+
+def mlp_loss(w):
+    W1, W2, b1, b2 = _unpack(w)
+    hidden = np.tanh(IMAGES @ W1 + b1)
+    return np.mean((hidden @ W2 + b2 - TARGETS) ** 2)
+
+
+def mlp_backprop(w):
+    """The hand-written gradient: backpropagation in NumPy."""
+    W1, W2, b1, b2 = _unpack(w)
+    hidden = np.tanh(IMAGES @ W1 + b1)
+    error = hidden @ W2 + b2 - TARGETS
+    d_out = 2.0 * error / error.size
+    d_hidden = (d_out @ W2.T) * (1.0 - hidden ** 2)
+    return np.concatenate([(IMAGES.T @ d_hidden).ravel(), (hidden.T @ d_out).ravel(),
+                           d_hidden.sum(axis=0), d_out.sum(axis=0)])
+
+
+# ---- cases ----------------------------------------------------------------------
+
+CASES = {
+    "rosenbrock": (P.rosenbrock, P.rosenbrock_gradient, lambda: P.point("rosenbrock", LARGE)),
+    "transcendental": (P.transcendental, P.transcendental_gradient,
+                       lambda: P.point("transcendental", LARGE)),
+    "mlp": (mlp_loss, mlp_backprop, lambda: WEIGHTS),
+}
+_TAPES = {}
+
+
+def _tape(name, scalar=False):
+    key = (name, scalar)
+    if key not in _TAPES:
+        f, _, point = CASES[name]
+        _TAPES[key] = (record_scalar if scalar else wg.record)(f, point())
+    return _TAPES[key]
+
+
+def _group(benchmark, name):
+    size = "784-128-10, batch 256" if name == "mlp" else "n=10^6"
+    benchmark.group = f"array entries: {name} gradient {size}"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_numpy_gradient(benchmark, name):
+    _group(benchmark, name)
+    _, gradient, point = CASES[name]
+    run(benchmark, gradient, point(), rounds=LARGE_ROUNDS)
+    annotate(benchmark)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_array_entries_gradient(benchmark, name):
+    _group(benchmark, name)
+    _, gradient, point = CASES[name]
+    x = point()
+    tape = _tape(name)
+    g = run(benchmark, tape.gradient, x, rounds=LARGE_ROUNDS)
+    np.testing.assert_allclose(g, gradient(x), rtol=1e-9, atol=1e-12)
+    annotate(benchmark, entries=len(tape), n_elementwise=tape.stats()["n_elementwise"],
+             **ratios(benchmark, numpy="test_numpy_gradient"))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_scalar_entries_gradient(benchmark, name):
+    _group(benchmark, name)
+    _, gradient, point = CASES[name]
+    x = point()
+    tape = _tape(name, scalar=True)
+    g = run(benchmark, tape.gradient, x, rounds=LARGE_ROUNDS if name != "mlp" else 2)
+    np.testing.assert_allclose(g, gradient(x), rtol=1e-9, atol=1e-12)
+    annotate(benchmark, entries=len(tape), **ratios(benchmark, numpy="test_numpy_gradient"))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_record_array_entries(benchmark, name):
+    benchmark.group = "array entries: recording"
+    f, _, point = CASES[name]
+    tape = run(benchmark, wg.record, f, point(), rounds=3)
+    annotate(benchmark, entries=len(tape))

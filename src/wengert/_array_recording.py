@@ -1,0 +1,153 @@
+"""Recording NumPy calls as array entries: one tape entry per call.
+
+A traced array is an integer array of slots, so indexing, slicing,
+reshaping and broadcasting move slot numbers and record nothing. An
+elementwise call, a sum and a matrix product then record one entry whose
+operands are *grids*: start + o * outer + j * inner over an (n_outer,
+n_inner) grid (``_opcodes.ARRAY_LAYOUTS``). Most operands are such grids
+already (a slice, a transpose, a broadcast row or column); any other is
+first copied into consecutive slots by one gather entry.
+
+Arrays smaller than :data:`MIN_SIZE` elements keep scalar entries, which
+replay faster one by one than an array entry's loop.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+from wengert import _opcodes as ops
+from wengert._opcodes import Kind, Role
+
+# Below this many elements an operation records scalar entries.
+MIN_SIZE = 8
+
+_MAP, _SUM, _GATHER, _MATMUL = (ops.code_of(name) for name in ("map", "sum", "gather", "matmul"))
+
+
+def enabled(size):
+    return size >= MIN_SIZE
+
+
+@contextlib.contextmanager
+def scalar_entries():
+    """Within it, NumPy calls record one scalar entry per element, as
+    before array entries existed (the tests and benchmarks of tools that
+    read tapes entry by entry use it). Not thread-safe: it sets a module
+    global."""
+    global MIN_SIZE
+    saved = MIN_SIZE
+    MIN_SIZE = 2**62
+    try:
+        yield
+    finally:
+        MIN_SIZE = saved
+
+
+def _grid_of(index, n_outer, n_inner):
+    """``(start, outer, inner)`` if the flat int array ``index`` is
+    start + o * outer + j * inner over an (n_outer, n_inner) grid, else None."""
+    grid = index.reshape(n_outer, n_inner)
+    start = int(grid[0, 0])
+    inner = int(grid[0, 1] - grid[0, 0]) if n_inner > 1 else 0
+    outer = int(grid[1, 0] - grid[0, 0]) if n_outer > 1 else 0
+    if not (-2**31 < inner < 2**31 and -2**31 < outer < 2**31):
+        return None
+    expected = (start + np.arange(n_outer, dtype=np.int64)[:, None] * outer
+                + np.arange(n_inner, dtype=np.int64)[None, :] * inner)
+    return (start, outer, inner) if np.array_equal(grid, expected) else None
+
+
+def _splits(shape):
+    """(n_outer, n_inner) foldings of ``shape`` to try, the flattest first."""
+    size = math.prod(shape)
+    yield 1, size
+    for axis in range(len(shape) - 1, 0, -1):
+        inner = math.prod(shape[axis:])
+        yield size // inner, inner
+
+
+def _consecutive(rec, index, role):
+    """A grid over consecutive copies of the operand ``index`` (flat): slots
+    through one gather entry, constants appended to the pool."""
+    if role == Role.CONST:
+        start = int(rec.add_constants(rec.constants_of(index))[0])
+    else:
+        start = rec.push_array(_GATHER, index, index.size)
+    return start, 1
+
+
+def record_map(rec, code, operands, shape):
+    """One map entry of full opcode ``code`` over ``operands``: slot (or
+    constant-pool) index arrays, each broadcast to ``shape``. Returns the
+    result slots, shaped ``shape``."""
+    roles = ops.ROLES[code]
+    flat = [np.ascontiguousarray(o, dtype=np.int64).reshape(-1) for o in operands]
+    size = flat[0].size
+    for n_outer, n_inner in _splits(shape):
+        grids = [_grid_of(f, n_outer, n_inner) for f in flat]
+        if all(g is not None for g in grids):
+            break
+    else:
+        # No folding fits every operand: copy the ones that fit none into
+        # consecutive slots, over the flat grid.
+        n_outer, n_inner = 1, size
+        grids = []
+        for f, role in zip(flat, roles):
+            g = _grid_of(f, 1, size)
+            if g is None:
+                start, inner = _consecutive(rec, f, role)
+                g = (start, 0, inner)
+            grids.append(g)
+    descriptor = [code, n_outer, n_inner]
+    for g in grids:
+        descriptor += [g[0], g[1], g[2]]
+    descriptor += [0] * (9 - len(descriptor))
+    first = rec.push_array(_MAP, descriptor, size)
+    return np.arange(first, first + size, dtype=np.intp).reshape(shape)
+
+
+def record_sum(rec, rows):
+    """One sum entry over each row of the slot matrix ``rows`` (R, L);
+    returns the R result slots."""
+    n_outer, n_inner = rows.shape
+    index = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+    grid = _grid_of(index, n_outer, n_inner)
+    if grid is None:
+        start = rec.push_array(_GATHER, index, index.size)
+        grid = (start, n_inner, 1)
+    first = rec.push_array(_SUM, [n_outer, n_inner, *grid], n_outer)
+    return np.arange(first, first + n_outer, dtype=np.intp)
+
+
+def _matrix(rec, operand, is_slots):
+    """``(start, rows, cols)`` of a 2-d operand: a slot grid (copied into
+    consecutive slots if it is none, or if BLAS could not read it), or a
+    constant matrix appended to the pool by rows."""
+    m, k = operand.shape
+    if not is_slots:
+        start = int(rec.add_constants(np.ascontiguousarray(operand, dtype=np.float64))[0])
+        return start, k, 1
+    index = np.ascontiguousarray(operand, dtype=np.int64).reshape(-1)
+    grid = _grid_of(index, m, k)
+    if grid is not None:
+        start, rows, cols = grid
+        if (cols == 1 and rows >= k) or (rows == 1 and cols >= m) or m == 1 or k == 1:
+            return start, rows, cols
+    start = rec.push_array(_GATHER, index, index.size)
+    return start, k, 1
+
+
+def record_matmul(rec, a, a_slots, b, b_slots):
+    """One matmul entry for the 2-d operands ``a`` (m, k) @ ``b`` (k, n),
+    each a slot array (``*_slots`` True) or a float array. Returns the
+    result slots (m, n)."""
+    m, k = a.shape
+    n = b.shape[1]
+    kind = Kind.VV if (a_slots and b_slots) else (Kind.VC if a_slots else Kind.CV)
+    descriptor = [ops.code_of("mul", kind), m, k, n, *_matrix(rec, a, a_slots),
+                  *_matrix(rec, b, b_slots)]
+    first = rec.push_array(_MATMUL, descriptor, m * n)
+    return np.arange(first, first + m * n, dtype=np.intp).reshape(m, n)
