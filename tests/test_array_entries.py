@@ -442,3 +442,57 @@ def test_a_version_1_file_with_array_entries_is_refused(tmp_path, rng):
     with pytest.raises(wg.TapeFormatError, match="array entries"):
         wg.load(forged)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("f", [
+    lambda x: np.sum(x[np.arange(4)[:, None] + np.arange(3)], axis=1),   # moving sums
+    lambda x: np.sum(x[np.zeros(20, int)]),
+    lambda x: np.sum(np.tile(x, (50, 1)), axis=0),
+    lambda x: np.mean(np.broadcast_to(x, (50, 6)), axis=0),
+    lambda x: np.sum(np.broadcast_to(x[0], (100,))),
+], ids=["windows", "one slot repeated", "tile", "broadcast mean", "broadcast scalar"])
+def test_sums_over_repeated_slots_record_and_agree(f, rng):
+    x = rng.uniform(0.2, 0.9, 6)
+    tape = wg.record(f, x)
+    with scalar_recording():
+        scalars = wg.record(f, x)
+    np.testing.assert_allclose(tape.forward(x), f(x), rtol=1e-14)
+    np.testing.assert_allclose(tape.jacobian(x), scalars.jacobian(x), rtol=1e-13, atol=1e-13)
+
+
+def test_a_product_with_an_infinite_element_keeps_zero_derivatives_zero():
+    # -inf lands only in a column of B that f never reads: its derivative
+    # products must be zero (azmul), as on scalar entries, not NaN.
+    def f(x):
+        return (x[:8].reshape(2, 4) @ np.log(x[8:]).reshape(4, 2))[0, 0]
+    x = np.arange(1.0, 17.0)
+    x[9] = 0.0
+    tape = wg.record(f, x)
+    with scalar_recording():
+        scalars = wg.record(f, x)
+    expected = scalars.gradient(x)
+    assert np.isfinite(expected[:8]).all()
+    np.testing.assert_array_equal(tape.gradient(x)[:8], expected[:8])
+    np.testing.assert_array_equal(tape.jacobian(x)[:8], scalars.jacobian(x)[:8])
+
+
+def test_a_forged_product_of_an_enormous_inner_dimension_is_refused():
+    # 50 bytes of tape that would take 2**43 multiply-adds: A and B would
+    # read more elements than exist.
+    with pytest.raises(wg.TapeFormatError, match="operation 0"):
+        wg.Tape(opcodes=np.array([MATMUL], np.uint8), args=[(0, 64 * 64)], consts=[],
+                aux=np.array([code("mul", K.VV), 64, 2**31 - 100, 64, 0, 0, 0, 0, 0, 0],
+                             np.int32), outputs=[1], in_shape=(1,), out_shape=())
+
+
+def test_tools_refuse_a_huge_array_entry_before_allocating(rng):
+    # One map entry writing 2**30 slots: the tools' expansion is refused up
+    # front (a replay would need the 8 GB it declares, tools need nothing).
+    n = 2**30
+    t = wg.Tape(opcodes=np.array([MAP], np.uint8), args=[(0, n)], consts=[],
+                aux=np.array([code("sin"), 1, n, 0, 0, 0, 0, 0, 0], np.int32),
+                outputs=[1], in_shape=(1,), out_shape=())
+    with pytest.raises(wg.WengertError, match="too many"):
+        sparsity.jacobian_sparsity(t)
+    assert "no listing" in str(t)
+    assert t.optimize().n_ops == 1

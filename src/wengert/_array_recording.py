@@ -115,7 +115,10 @@ def record_sum(rec, rows):
     n_outer, n_inner = rows.shape
     index = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
     grid = _grid_of(index, n_outer, n_inner)
-    if grid is None:
+    # A sum entry reads no more elements than slots exist (validation
+    # bounds its work so): a sum over repeated slots (a broadcast, moving
+    # windows) reads copies.
+    if grid is None or index.size > rec.n_slots:
         start = rec.push_array(_GATHER, index, index.size)
         grid = (start, n_inner, 1)
     first = rec.push_array(_SUM, [n_outer, n_inner, *grid], n_outer)
@@ -123,9 +126,10 @@ def record_sum(rec, rows):
 
 
 def _matrix(rec, operand, is_slots):
-    """``(start, rows, cols)`` of a 2-d operand: a slot grid (copied into
-    consecutive slots if it is none, or if BLAS could not read it), or a
-    constant matrix appended to the pool by rows."""
+    """``(start, rows, cols)`` of a 2-d operand: a slot grid stored by rows
+    or by columns (a transpose; the replay copies it by rows for BLAS), or
+    consecutive copies of any other slots (one gather entry: a broadcast,
+    a fancy index), or a constant matrix appended to the pool by rows."""
     m, k = operand.shape
     if not is_slots:
         start = int(rec.add_constants(np.ascontiguousarray(operand, dtype=np.float64))[0])

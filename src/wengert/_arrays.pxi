@@ -13,8 +13,9 @@
 # A map applies the scalar kernels of `code` element by element, through the
 # same _unary/_binary bodies as scalar entries, so both kinds of entry give
 # the same numbers. Matrix products go to BLAS (SciPy's cython_blas), always
-# through the same call on matrices stored by rows (see _gemm); like
-# NumPy's `@`, they multiply in IEEE arithmetic (0 * inf is NaN).
+# through the same call on matrices stored by rows (see _gemm); their values
+# are IEEE products as NumPy's `@` gives, their derivatives follow the
+# scalar entries' azmul (a zero factor wins over inf and NaN).
 
 cdef extern from *:
     """
@@ -63,7 +64,7 @@ cdef Py_ssize_t array_entry_slots(const TapeView* t, int code, Py_ssize_t d, Py_
     writes, or 0 if its descriptor refers to anything that does not exist
     before it, or describes more reads than there are slots to read."""
     cdef const index_t* D
-    cdef Py_ssize_t e, n_outer, n_inner
+    cdef Py_ssize_t e, n_outer, n_inner, m, k, n_cols
     cdef int inner, role0, role1
     if n < 1 or d < 0 or s + n >= WG_INDEX_END:
         return 0
@@ -115,11 +116,17 @@ cdef Py_ssize_t array_entry_slots(const TapeView* t, int code, Py_ssize_t d, Py_
         if not 0 <= inner < 256 or (inner & BASE_MASK) != OP_MUL or inner == OP_MUL:
             return 0
         role0, role1 = operand_role(inner, 0), operand_role(inner, 1)
-        if D[1] < 1 or D[2] < 1 or D[3] < 1 or D[1] > n or D[1] * D[3] != n:
+        m, k, n_cols = D[1], D[2], D[3]      # 64-bit: their products must not wrap
+        if m < 1 or k < 1 or n_cols < 1 or m > n or m * n_cols != n:
             return 0
-        if not _grid_inside(D[4], D[1], D[5], D[2], D[6], _limit_of(role0, s, n_consts)):
+        # Each operand reads no more elements than exist (the recorder
+        # copies broadcast operands): this bounds the work, m * k * n, by
+        # the tape's size, so a short forged entry cannot run for hours.
+        if m * k > _limit_of(role0, s, n_consts) or k * n_cols > _limit_of(role1, s, n_consts):
             return 0
-        if not _grid_inside(D[7], D[2], D[8], D[3], D[9], _limit_of(role1, s, n_consts)):
+        if not _grid_inside(D[4], m, D[5], k, D[6], _limit_of(role0, s, n_consts)):
+            return 0
+        if not _grid_inside(D[7], k, D[8], n_cols, D[9], _limit_of(role1, s, n_consts)):
             return 0
         return n
     return 0
@@ -309,13 +316,28 @@ cdef inline void _copy_by_rows(Mat m, real_t* out) noexcept nogil:
             out[i * m.n_cols + j] = m.data[i * m.rows + j * m.cols]
 
 
-cdef void _gemm(Mat a, Mat b, bint accumulate, Mat c) noexcept nogil:
+cdef inline bint _all_finite(Mat m) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef real_t v
+    for i in range(m.n_rows):
+        for j in range(m.n_cols):
+            v = m.data[i * m.rows + j * m.cols]
+            if v - v != 0.0:        # inf or NaN
+                return False
+    return True
+
+
+cdef void _gemm(Mat a, Mat b, bint accumulate, Mat c, bint derivative) noexcept nogil:
     """c = a @ b, or c += a @ b when ``accumulate`` (a: m x k, b: k x n).
 
     Every product is one and the same BLAS call on matrices stored by rows
     (operands stored otherwise are copied first, results added afterwards),
     so a point gives the same bits alone, in a batch or along any number of
-    directions. Without memory for the copies, plain loops do it."""
+    directions. Without memory for the copies, plain loops do it.
+
+    A ``derivative`` product follows the scalar entries' rule that a zero
+    factor wins (azmul): where an operand holds an inf or a NaN, BLAS would
+    make 0 * inf a NaN, so plain loops with azmul do those products."""
     cdef Py_ssize_t m = a.n_rows, k = a.n_cols, n = b.n_cols, i, j, l, need = 0
     cdef bint copy_a = not _by_rows(a), copy_b = not _by_rows(b)
     cdef bint direct_c = not accumulate and _by_rows(c)
@@ -326,7 +348,8 @@ cdef void _gemm(Mat a, Mat b, bint accumulate, Mat c) noexcept nogil:
     cdef real_t one = 1.0, zero = 0.0, acc
     cdef int mi, ni, ki
     cdef char no_trans = b'N'
-    if m < WG_INDEX_END and n < WG_INDEX_END and k < WG_INDEX_END:
+    cdef bint zero_wins = derivative and not (_all_finite(a) and _all_finite(b))
+    if not zero_wins and m < WG_INDEX_END and n < WG_INDEX_END and k < WG_INDEX_END:
         need = (m * k if copy_a else 0) + (k * n if copy_b else 0) + (0 if direct_c else m * n)
         if need:
             scratch = <real_t*>malloc(need * sizeof(real_t))
@@ -355,7 +378,10 @@ cdef void _gemm(Mat a, Mat b, bint accumulate, Mat c) noexcept nogil:
         for j in range(n):
             acc = 0.0
             for l in range(k):
-                acc += a.data[i * a.rows + l * a.cols] * b.data[l * b.rows + j * b.cols]
+                if zero_wins:
+                    acc += azmul(a.data[i * a.rows + l * a.cols], b.data[l * b.rows + j * b.cols])
+                else:
+                    acc += a.data[i * a.rows + l * a.cols] * b.data[l * b.rows + j * b.cols]
             if accumulate:
                 c.data[i * c.rows + j * c.cols] += acc
             else:
@@ -389,13 +415,15 @@ cdef inline void _matmul(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D
             Bm = _mat(w.val + b0 * B + p, k, n, br * B, bc * B)
         C = _mat(w.val + s * B + p, m, n, n * B, B)
         if sweep_t is _values or sweep_t is _tangents:
-            _gemm(A, Bm, False, C)
+            _gemm(A, Bm, False, C, False)
         if sweep_t is _seconds:
             Cbar = _mat(w.bar + s * B + p, m, n, n * B, B)
             if not a_const:
-                _gemm(Cbar, _transposed(Bm), True, _mat(w.bar + a0 * B + p, m, k, ar * B, ac * B))
+                _gemm(Cbar, _transposed(Bm), True, _mat(w.bar + a0 * B + p, m, k, ar * B, ac * B),
+                      True)
             if not b_const:
-                _gemm(_transposed(A), Cbar, True, _mat(w.bar + b0 * B + p, k, n, br * B, bc * B))
+                _gemm(_transposed(A), Cbar, True, _mat(w.bar + b0 * B + p, k, n, br * B, bc * B),
+                      True)
         if sweep_t is _values:
             K = 0       # values only: no directions
         for j in range(K):
@@ -406,21 +434,21 @@ cdef inline void _matmul(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D
                 Bd = _mat(w.deriv + (b0 * B + p) * K + j, k, n, br * BK, bc * BK)
             if sweep_t is _tangents:
                 if a_const:
-                    _gemm(A, Bd, False, Cd)
+                    _gemm(A, Bd, False, Cd, True)
                 else:
-                    _gemm(Ad, Bm, False, Cd)
+                    _gemm(Ad, Bm, False, Cd, True)
                     if not b_const:
-                        _gemm(A, Bd, True, Cd)
+                        _gemm(A, Bd, True, Cd, True)
             else:
                 # Adjoints (of the second-order sweep, its adjoint tangents).
                 if not a_const:
-                    _gemm(Cd, _transposed(Bm), True, Ad)
+                    _gemm(Cd, _transposed(Bm), True, Ad, True)
                 if not b_const:
-                    _gemm(_transposed(A), Cd, True, Bd)
+                    _gemm(_transposed(A), Cd, True, Bd, True)
             if sweep_t is _seconds:
                 Cbar = _mat(w.bar + s * B + p, m, n, n * B, B)
                 if not a_const and not b_const:
                     _gemm(Cbar, _transposed(_mat(w.dot + (b0 * B + p) * K + j, k, n,
-                                                 br * BK, bc * BK)), True, Ad)
+                                                 br * BK, bc * BK)), True, Ad, True)
                     _gemm(_transposed(_mat(w.dot + (a0 * B + p) * K + j, m, k,
-                                           ar * BK, ac * BK)), Cbar, True, Bd)
+                                           ar * BK, ac * BK)), Cbar, True, Bd, True)

@@ -2,7 +2,7 @@
 
 An array entry covers many slots with one entry (``_opcodes.ARRAY_LAYOUTS``).
 The tools that reason slot by slot over a tape's scalar entries -- sparsity
-patterns, ``optimize``, listings and traces -- read the *scalar form* built
+patterns, listings and traces -- read the *scalar form* built
 here: each map element becomes its scalar entry, each sum a pairwise tree of
 additions (as NumPy sums), each matrix product its products and sums, and a
 gather's results are its sources (no entry at all). Values and derivatives
@@ -113,6 +113,9 @@ def expand(state):
     args = np.asarray(state["args"], dtype=np.int64).reshape(-1, 2)
     aux = np.asarray(state["aux"], dtype=np.int64)
     first = math.prod(state["in_shape"]) + state["n_params"]
+    # Refused before anything is allocated: the expansion writes at most
+    # this many entries (and the slots map one per result of the tape).
+    _Writer(first).check_room(elementwise_count(state) + len(opcodes))
     n_old = first + int(np.where(_IS_ARRAY[opcodes], args[:, 1], 1).sum())
     slot_of = np.empty(n_old, dtype=np.int64)
     slot_of[:first] = np.arange(first)

@@ -811,6 +811,8 @@ def _build_state(meta, arrays):
     if meta["version"] < 2 and has_array_entries(arrays["opcodes"]):
         raise TapeFormatError("it has array entries (opcodes 48-51), which format version "
                               f"{meta['version']} does not have")
+    # (A lower bound once array entries write many slots: the engine counts
+    # them exactly when it validates the tape.)
     n_slots = math.prod(meta["in_shape"]) + meta["n_params"] + n_ops
     if n_slots > _MAX_COUNT:
         raise TapeFormatError(

@@ -739,7 +739,12 @@ def summary(tape, max_rows=20):
     """
     head = (f"wengert.Tape: inputs {tape.in_shape} -> output {tape.out_shape}, "
             f"{tape.n_ops} operations")
-    return "\n".join([head, stats_text(tape), "", listing(tape, max_rows=max_rows)])
+    try:
+        rows = listing(tape, max_rows=max_rows)
+    except WengertError as exc:
+        # An array tape too large to list by scalar operations still prints.
+        rows = f"(no listing: {exc})"
+    return "\n".join([head, stats_text(tape), "", rows])
 
 
 def __getattr__(name):

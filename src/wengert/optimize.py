@@ -53,6 +53,7 @@ import numpy as np
 from wengert import _opcodes as ops
 from wengert._opcodes import Kind, Role
 from wengert._compact import compact, map_state
+from wengert._expand import has_array_entries
 from wengert.tape import Tape
 
 # The compiled passes; "_optimize" is built by setup.py with the sweeps.
@@ -193,7 +194,7 @@ def optimize_tape(tape):
     True
     """
     start = time.perf_counter()
-    if tape._scalar_form() is not tape:
+    if has_array_entries(tape._state()["opcodes"]):
         # Array entries are one per NumPy call already: rewriting the tape's
         # scalar form would trade them for one entry per element, a slower
         # replay. Such a tape is returned as it is (a copy), for now.
