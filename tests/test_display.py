@@ -34,18 +34,6 @@ def tape():
     return wg.record(survey, X0)
 
 
-def guarded(x, p):
-    """Guards, a dynamic parameter, a select, constants on both sides, two outputs."""
-    y = wg.where(x[0] > 0, x[0] * 2, np.sin(x[1])) + np.maximum(x[0], x[1])
-    y = 3.0 * x[0] - x[1] / 2.0 + y + 1.5
-    if x[0] > p:
-        return np.stack([y * p, x[0] * x[0]])
-    return np.stack([y, x[1]])
-
-
-@pytest.fixture(scope="module")
-def rich():
-    return wg.record(guarded, np.array([1.0, 2.0]), 0.5)
 
 
 def row_value(text, label):
