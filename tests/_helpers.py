@@ -18,13 +18,15 @@ def recorded_ops(tape):
 
 def elementwise_ops(tape):
     """``recorded_ops`` with each map entry (one entry over n elements)
-    spelled out as its operation n times."""
+    spelled out as its operation n times, and each where entry as n selects."""
     engine = tape._engine
     result = []
     for (op, kind), (d, n) in zip(map(ops.split, engine.opcodes.tolist()), engine.args.tolist()):
         if op.name == "map":
             inner, inner_kind = ops.split(int(engine.aux[d]))
             result += [(inner.name, inner_kind)] * n
+        elif op.name == "where":
+            result += [("select", ops.Kind.UNARY)] * n
         else:
             result.append((op.name, kind))
     return result

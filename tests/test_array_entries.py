@@ -312,7 +312,7 @@ def test_tools_read_the_scalar_form_of_an_array_tape(rng):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from _helpers import scalar_recording  # noqa: E402
+from _helpers import recorded_ops, scalar_recording  # noqa: E402
 
 _UNARY = {"sin": np.sin, "tanh": np.tanh, "exp": lambda a: np.exp(0.3 * a),
           "square": np.square, "neg": np.negative, "log1p_abs": lambda a: np.log1p(a * a)}
@@ -329,7 +329,7 @@ def array_programs(draw):
     a broadcast row or column) or constants."""
     steps = []
     for _ in range(draw(st.integers(1, 6))):
-        kind = draw(st.sampled_from(["unary", "binary", "sum", "matmul", "view"]))
+        kind = draw(st.sampled_from(["unary", "binary", "sum", "matmul", "view", "where"]))
         a = draw(st.integers(0, len(steps)))
         if kind == "unary":
             steps.append((kind, draw(st.sampled_from(sorted(_UNARY))), a))
@@ -341,6 +341,8 @@ def array_programs(draw):
             steps.append((kind, draw(st.sampled_from([0, 1])), a))
         elif kind == "matmul":
             steps.append((kind, draw(st.booleans()), a))
+        elif kind == "where":
+            steps.append((kind, draw(st.floats(-0.5, 0.5)), a, draw(st.integers(0, len(steps)))))
         else:
             steps.append((kind, draw(st.sampled_from(["flip", "roll", "fancy"])), a))
     return steps
@@ -360,6 +362,9 @@ def run_program(steps, x):
         elif step[0] == "sum":
             total = np.sum(a, axis=step[1], keepdims=True)
             out = a * 0.5 + total          # back to (3, 4) by broadcasting
+        elif step[0] == "where":
+            b = arrays[step[3]]
+            out = wg.where(a > step[1], a * b, np.sin(b) + 0.0 * a)
         elif step[0] == "matmul":
             if step[1]:
                 out = (a @ _MATRIX)[:, :4] + a        # traced @ constant
@@ -496,3 +501,21 @@ def test_tools_refuse_a_huge_array_entry_before_allocating(rng):
         sparsity.jacobian_sparsity(t)
     assert "no listing" in str(t)
     assert t.optimize().n_ops == 1
+
+
+def test_where_over_arrays_is_one_entry_and_a_nan_branch_never_leaks(rng):
+    x = rng.uniform(-1.0, 1.0, 40)
+
+    def f(v):
+        return np.sum(wg.where(v > 0, np.sqrt(v), np.sin(v)))
+    tape = wg.record(f, x)
+    assert [name for name, _ in recorded_ops(tape)] == ["map", "map", "map", "where", "sum"]
+    grad = tape.gradient(x)
+    expected = np.where(x > 0, 0.5 / np.sqrt(np.abs(x)), np.cos(x))
+    np.testing.assert_allclose(grad, expected, rtol=1e-14)
+    assert np.isfinite(grad).all()        # sqrt of a negative x is NaN, never read
+    with scalar_recording():
+        scalars = wg.record(f, x)
+    np.testing.assert_array_equal(tape.hessian(x), scalars.hessian(x))
+    np.testing.assert_array_equal(
+        sparsity.hessian_sparsity(tape).toarray(), sparsity.hessian_sparsity(scalars).toarray())

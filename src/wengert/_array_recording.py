@@ -2,7 +2,8 @@
 
 A traced array is an integer array of slots, so indexing, slicing,
 reshaping and broadcasting move slot numbers and record nothing. An
-elementwise call, a sum and a matrix product then record one entry whose
+elementwise call, ``wg.where``, a sum and a matrix product then record one
+entry whose
 operands are *grids*: start + o * outer + j * inner over an (n_outer,
 n_inner) grid (``_opcodes.ARRAY_LAYOUTS``). Most operands are such grids
 already (a slice, a transpose, a broadcast row or column); any other is
@@ -24,7 +25,8 @@ from wengert._opcodes import Kind, Role
 # Below this many elements an operation records scalar entries.
 MIN_SIZE = 8
 
-_MAP, _SUM, _GATHER, _MATMUL = (ops.code_of(name) for name in ("map", "sum", "gather", "matmul"))
+_MAP, _SUM, _GATHER, _MATMUL, _WHERE = (
+    ops.code_of(name) for name in ("map", "sum", "gather", "matmul", "where"))
 
 
 def enabled(size):
@@ -106,6 +108,26 @@ def record_map(rec, code, operands, shape):
         descriptor += [g[0], g[1], g[2]]
     descriptor += [0] * (9 - len(descriptor))
     first = rec.push_array(_MAP, descriptor, size)
+    return np.arange(first, first + size, dtype=np.intp).reshape(shape)
+
+
+def record_where(rec, cond, a, b, shape):
+    """One where entry: ``cond != 0 ? a : b`` elementwise over slot arrays
+    broadcast to ``shape``; returns the result slots."""
+    flat = [np.ascontiguousarray(np.broadcast_to(o, shape), dtype=np.int64).reshape(-1)
+            for o in (cond, a, b)]
+    size = flat[0].size
+    for n_outer, n_inner in _splits(shape):
+        grids = [_grid_of(f, n_outer, n_inner) for f in flat]
+        if all(g is not None for g in grids):
+            break
+    else:
+        n_outer, n_inner = 1, size
+        grids = [_grid_of(f, 1, size) or (rec.push_array(_GATHER, f, size), 0, 1) for f in flat]
+    descriptor = [n_outer, n_inner]
+    for g in grids:
+        descriptor += list(g)
+    first = rec.push_array(_WHERE, descriptor, size)
     return np.arange(first, first + size, dtype=np.intp).reshape(shape)
 
 

@@ -9,6 +9,8 @@
 #   sum     [n_outer, n_inner, a_start, a_outer, a_inner]
 #   gather  [source slot of each result ...]
 #   matmul  [code, m, k, n, a_start, a_rows, a_cols, b_start, b_rows, b_cols]
+#   where   [n_outer, n_inner, c_start, c_outer, c_inner, a_start, a_outer,
+#            a_inner, b_start, b_outer, b_inner]
 #
 # A map applies the scalar kernels of `code` element by element, through the
 # same _unary/_binary bodies as scalar entries, so both kinds of entry give
@@ -30,6 +32,7 @@ cdef enum:
     MAP_LAYOUT = 9
     SUM_LAYOUT = 5
     MATMUL_LAYOUT = 10
+    WHERE_LAYOUT = 11
 
 
 # ---- validation ---------------------------------------------------------------
@@ -85,6 +88,17 @@ cdef Py_ssize_t array_entry_slots(const TapeView* t, int code, Py_ssize_t d, Py_
         if n_outer != n or n_inner < 1 or n_inner > s or n_outer * n_inner > s:
             return 0
         return n if _grid_inside(D[2], n_outer, D[3], n_inner, D[4], s) else 0
+    if code == OP_WHERE:
+        if d + WHERE_LAYOUT > n_aux:
+            return 0
+        D = t.aux + d
+        n_outer, n_inner = D[0], D[1]
+        if n_outer < 1 or n_inner < 1 or n_inner > n or n_outer * n_inner != n:
+            return 0
+        for e in range(3):
+            if not _grid_inside(D[2 + 3 * e], n_outer, D[3 + 3 * e], n_inner, D[4 + 3 * e], s):
+                return 0
+        return n
     if code == OP_MAP:
         if d + MAP_LAYOUT > n_aux:
             return 0
@@ -145,6 +159,27 @@ cdef void _array_entry(sweep_t* sweep, Work w, int code, Py_ssize_t s, const ind
         _gather(sweep, &w, s, D, n)
     elif code == OP_MATMUL:
         _matmul(sweep, &w, s, D)
+    elif code == OP_WHERE:
+        _where(sweep, &w, s, D)
+
+
+cdef inline void _where(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) noexcept nogil:
+    """The select of scalar entries, element by element over three grids."""
+    cdef Py_ssize_t n_outer = D[0], n_inner = D[1], o, j, c, a, b
+    cdef bint one = w.B == 1 and w.K == 1
+    for o in range(n_outer):
+        c = D[2] + o * D[3]
+        a = D[5] + o * D[6]
+        b = D[8] + o * D[9]
+        for j in range(n_inner):
+            if one:
+                _select(sweep, <_one*>NULL, w, s, c, a, b)
+            else:
+                _select(sweep, <_many*>NULL, w, s, c, a, b)
+            c += D[4]
+            a += D[7]
+            b += D[10]
+            s += 1
 
 
 cdef inline void _map(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) noexcept nogil:

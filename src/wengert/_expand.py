@@ -22,9 +22,10 @@ from wengert._errors import WengertError
 from wengert._opcodes import Kind, Role
 
 _ADD_VV = ops.code_of("add", Kind.VV)
-_MAP, _SUM, _GATHER, _MATMUL = (ops.code_of(name) for name in ("map", "sum", "gather", "matmul"))
+_MAP, _SUM, _GATHER, _MATMUL, _WHERE, _SELECT = (
+    ops.code_of(name) for name in ("map", "sum", "gather", "matmul", "where", "select"))
 _IS_ARRAY = np.zeros(256, dtype=bool)
-_IS_ARRAY[[_MAP, _SUM, _GATHER, _MATMUL]] = True
+_IS_ARRAY[[op.code() for op in ops.OPERATIONS if op.arity == ops.ARRAY]] = True
 # The most scalar entries an expansion writes (each costs about 25 bytes
 # while it is built).
 _MAX_ENTRIES = 2**28
@@ -64,6 +65,7 @@ class _Writer:
     def __init__(self, first):
         self.codes, self.left, self.right = [], [], []
         self.next = first
+        self.aux, self.n_aux = [], 0      # the new side table (select branches)
 
     def check_room(self, n):
         """Refuse, before building them, n more entries than the tools take."""
@@ -86,6 +88,14 @@ class _Writer:
         first = self.next
         self.next += n
         return np.arange(first, first + n, dtype=np.int64)
+
+    def emit_select(self, cond, a, b):
+        """Selects ``cond != 0 ? a : b``, their branch slots appended to the
+        side table."""
+        at = self.n_aux + 2 * np.arange(cond.size, dtype=np.int64)
+        self.aux.append(np.stack([a, b], axis=1).reshape(-1))
+        self.n_aux += 2 * cond.size
+        return self.emit(_SELECT, cond, at)
 
     def emit_run(self, codes, args):
         """Scalar entries already in the new numbering, slots from ``next``."""
@@ -120,8 +130,6 @@ def expand(state):
     slot_of = np.empty(n_old, dtype=np.int64)
     slot_of[:first] = np.arange(first)
     out = _Writer(first)
-    new_aux = []
-    n_aux = 0
     old = first            # the next slot of the original tape
     # Runs of scalar entries are remapped in one pass each.
     array_at = np.flatnonzero(_IS_ARRAY[opcodes])
@@ -140,9 +148,9 @@ def expand(state):
                 is_aux = roles[:, k] == Role.AUX
                 if is_aux.any():
                     branches = aux[a[is_aux, k][:, None] + np.array([0, 1])]
-                    new_aux.append(slot_of[branches].reshape(-1))
-                    a[is_aux, k] = n_aux + 2 * np.arange(np.count_nonzero(is_aux))
-                    n_aux += 2 * int(np.count_nonzero(is_aux))
+                    out.aux.append(slot_of[branches].reshape(-1))
+                    a[is_aux, k] = out.n_aux + 2 * np.arange(np.count_nonzero(is_aux))
+                    out.n_aux += 2 * int(np.count_nonzero(is_aux))
             out.check_room(n)
             out.emit_run(codes, a)
             old += n
@@ -167,7 +175,7 @@ def expand(state):
         args=np.stack([np.concatenate(out.left), np.concatenate(out.right)], axis=1)
         .astype(np.int32) if out.codes else np.zeros((0, 2), np.int32),
         consts=consts,
-        aux=np.concatenate(new_aux).astype(np.int32) if new_aux else np.zeros(0, np.int32),
+        aux=np.concatenate(out.aux).astype(np.int32) if out.aux else np.zeros(0, np.int32),
         outputs=slot_of[np.asarray(state["outputs"], dtype=np.int64)].astype(np.int32),
         guards=new_guards)
     return new, slot_of
@@ -182,6 +190,13 @@ def _expand_array_entry(out, code, aux, d, n, slot_of):
         n_outer, n_inner, start, outer, inner = (int(v) for v in aux[d:d + 5])
         rows = slot_of[_grid(start, n_outer, outer, n_inner, inner)].reshape(n_outer, n_inner)
         return out.tree_sum(rows)
+    if code == _WHERE:
+        n_outer, n_inner = int(aux[d]), int(aux[d + 1])
+        cond, a, b = (slot_of[_grid(*(int(v) for v in (aux[d + 2 + 3 * e], n_outer,
+                                                       aux[d + 3 + 3 * e], n_inner,
+                                                       aux[d + 4 + 3 * e])))]
+                      for e in range(3))
+        return out.emit_select(cond, a, b)
     if code == _MAP:
         inner_code = int(aux[d])
         n_outer, n_inner = int(aux[d + 1]), int(aux[d + 2])

@@ -207,6 +207,8 @@ def where(condition, x=None, y=None):
         shape = np.broadcast_shapes(cond.shape, xs.shape, ys.shape)
     except ValueError as exc:
         raise ShapeError(f"where: shapes {cond.shape}, {xs.shape}, {ys.shape} do not broadcast") from exc
+    if _array_recording.enabled(math.prod(shape)):
+        return wrap(rec, _array_recording.record_where(rec, cond, xs, ys, shape))
     flat = [np.ascontiguousarray(np.broadcast_to(s, shape)).reshape(-1) for s in (cond, xs, ys)]
     first = rec.push_select_many(*flat)
     return wrap(rec, np.arange(first, first + flat[0].size, dtype=np.intp).reshape(shape))

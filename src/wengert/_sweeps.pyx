@@ -257,7 +257,9 @@ cdef inline void _step(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t i,
     elif code == OP_SQUARE: _unary(sweep, width, w, OP_SQUARE, s, a)
     elif code == OP_NEG: _unary(sweep, width, w, OP_NEG, s, a)
     elif code == OP_CONST: _const(sweep, width, w, s, a)
-    elif code == OP_SELECT: _select(sweep, width, w, s, a, w.t.args[2 * i + 1])
+    elif code == OP_SELECT:
+        _select(sweep, width, w, s, a, w.t.aux[w.t.args[2 * i + 1]],
+                w.t.aux[w.t.args[2 * i + 1] + 1])
     elif (code >> KIND_SHIFT) == KIND_UNARY: _unary(sweep, width, w, code, s, a)
     else: _binary(sweep, width, w, code, s, a, w.t.args[2 * i + 1])
 
@@ -423,20 +425,20 @@ cdef inline void _const(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t s,
 
 
 cdef inline void _select(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t s,
-                         Py_ssize_t cond_slot, Py_ssize_t aux_index) noexcept nogil:
-    """``cond != 0 ? x : y``, the branch slots x and y in the side table;
-    only the chosen branch is read, so a NaN in the other never reaches a
-    value, a tangent or an adjoint."""
+                         Py_ssize_t cond_slot, Py_ssize_t x, Py_ssize_t y) noexcept nogil:
+    """Slot s = ``cond != 0 ? x : y`` (a select's branch slots are in the
+    side table, a where entry's in its grids); only the chosen branch is
+    read, so a NaN in the other never reaches a value, a tangent or an
+    adjoint."""
     cdef Py_ssize_t B = w.B, K = w.K, p, j
     if width_t is _one:
         B = 1
         K = 1
     cdef Py_ssize_t BK = B * K
     cdef const real_t* cond = w.val + cond_slot * B
-    cdef const index_t* branches = w.t.aux + aux_index
     cdef Py_ssize_t chosen
     for p in range(B):
-        chosen = branches[0] if cond[p] != 0.0 else branches[1]
+        chosen = x if cond[p] != 0.0 else y
         if sweep_t is _values:
             w.val[s * B + p] = w.val[chosen * B + p]
         elif sweep_t is _tangents:
