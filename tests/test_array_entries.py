@@ -519,3 +519,19 @@ def test_where_over_arrays_is_one_entry_and_a_nan_branch_never_leaks(rng):
     np.testing.assert_array_equal(tape.hessian(x), scalars.hessian(x))
     np.testing.assert_array_equal(
         sparsity.hessian_sparsity(tape).toarray(), sparsity.hessian_sparsity(scalars).toarray())
+
+
+@pytest.mark.parametrize("reduce", [np.max, np.min, np.prod, lambda v: np.max(v, axis=1)],
+                         ids=["max", "min", "prod", "max axis=1"])
+def test_other_reductions_record_a_map_entry_per_tree_level(reduce, rng):
+    x = rng.uniform(0.5, 1.5, (4, 50))
+    x[1, 7] = x[1, 30]           # a tie: each side takes half, as on scalar entries
+
+    def f(v):
+        return np.sum(reduce(v * 1.5))
+    tape = wg.record(f, x)
+    with scalar_recording():
+        scalars = wg.record(f, x)
+    assert len(tape) <= 20 and len(scalars) > 200
+    assert tape.forward(x) == scalars.forward(x)
+    np.testing.assert_array_equal(tape.gradient(x), scalars.gradient(x))

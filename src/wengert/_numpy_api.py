@@ -35,7 +35,8 @@ def reduce(name, x, axis=None, keepdims=False):
 
     A tree has the same n-1 operations as a running sum, but rounding errors
     grow like log n (as in NumPy's pairwise summation) and the replay has no
-    loop-carried dependency.
+    loop-carried dependency. A large sum is one sum entry; the levels of
+    any other large tree (max, min, prod) are one map entry each.
     """
     rec = _recorder_of([x])
     if rec is None:
@@ -59,8 +60,13 @@ def reduce(name, x, axis=None, keepdims=False):
             half = rows.shape[1] // 2
             left = rows[:, 0:2 * half:2].reshape(-1)
             right = rows[:, 1:2 * half:2].reshape(-1)
-            first = rec.push_many(code, left, right)
-            paired = np.arange(first, first + left.size, dtype=np.intp).reshape(rows.shape[0], half)
+            if _array_recording.enabled(left.size):
+                # One map entry per level of the tree: log2(length) entries.
+                paired = _array_recording.record_map(rec, code, [left, right], (left.size,))
+            else:
+                first = rec.push_many(code, left, right)
+                paired = np.arange(first, first + left.size, dtype=np.intp)
+            paired = paired.reshape(rows.shape[0], half)
             if rows.shape[1] % 2:
                 paired = np.concatenate([paired, rows[:, -1:]], axis=1)
             rows = paired
