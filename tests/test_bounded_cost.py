@@ -364,7 +364,8 @@ def test_to_dot_draws_200_nodes_by_default(long):
 def test_show_options(tmp_path, capsys):
     from wengert.__main__ import main
     path = tmp_path / "long.wgt"
-    wg.record(lambda x: np.sum(np.sin(x)), np.linspace(0.0, 1.0, 300)).save(path)
+    with scalar_recording():
+        wg.record(lambda x: np.sum(np.sin(x)), np.linspace(0.0, 1.0, 300)).save(path)
     assert main(["show", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.rstrip().endswith("... 800 more rows not shown (max_rows=100; --max-rows 0 "

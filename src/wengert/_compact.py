@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from wengert._expand import has_array_entries
 from wengert._opcodes import ROLES, Role
 from wengert._records import Param
 from wengert.tape import Tape
@@ -114,7 +115,13 @@ class Compact:
     def __init__(self, tape):
         state = tape._state()
         self.old_first = tape.n_inputs + tape.n_params
-        kept = referenced(state, self.old_first)
+        if has_array_entries(state["opcodes"]):
+            # Array entries read slots through descriptors this renumbering
+            # does not rewrite: keep every leading slot. (The tools read an
+            # array tape's scalar form, whose compact tape drops them.)
+            kept = np.arange(self.old_first, dtype=np.int64)
+        else:
+            kept = referenced(state, self.old_first)
         self.kept = kept
         self.first = int(kept.size)
         self.shift = self.old_first - self.first

@@ -51,6 +51,9 @@ def _slot_namer(n_inputs, first, v="v", p="p"):
 
 
 _INFIX = {op.name: op.symbol for op in ops.OPERATIONS if op.symbol}
+# Descriptor lengths of the array entries (a gather's is its slot count).
+_ARRAY_LAYOUT_SIZE = {op.code(): len(ops.ARRAY_LAYOUTS[op.name]) for op in ops.OPERATIONS
+                      if op.arity == ops.ARRAY and op.name != "gather"}
 # ops.ROLES as lists of ints, for decoding one entry at a time in Python loops.
 _ROLE_ROWS = ops.ROLES.tolist()
 
@@ -75,6 +78,75 @@ def _expression(code, a0, a1, consts, aux, name):
     if op.name in _INFIX:
         return f"{left} {_INFIX[op.name]} {right}"
     return f"{op.name}({left}, {right})"
+
+
+def _range_name(name, start, count):
+    """``v[3:103]`` for ``count`` consecutive slots from ``start`` (as a
+    Python slice of the names), the name itself for one."""
+    text = name(start)
+    if count == 1:
+        return text
+    prefix, index = text[:-1].split("[", 1)
+    return f"{prefix}[{index}:{int(index) + count}]"
+
+
+def _grid_text(name, consts, role, start, n_outer, outer, n_inner, inner):
+    """An array entry's operand grid, start + o * outer + j * inner, as
+    text: a slot range, one slot broadcast, a strided run, or constants."""
+    if role == Role.CONST:
+        if outer == inner == 0:
+            return f"{consts[start]:g}"
+        step = inner if n_inner > 1 else outer
+        return f"[{consts[start]:g}, {consts[start + step]:g}, ...]"
+    if outer == inner == 0 or n_outer * n_inner == 1:
+        return name(start)
+    if inner == 1 and (n_outer == 1 or outer == n_inner):
+        return _range_name(name, start, n_outer * n_inner)
+    if n_outer == 1 or outer == 0:
+        run = (_range_name(name, start, n_inner) if inner == 1 else
+               f"{name(start)}..{name(start + (n_inner - 1) * inner)} step {inner}")
+        return run if n_outer == 1 else f"{run} each row"
+    if n_inner == 1 or inner == 0:
+        run = f"{name(start)}..{name(start + (n_outer - 1) * outer)} step {outer}"
+        return run if n_inner == 1 else f"{run} each column"
+    return f"{name(start)} + ({n_outer}x{n_inner} grid by {outer}, {inner})"
+
+
+def _array_expression(code, descriptor, consts, name):
+    """The right-hand side of an array entry, e.g. ``sin(v[-99:1])``,
+    ``sum(v[1:100])``, ``v[1:7] @ [0.5, 1.5, ...]`` with its shape."""
+    op = ops.split(code)[0]
+    d = [int(v) for v in descriptor]
+    if op.name == "gather":
+        shown = ", ".join(name(s) for s in d[:3])
+        return f"gather({shown}{', ...' if len(d) > 3 else ''})"
+    if op.name == "sum":
+        n_outer, n_inner = d[0], d[1]
+        part = _grid_text(name, consts, Role.SLOT, d[2], 1, 0, n_inner, d[4])
+        return f"sum({part})" if n_outer == 1 else f"sum over {n_outer} rows of {n_inner}"
+    if op.name == "where":
+        shape = d[0], d[1]
+        cond, left, right = (_grid_text(name, consts, Role.SLOT, d[2 + 3 * e], shape[0],
+                                        d[3 + 3 * e], shape[1], d[4 + 3 * e]) for e in range(3))
+        return f"{left} if {cond} else {right}"
+    if op.name == "matmul":
+        roles = _ROLE_ROWS[d[0]]
+        m, k, n = d[1], d[2], d[3]
+        left = _grid_text(name, consts, roles[0], d[4], m, d[5], k, d[6])
+        right = _grid_text(name, consts, roles[1], d[7], k, d[8], n, d[9])
+        return f"{left} @ {right}   ({m}x{k} @ {k}x{n})"
+    inner_op = ops.split(d[0])[0]
+    roles = _ROLE_ROWS[d[0]]
+    n_outer, n_inner = d[1], d[2]
+    left = _grid_text(name, consts, roles[0], d[3], n_outer, d[4], n_inner, d[5])
+    shape = f"   ({n_outer}x{n_inner})" if n_outer > 1 else ""
+    if roles[1] == Role.NONE:
+        body = f"-{left}" if inner_op.name == "neg" else f"{inner_op.name}({left})"
+        return body + shape
+    right = _grid_text(name, consts, roles[1], d[6], n_outer, d[7], n_inner, d[8])
+    if inner_op.name in _INFIX:
+        return f"{left} {_INFIX[inner_op.name]} {right}{shape}"
+    return f"{inner_op.name}({left}, {right}){shape}"
 
 
 def _width(text):
@@ -229,25 +301,39 @@ def _n_primal_rows(tape):
     return _first(tape) + tape.n_ops + tape.n_outputs
 
 
-def _primal_rows(tape, name, stop=None):
-    """``(label, expression, slot)`` for every slot and every output, in that
-    order; only the first ``stop`` of them (None: all)."""
+def _entry_rows(tape, name, stop=None):
+    """``(label, expression, first slot, slots)`` for every input and
+    parameter slot, every entry (an array entry is one row over its slots)
+    and every output, in that order; only the first ``stop`` rows (None: all)."""
     state = tape._state()
     first, n_ops = _first(tape), tape.n_ops
     stop = _n_primal_rows(tape) if stop is None else min(stop, _n_primal_rows(tape))
     rows = []
     for s in range(min(first, stop)):
         source = f"x[{s}]" if s < tape.n_inputs else f"p[{s - tape.n_inputs}]"
-        rows.append((name(s), source, s))
+        rows.append((name(s), source, s, 1))
     k = max(0, min(stop - first, n_ops))
     consts, aux = state["consts"], state["aux"]
-    for i, (code, (a0, a1)) in enumerate(zip(state["opcodes"][:k].tolist(),
-                                             state["args"][:k].tolist())):
-        rows.append((name(first + i), _expression(code, a0, a1, consts, aux, name), first + i))
+    slot = first
+    for code, (a0, a1) in zip(state["opcodes"][:k].tolist(), state["args"][:k].tolist()):
+        if _ROLE_ROWS[code][0] == Role.ARRAY:
+            descriptor = aux[a0:a0 + _ARRAY_LAYOUT_SIZE.get(code, a1)]
+            rows.append((_range_name(name, slot, a1),
+                         _array_expression(code, descriptor, consts, name), slot, a1))
+            slot += a1
+        else:
+            rows.append((name(slot), _expression(code, a0, a1, consts, aux, name), slot, 1))
+            slot += 1
     k = max(0, min(stop - first - n_ops, tape.n_outputs))
     for j, s in enumerate(state["outputs"][:k].tolist()):
-        rows.append((_output_label(tape, j), name(s), s))
+        rows.append((_output_label(tape, j), name(s), s, 1))
     return rows
+
+
+def _primal_rows(tape, name, stop=None):
+    """``(label, expression, slot)`` for every slot of a tape of scalar
+    entries and every output, in that order; only the first ``stop``."""
+    return [row[:3] for row in _entry_rows(tape, name, stop)]
 
 
 def _output_label(tape, j, y="y"):
@@ -270,8 +356,10 @@ def listing(tape, x=None, *args, max_rows=MAX_ROWS, max_lines=_UNSET):
 
     Inputs are numbered ``v[1-n] .. v[0]``, dynamic parameters ``p[0] ..``
     and operations ``v[1] ..``, as in the survey by Baydin et al.; values are
-    shown with 6 significant digits. Guards (comparisons that steered Python
-    control flow while recording) follow the outputs.
+    shown with 6 significant digits. An array entry (one NumPy call over many
+    elements) is one row over its slots, ``v[1:101] = sin(v[-99:1])``, with
+    its first values. Guards (comparisons that steered Python control flow
+    while recording) follow the outputs.
 
     Time and memory are bounded by the rows shown (plus, with ``x``, one
     compiled sweep over the tape), never by the rows left out or by inputs
@@ -311,23 +399,24 @@ def listing(tape, x=None, *args, max_rows=MAX_ROWS, max_lines=_UNSET):
     v[0]  = x[1]
     ... 3 more rows not shown (max_rows=2)
     """
-    tape = tape._scalar_form()
     if max_lines is not _UNSET:
         max_rows = max_lines
     max_rows = _limit(max_rows, "max_rows")
     values = None if x is None else _point_values(tape, _one_point(tape, x, "listing"), args)
     name = _slot_namer(tape.n_inputs, _first(tape))
-    rows = _primal_rows(tape, name, max_rows)
+    rows = _entry_rows(tape, name, max_rows)
     guards = _guard_rows(tape, name, None if max_rows is None else max_rows - len(rows))
     width_l = max([len(r[0]) for r in rows] + [len("guard") if guards else 0], default=0)
     width_e = max([len(r[1]) for r in rows] + [len(g[0]) for g in guards], default=0)
-    if values is not None:
-        values = values[np.array([r[2] for r in rows], dtype=np.int64)]
     lines = []
-    for k, (label, expr, slot) in enumerate(rows):
+    for label, expr, slot, count in rows:
         text = f"{label:<{width_l}} = {expr:<{width_e}}"
         if values is not None:
-            text += f" = {_value(values[k])}"
+            if count == 1:
+                text += f" = {_value(values[slot])}"
+            else:       # an array entry: its first values
+                shown = values[np.arange(slot, slot + min(count, 3))]
+                text += " = [" + ", ".join(_number(v) for v in shown) + ", ...]"
         lines.append(text.rstrip())
     for expr, note in guards:
         lines.append(f"{'guard':<{width_l}} : {expr:<{width_e}}   {note}")
@@ -739,12 +828,7 @@ def summary(tape, max_rows=20):
     """
     head = (f"wengert.Tape: inputs {tape.in_shape} -> output {tape.out_shape}, "
             f"{tape.n_ops} operations")
-    try:
-        rows = listing(tape, max_rows=max_rows)
-    except WengertError as exc:
-        # An array tape too large to list by scalar operations still prints.
-        rows = f"(no listing: {exc})"
-    return "\n".join([head, stats_text(tape), "", rows])
+    return "\n".join([head, stats_text(tape), "", listing(tape, max_rows=max_rows)])
 
 
 def __getattr__(name):
