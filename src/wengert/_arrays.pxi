@@ -182,6 +182,14 @@ cdef inline void _where(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D)
             s += 1
 
 
+cdef inline void _cleared(sweep_t* sweep, Work* w, Py_ssize_t s) noexcept nogil:
+    """A clearing adjoint sweep zeroes each result's adjoint once used; a
+    map does it element by element, in the pass that reads it."""
+    if sweep_t is _adjoints:
+        if w.clear:
+            w.deriv[s] = 0.0
+
+
 cdef inline void _map(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) noexcept nogil:
     cdef int code = D[0]
     cdef Py_ssize_t n_outer = D[1], n_inner = D[2], o, j
@@ -197,6 +205,7 @@ cdef inline void _map(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) n
         if unary and one:
             for j in range(n_inner):
                 _unary(sweep, <_one*>NULL, w, code, s, a)
+                _cleared(sweep, w, s)
                 a += a_inner
                 s += 1
         elif unary:
@@ -207,6 +216,7 @@ cdef inline void _map(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) n
         elif one:
             for j in range(n_inner):
                 _binary(sweep, <_one*>NULL, w, code, s, a, b)
+                _cleared(sweep, w, s)
                 a += a_inner
                 b += b_inner
                 s += 1

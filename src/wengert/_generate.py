@@ -182,7 +182,8 @@ def map_loops_pxi(ops):
     for op in unary:
         lines += [f"    {word} code == OP_{op.name.upper()}:",
                   "        for j in range(n):",
-                  f"            _unary(sweep, <_one*>NULL, w, OP_{op.name.upper()}, s + j, a + j * a_inner)"]
+                  f"            _unary(sweep, <_one*>NULL, w, OP_{op.name.upper()}, s + j, a + j * a_inner)",
+                  "            _cleared(sweep, w, s + j)"]
         word = "elif"
     for op in binary:
         for kind in op.kinds:
@@ -190,7 +191,8 @@ def map_loops_pxi(ops):
             lines += [f"    elif code == {full}:",
                       "        for j in range(n):",
                       f"            _binary(sweep, <_one*>NULL, w, {full}, s + j,",
-                      "                    a + j * a_inner, b + j * b_inner)"]
+                      "                    a + j * a_inner, b + j * b_inner)",
+                      "            _cleared(sweep, w, s + j)"]
     lines += ["    else:", "        return False", "    return True", ""]
     return "\n".join(lines)
 

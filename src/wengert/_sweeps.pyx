@@ -193,7 +193,8 @@ cdef inline void _run(sweep_t* sweep, Work* w, Py_ssize_t start, Py_ssize_t end,
             s -= n
             _array_entry(sweep, w[0], t.opcodes[i], s, t.aux + t.args[2 * i], n)
             if sweep_t is _adjoints:
-                if w.clear:
+                # (A map clears its results' adjoints as it reads them.)
+                if w.clear and t.opcodes[i] != OP_MAP:
                     memset(w.deriv + s, 0, n * sizeof(real_t))
             k -= 1
 
