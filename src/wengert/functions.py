@@ -58,7 +58,8 @@ def _binary(name, numpy_function, doc):
 
 
 def _doc(name, what):
-    return f"""{what}, elementwise; records one operation per element on traced values.
+    return f"""{what}, elementwise; on a traced array records one entry for the
+    whole array (one per element below 8 elements).
 
     Examples
     --------
@@ -70,7 +71,8 @@ def _doc(name, what):
 
 
 def _binary_doc(name, what):
-    return f"""{what}, elementwise; records one operation per element on traced values.
+    return f"""{what}, elementwise; on traced arrays records one entry for the
+    whole (broadcast) result (one per element below 8 elements).
 
     Examples
     --------

@@ -3,8 +3,9 @@
 A traced array is a NumPy integer array of slot indices plus the recorder it
 belongs to, so indexing, slicing, reshaping, transposing and concatenating
 are NumPy operations on the index array and cost no tape operations. An
-elementwise operation on n elements appends n tape operations in one
-vectorised call. Traced scalars are the Cython type :class:`Active`.
+elementwise operation on n elements appends one array entry (n >= 8,
+``_array_recording``) or n scalar entries in one vectorised call. Traced
+scalars are the Cython type :class:`Active`.
 
 What NumPy's functions and ufuncs do on traced values (reductions, products,
 ``where``, the ufunc maps, ``__array_function__``) lives in
