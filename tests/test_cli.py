@@ -16,6 +16,8 @@ import pytest
 
 import wengert as wg
 
+from _helpers import scalar_recording
+
 # The directory holding the wengert package this process uses.
 PACKAGE_ROOT = pathlib.Path(wg.__file__).resolve().parent.parent
 
@@ -153,7 +155,8 @@ def saved(tmp_path):
     paths = {}
     for name, f, x in (("survey", survey, [2.0, 5.0]), ("big", big, np.ones(50))):
         paths[name] = tmp_path / f"{name}.wgt"
-        wg.record(f, np.asarray(x)).save(paths[name])
+        with scalar_recording():          # one row per element in the listings
+            wg.record(f, np.asarray(x)).save(paths[name])
         wg.load(paths[name])
     return paths
 

@@ -25,8 +25,8 @@ from wengert._opcodes import Kind, Role
 # Below this many elements an operation records scalar entries.
 MIN_SIZE = 8
 
-_MAP, _SUM, _GATHER, _MATMUL, _WHERE = (
-    ops.code_of(name) for name in ("map", "sum", "gather", "matmul", "where"))
+_MAP, _SUM, _GATHER, _MATMUL, _WHERE, _CUMSUM = (
+    ops.code_of(name) for name in ("map", "sum", "gather", "matmul", "where", "cumsum"))
 
 
 def enabled(size):
@@ -109,6 +109,18 @@ def record_map(rec, code, operands, shape):
     descriptor += [0] * (9 - len(descriptor))
     first = rec.push_array(_MAP, descriptor, size)
     return np.arange(first, first + size, dtype=np.intp).reshape(shape)
+
+
+def record_cumsum(rec, rows):
+    """One cumsum entry: running sums along each row of the slot matrix
+    ``rows`` (R, L); returns the result slots (R, L)."""
+    n_outer, n_inner = rows.shape
+    index = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+    grid = _grid_of(index, n_outer, n_inner)
+    if grid is None or index.size > rec.n_slots:
+        grid = (rec.push_array(_GATHER, index, index.size), n_inner, 1)
+    first = rec.push_array(_CUMSUM, [n_outer, n_inner, *grid], index.size)
+    return np.arange(first, first + index.size, dtype=np.intp).reshape(n_outer, n_inner)
 
 
 def record_where(rec, cond, a, b, shape):

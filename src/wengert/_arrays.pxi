@@ -11,6 +11,7 @@
 #   matmul  [code, m, k, n, a_start, a_rows, a_cols, b_start, b_rows, b_cols]
 #   where   [n_outer, n_inner, c_start, c_outer, c_inner, a_start, a_outer,
 #            a_inner, b_start, b_outer, b_inner]
+#   cumsum  [n_outer, n_inner, a_start, a_outer, a_inner]
 #
 # A map applies the scalar kernels of `code` element by element, through the
 # same _unary/_binary bodies as scalar entries, so both kinds of entry give
@@ -79,13 +80,15 @@ cdef Py_ssize_t array_entry_slots(const TapeView* t, int code, Py_ssize_t d, Py_
             if not 0 <= D[e] < s:
                 return 0
         return n
-    if code == OP_SUM:
+    if code == OP_SUM or code == OP_CUMSUM:
         if d + SUM_LAYOUT > n_aux:
             return 0
         D = t.aux + d
         n_outer, n_inner = D[0], D[1]
-        # A sum reads distinct slots: no more than exist.
-        if n_outer != n or n_inner < 1 or n_inner > s or n_outer * n_inner > s:
+        # A sum writes a slot per row, a running sum one per element; both
+        # read distinct slots, so no more than exist.
+        if (n_outer < 1 or n_inner < 1 or n_outer * n_inner > s
+                or (n_outer if code == OP_SUM else n_outer * n_inner) != n):
             return 0
         return n if _grid_inside(D[2], n_outer, D[3], n_inner, D[4], s) else 0
     if code == OP_WHERE:
@@ -161,6 +164,45 @@ cdef void _array_entry(sweep_t* sweep, Work w, int code, Py_ssize_t s, const ind
         _matmul(sweep, &w, s, D)
     elif code == OP_WHERE:
         _where(sweep, &w, s, D)
+    elif code == OP_CUMSUM:
+        _cumsum(sweep, &w, s, D)
+
+
+cdef inline void _cumsum(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) noexcept nogil:
+    """out[o, j] = a[o, 0] + ... + a[o, j], in order; its partials are all 1,
+    so tangents run the same sums and adjoints the sums from the end."""
+    cdef Py_ssize_t n_outer = D[0], n_inner = D[1], start = D[2], outer = D[3], inner = D[4]
+    cdef Py_ssize_t B = w.B, K = w.K, BK = w.B * w.K, o, j, p, q, x, r
+    cdef real_t acc
+    for o in range(n_outer):
+        x = start + o * outer
+        r = s + o * n_inner
+        if sweep_t is _values or sweep_t is _tangents:
+            for p in range(B):
+                acc = w.val[x * B + p]
+                w.val[r * B + p] = acc
+                for j in range(1, n_inner):
+                    acc = acc + w.val[(x + j * inner) * B + p]
+                    w.val[(r + j) * B + p] = acc
+        if sweep_t is _tangents:
+            for q in range(BK):
+                acc = w.deriv[x * BK + q]
+                w.deriv[r * BK + q] = acc
+                for j in range(1, n_inner):
+                    acc = acc + w.deriv[(x + j * inner) * BK + q]
+                    w.deriv[(r + j) * BK + q] = acc
+        if sweep_t is _adjoints or sweep_t is _seconds:
+            for q in range(BK):
+                acc = 0.0
+                for j in range(n_inner - 1, -1, -1):
+                    acc = acc + w.deriv[(r + j) * BK + q]
+                    w.deriv[(x + j * inner) * BK + q] += acc
+        if sweep_t is _seconds:
+            for p in range(B):
+                acc = 0.0
+                for j in range(n_inner - 1, -1, -1):
+                    acc = acc + w.bar[(r + j) * B + p]
+                    w.bar[(x + j * inner) * B + p] += acc
 
 
 cdef inline void _where(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) noexcept nogil:

@@ -22,8 +22,8 @@ from wengert._errors import WengertError
 from wengert._opcodes import Kind, Role
 
 _ADD_VV = ops.code_of("add", Kind.VV)
-_MAP, _SUM, _GATHER, _MATMUL, _WHERE, _SELECT = (
-    ops.code_of(name) for name in ("map", "sum", "gather", "matmul", "where", "select"))
+_MAP, _SUM, _GATHER, _MATMUL, _WHERE, _CUMSUM, _SELECT = (
+    ops.code_of(name) for name in ("map", "sum", "gather", "matmul", "where", "cumsum", "select"))
 _IS_ARRAY = np.zeros(256, dtype=bool)
 _IS_ARRAY[[op.code() for op in ops.OPERATIONS if op.arity == ops.ARRAY]] = True
 # The most scalar entries an expansion writes (each costs about 25 bytes
@@ -45,7 +45,7 @@ def elementwise_count(state):
     total = int(np.count_nonzero(~_IS_ARRAY[opcodes]))
     for i in np.flatnonzero(_IS_ARRAY[opcodes]).tolist():
         code, d, n = int(opcodes[i]), int(args[i, 0]), int(args[i, 1])
-        if code == _SUM:
+        if code in (_SUM, _CUMSUM):
             total += int(aux[d]) * int(aux[d + 1])
         elif code == _MATMUL:
             total += int(aux[d + 1]) * int(aux[d + 2]) * int(aux[d + 3])
@@ -190,6 +190,13 @@ def _expand_array_entry(out, code, aux, d, n, slot_of):
         n_outer, n_inner, start, outer, inner = (int(v) for v in aux[d:d + 5])
         rows = slot_of[_grid(start, n_outer, outer, n_inner, inner)].reshape(n_outer, n_inner)
         return out.tree_sum(rows)
+    if code == _CUMSUM:
+        n_outer, n_inner, start, outer, inner = (int(v) for v in aux[d:d + 5])
+        rows = slot_of[_grid(start, n_outer, outer, n_inner, inner)].reshape(n_outer, n_inner)
+        result = rows.copy()           # element 0 of each row is its own operand
+        for j in range(1, n_inner):
+            result[:, j] = out.emit(_ADD_VV, result[:, j - 1], rows[:, j])
+        return result.reshape(-1)
     if code == _WHERE:
         n_outer, n_inner = int(aux[d]), int(aux[d + 1])
         cond, a, b = (slot_of[_grid(*(int(v) for v in (aux[d + 2 + 3 * e], n_outer,

@@ -416,6 +416,10 @@ def _cumsum(a, axis=None, dtype=None, out=None):
         slots, axis = slots.reshape(-1), 0
     (axis,) = normalize_axes(axis, slots.ndim)
     moved = np.moveaxis(slots, axis, -1).copy()
+    if moved.size and _array_recording.enabled(moved.size):
+        rows = moved.reshape(-1, moved.shape[-1])
+        result = _array_recording.record_cumsum(rec, rows).reshape(moved.shape)
+        return wrap(rec, np.moveaxis(result, -1, axis))
     code = ops.code_of("add", Kind.VV)
     for k in range(1, moved.shape[-1]):
         left = moved[..., k - 1].reshape(-1)

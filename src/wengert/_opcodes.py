@@ -138,6 +138,9 @@ ARRAY_LAYOUTS = {
     # (i, j) of X is X_start + i * X_rows + j * X_cols.
     "matmul": ("code", "m", "k", "n", "a_start", "a_rows", "a_cols",
                "b_start", "b_rows", "b_cols"),
+    # out[o, j] = a[o, 0] + ... + a[o, j], a running sum along each row
+    # (summed in order, as a chain of additions would).
+    "cumsum": ("n_outer", "n_inner", "a_start", "a_outer", "a_inner"),
     # out[o, j] = c[o, j] != 0 ? a[o, j] : b[o, j], three slot grids as in map.
     "where": ("n_outer", "n_inner", "c_start", "c_outer", "c_inner", "a_start", "a_outer",
               "a_inner", "b_start", "b_outer", "b_inner"),
@@ -239,6 +242,7 @@ OPERATIONS = [
     _row("gather", 50, ARRAY, None, (), curvature=LINEAR),
     _row("matmul", 51, ARRAY, None, (), curvature=BILINEAR),
     _row("where", 52, ARRAY, None, (), curvature=LINEAR),
+    _row("cumsum", 53, ARRAY, None, (), curvature=LINEAR),
 ]
 
 BY_NAME = {op.name: op for op in OPERATIONS}
