@@ -238,36 +238,23 @@ cdef inline void _map(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) n
     cdef Py_ssize_t a, b, a_inner = D[5], b_inner = D[8]
     cdef bint unary = operand_role(code, 1) == ROLE_NONE
     cdef bint one = w.B == 1 and w.K == 1
+    # One point along one direction: the generated loop of this operation.
     for o in range(n_outer):
         a = D[3] + o * D[4]
         b = D[6] + o * D[7]
         if one and _map_one(sweep, w, code, s, a, a_inner, b, b_inner, n_inner):
             s += n_inner
             continue
-        if unary and one:
-            for j in range(n_inner):
-                _unary(sweep, <_one*>NULL, w, code, s, a)
-                _cleared(sweep, w, s)
-                a += a_inner
-                s += 1
-        elif unary:
-            for j in range(n_inner):
+        # Any B and K (and, were a code without a loop of its own, one point).
+        for j in range(n_inner):
+            if unary:
                 _unary(sweep, <_many*>NULL, w, code, s, a)
-                a += a_inner
-                s += 1
-        elif one:
-            for j in range(n_inner):
-                _binary(sweep, <_one*>NULL, w, code, s, a, b)
-                _cleared(sweep, w, s)
-                a += a_inner
-                b += b_inner
-                s += 1
-        else:
-            for j in range(n_inner):
+            else:
                 _binary(sweep, <_many*>NULL, w, code, s, a, b)
-                a += a_inner
-                b += b_inner
-                s += 1
+            _cleared(sweep, w, s)
+            a += a_inner
+            b += b_inner
+            s += 1
 
 
 # ---- sums ------------------------------------------------------------------------

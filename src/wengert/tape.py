@@ -432,8 +432,7 @@ class Tape:
     def _scalar_form(self):
         """This tape, or when it holds array entries an equivalent tape of
         scalar entries only (built once): what the tools that reason entry
-        by entry -- sparsity, optimize, listings, traces -- read
-        (``wengert._expand``)."""
+        by entry -- sparsity, traces, the graph -- read (``wengert._expand``)."""
         if not self._engine.array_entries.size:
             return self
 
