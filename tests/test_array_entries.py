@@ -572,3 +572,24 @@ def test_cumsum_is_one_entry(axis, rng):
     np.testing.assert_array_equal(tape.forward(np.stack([x, y])), [tape.forward(x), tape.forward(y)])
     assert (sparsity.jacobian_sparsity(tape).toarray()
             == sparsity.jacobian_sparsity(scalars).toarray()).all()
+
+
+@pytest.mark.parametrize("f", [
+    lambda v: np.sum(np.tanh(v.reshape(3, 4, 4) @ v.reshape(3, 4, 4))),
+    lambda v: np.sum(v.reshape(3, 4, 4) @ _MATRIX),
+    lambda v: np.sum(_MATRIX.T @ v.reshape(3, 4, 4)),
+    lambda v: np.sum(v[:4] @ v.reshape(3, 4, 4)),
+    lambda v: np.sum(v.reshape(3, 1, 4, 4) @ v.reshape(1, 3, 4, 4)),
+], ids=["stack @ stack", "stack @ constant", "constant @ stack", "vector @ stack",
+        "broadcast stacks"])
+def test_a_stack_of_matrix_products_records_a_matmul_entry_per_matrix(f, rng):
+    x = rng.uniform(-1.0, 1.0, 48)
+    tape = wg.record(f, x)
+    with scalar_recording():
+        scalars = wg.record(f, x)
+    assert len(tape) < 20 < len(scalars)
+    assert tape.forward(x) == pytest.approx(f(x), rel=1e-13)
+    np.testing.assert_allclose(tape.gradient(x), scalars.gradient(x), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(tape.hessian(x), scalars.hessian(x), rtol=1e-12, atol=1e-13)
+    # A constant matrix is pooled once for the whole stack.
+    assert tape.stats()["n_consts"] <= _MATRIX.size + 1

@@ -159,15 +159,21 @@ def record_sum(rec, rows):
     return np.arange(first, first + n_outer, dtype=np.intp)
 
 
-def _matrix(rec, operand, is_slots):
+def _matrix(rec, operand, is_slots, pooled=None):
     """``(start, rows, cols)`` of a 2-d operand: a slot grid stored by rows
     or by columns (a transpose; the replay copies it by rows for BLAS), or
     consecutive copies of any other slots (one gather entry: a broadcast,
     a fancy index), or a constant matrix appended to the pool by rows."""
     m, k = operand.shape
     if not is_slots:
-        start = int(rec.add_constants(np.ascontiguousarray(operand, dtype=np.float64))[0])
-        return start, k, 1
+        # A constant matrix broadcast over a stack is the same memory each
+        # time: ``pooled`` remembers where its values went in the pool.
+        key = (operand.__array_interface__["data"][0], operand.strides, operand.shape)
+        if pooled is None or key not in pooled:
+            start = int(rec.add_constants(np.ascontiguousarray(operand, dtype=np.float64))[0])
+            if pooled is not None:
+                pooled[key] = start
+        return pooled[key] if pooled is not None else start, k, 1
     index = np.ascontiguousarray(operand, dtype=np.int64).reshape(-1)
     grid = _grid_of(index, m, k)
     if grid is not None:
@@ -178,14 +184,15 @@ def _matrix(rec, operand, is_slots):
     return start, k, 1
 
 
-def record_matmul(rec, a, a_slots, b, b_slots):
+def record_matmul(rec, a, a_slots, b, b_slots, pooled=None):
     """One matmul entry for the 2-d operands ``a`` (m, k) @ ``b`` (k, n),
-    each a slot array (``*_slots`` True) or a float array. Returns the
-    result slots (m, n)."""
+    each a slot array (``*_slots`` True) or a float array (its pool position
+    kept in the dict ``pooled`` across the matrices of a stack). Returns
+    the result slots (m, n)."""
     m, k = a.shape
     n = b.shape[1]
     kind = Kind.VV if (a_slots and b_slots) else (Kind.VC if a_slots else Kind.CV)
-    descriptor = [ops.code_of("mul", kind), m, k, n, *_matrix(rec, a, a_slots),
-                  *_matrix(rec, b, b_slots)]
+    descriptor = [ops.code_of("mul", kind), m, k, n, *_matrix(rec, a, a_slots, pooled),
+                  *_matrix(rec, b, b_slots, pooled)]
     first = rec.push_array(_MATMUL, descriptor, m * n)
     return np.arange(first, first + m * n, dtype=np.intp).reshape(m, n)

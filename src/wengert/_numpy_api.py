@@ -116,7 +116,8 @@ def normalize_axes(axis, ndim):
 
 
 def matmul(a, b):
-    """Matrix product with NumPy's shape rules; each entry is a tree sum."""
+    """Matrix product with NumPy's shape rules: one matmul entry per matrix
+    of a (broadcast) stack, or for small products a tree sum per element."""
     rec = _recorder_of([a, b])
     # A constant operand stays constant: its products record as var-const.
     A = asarray(a, rec) if _recorder_of([a]) is not None else _constant(a)
@@ -129,13 +130,23 @@ def matmul(a, b):
     if np.shape(_raw(A2))[-1] != np.shape(_raw(B2))[-2]:
         raise ShapeError(f"matmul: shapes {a_shape} and {b_shape} are not aligned")
     a2, b2 = np.shape(_raw(A2)), np.shape(_raw(B2))
-    if (len(a2) == 2 and len(b2) == 2
-            and _array_recording.enabled(a2[0] * a2[1] * b2[1])):
-        # One matrix-product entry (BLAS at replay).
+    if _array_recording.enabled(a2[-2] * a2[-1] * b2[-1]):
+        # One matrix-product entry per matrix of the stack (BLAS at replay).
+        try:
+            batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+        except ValueError as exc:
+            raise ShapeError(f"matmul: stacks of shapes {a_shape} and {b_shape} do not "
+                             "broadcast") from exc
         a_traced, b_traced = isinstance(A2, TracedArray), isinstance(B2, TracedArray)
-        result = wrap(rec, _array_recording.record_matmul(
-            rec, A2.slots if a_traced else np.asarray(A2, dtype=np.float64), a_traced,
-            B2.slots if b_traced else np.asarray(B2, dtype=np.float64), b_traced))
+        operands = [np.broadcast_to(X.slots if traced else np.asarray(X, dtype=np.float64),
+                                    batch + shape[-2:])
+                    for X, traced, shape in ((A2, a_traced, a2), (B2, b_traced, b2))]
+        slots = np.empty(batch + (a2[-2], b2[-1]), dtype=np.intp)
+        pooled = {}
+        for index in np.ndindex(*batch):
+            slots[index] = _array_recording.record_matmul(
+                rec, operands[0][index], a_traced, operands[1][index], b_traced, pooled)
+        result = wrap(rec, slots)
         if len(b_shape) == 1:
             result = _squeeze(result, -1)
         if len(a_shape) == 1:
