@@ -579,6 +579,14 @@ def _rich(x, p):
     return np.sum(y * np.array([1.5, 2.5]))
 
 
+def _arrays(x):
+    # Array entries of every kind: a product with a constant, maps, where,
+    # cumsum, sums and a max tree.
+    import wengert as wg
+    h = np.tanh(x.reshape(3, 4) @ np.linspace(-1.0, 1.0, 20).reshape(4, 5))
+    return np.sum(wg.where(h > 0, h, 0.1 * h)) + np.sum(np.cumsum(x) * x) + np.max(x)
+
+
 # name -> (f, x, extras)
 TAPES = {
     "survey": (_survey, [2.0, 5.0], ()),
@@ -591,10 +599,12 @@ TAPES = {
     "static": (_static, [2.0, 5.0], ("int 2", "str 'tag'")),
     "matrix": (_matrix, [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], ()),
     "rich": (_rich, [2.0, 5.0], ("float 1.5",)),
+    "arrays": (_arrays, [0.1 * k - 0.5 for k in range(12)], ()),
 }
 _EXTRAS = {"ones(3)": lambda: np.ones(3), "int 2": lambda: 2, "str 'tag'": lambda: "tag",
            "float 1.5": lambda: 1.5}
-SCALAR_OUT = {"survey", "param", "guard", "scalar-in", "zero-in-scalar-out", "static", "rich"}
+SCALAR_OUT = {"survey", "param", "guard", "scalar-in", "zero-in-scalar-out", "static", "rich",
+              "arrays"}
 
 # Tape methods: name -> (positional slots, takes extra arguments, keyword slots).
 METHODS = {

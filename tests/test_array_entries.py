@@ -593,3 +593,20 @@ def test_a_stack_of_matrix_products_records_a_matmul_entry_per_matrix(f, rng):
     np.testing.assert_allclose(tape.hessian(x), scalars.hessian(x), rtol=1e-12, atol=1e-13)
     # A constant matrix is pooled once for the whole stack.
     assert tape.stats()["n_consts"] <= _MATRIX.size + 1
+
+
+def test_the_listing_describes_every_kind_of_array_entry(rng):
+    """Each array row of ``_opcodes.ARRAY_LAYOUTS`` has a listing rule."""
+    def f(v):
+        A = v.reshape(3, 4)
+        h = np.tanh(A @ _MATRIX)                          # matmul, map
+        y = wg.where(h > 0, h, 0.5 * h)                   # where
+        c = np.cumsum(A, axis=1) + np.cumsum(v)[:4]        # cumsum by rows and whole
+        return np.sum(y) + np.sum(c) + np.sum(v[[0, 5, 2, 7, 1, 1, 3, 4]] * v[:8])  # gather
+    x = rng.uniform(-1.0, 1.0, 12)
+    tape = wg.record(f, x)
+    names = {name for name, _ in recorded_ops(tape)}
+    assert {op.name for op in ops.OPERATIONS if op.arity == ops.ARRAY} <= names
+    text = tape.listing(x)
+    for word in ("@", "tanh(", " if ", "cumsum of each row", "cumsum(", "gather(", "sum("):
+        assert word in text, word

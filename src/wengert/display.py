@@ -120,10 +120,13 @@ def _array_expression(code, descriptor, consts, name):
     if op.name == "gather":
         shown = ", ".join(name(s) for s in d[:3])
         return f"gather({shown}{', ...' if len(d) > 3 else ''})"
-    if op.name == "sum":
+    if op.name in ("sum", "cumsum"):
         n_outer, n_inner = d[0], d[1]
         part = _grid_text(name, consts, Role.SLOT, d[2], 1, 0, n_inner, d[4])
-        return f"sum({part})" if n_outer == 1 else f"sum over {n_outer} rows of {n_inner}"
+        if n_outer == 1:
+            return f"{op.name}({part})"
+        rows = _grid_text(name, consts, Role.SLOT, d[2], n_outer, d[3], n_inner, d[4])
+        return f"{op.name} of each row of {n_inner} in {rows}   ({n_outer}x{n_inner})"
     if op.name == "where":
         shape = d[0], d[1]
         cond, left, right = (_grid_text(name, consts, Role.SLOT, d[2 + 3 * e], shape[0],
@@ -135,6 +138,7 @@ def _array_expression(code, descriptor, consts, name):
         left = _grid_text(name, consts, roles[0], d[4], m, d[5], k, d[6])
         right = _grid_text(name, consts, roles[1], d[7], k, d[8], n, d[9])
         return f"{left} @ {right}   ({m}x{k} @ {k}x{n})"
+    assert op.name == "map", f"the listing has no rule for the array entry {op.name}"
     inner_op = ops.split(d[0])[0]
     roles = _ROLE_ROWS[d[0]]
     n_outer, n_inner = d[1], d[2]
