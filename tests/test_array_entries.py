@@ -610,3 +610,23 @@ def test_the_listing_describes_every_kind_of_array_entry(rng):
     text = tape.listing(x)
     for word in ("@", "tanh(", " if ", "cumsum of each row", "cumsum(", "gather(", "sum("):
         assert word in text, word
+
+
+def test_threads_replaying_one_array_tape_get_the_bits_of_one_thread(rng):
+    from concurrent.futures import ThreadPoolExecutor
+    W = rng.standard_normal((30, 20))
+
+    def f(v):
+        h = np.tanh(v.reshape(10, 30) @ W)
+        return np.sum(np.cumsum(h, axis=1) ** 2) + np.sum(wg.where(h > 0, h, -h))
+    tape = wg.record(f, rng.standard_normal(300))
+    points = [rng.standard_normal(300) for _ in range(16)]
+    expected = [(tape.gradient(x), tape.hvp(x, x)) for x in points]
+
+    def work(k):
+        x = points[k % len(points)]
+        return k, tape.gradient(x), tape.hvp(x, x)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for k, g, h in pool.map(work, range(64)):
+            np.testing.assert_array_equal(g, expected[k % len(points)][0])
+            np.testing.assert_array_equal(h, expected[k % len(points)][1])
