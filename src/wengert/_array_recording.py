@@ -81,82 +81,77 @@ def _consecutive(rec, index, role):
     return start, 1
 
 
+def _grids(rec, operands, roles, shape):
+    """``(n_outer, n_inner, grids)``: one folding of ``shape`` over which
+    every operand (an index array broadcast to ``shape``; ``roles`` says
+    whether it indexes slots or constants) is a grid ``(start, outer,
+    inner)``; operands that fit no folding are first copied into
+    consecutive slots (or constants), over the flat grid."""
+    flat = [np.ascontiguousarray(np.broadcast_to(o, shape), dtype=np.int64).reshape(-1)
+            for o in operands]
+    for n_outer, n_inner in _splits(shape):
+        grids = [_grid_of(f, n_outer, n_inner) for f in flat]
+        if all(g is not None for g in grids):
+            return n_outer, n_inner, grids
+    size = flat[0].size
+    grids = []
+    for f, role in zip(flat, roles):
+        g = _grid_of(f, 1, size)
+        if g is None:
+            start, inner = _consecutive(rec, f, role)
+            g = (start, 0, inner)
+        grids.append(g)
+    return 1, size, grids
+
+
+def _results(first, shape):
+    return np.arange(first, first + math.prod(shape), dtype=np.intp).reshape(shape)
+
+
 def record_map(rec, code, operands, shape):
     """One map entry of full opcode ``code`` over ``operands``: slot (or
     constant-pool) index arrays, each broadcast to ``shape``. Returns the
     result slots, shaped ``shape``."""
-    roles = ops.ROLES[code]
-    flat = [np.ascontiguousarray(o, dtype=np.int64).reshape(-1) for o in operands]
-    size = flat[0].size
-    for n_outer, n_inner in _splits(shape):
-        grids = [_grid_of(f, n_outer, n_inner) for f in flat]
-        if all(g is not None for g in grids):
-            break
-    else:
-        # No folding fits every operand: copy the ones that fit none into
-        # consecutive slots, over the flat grid.
-        n_outer, n_inner = 1, size
-        grids = []
-        for f, role in zip(flat, roles):
-            g = _grid_of(f, 1, size)
-            if g is None:
-                start, inner = _consecutive(rec, f, role)
-                g = (start, 0, inner)
-            grids.append(g)
-    descriptor = [code, n_outer, n_inner]
-    for g in grids:
-        descriptor += [g[0], g[1], g[2]]
+    n_outer, n_inner, grids = _grids(rec, operands, ops.ROLES[code], shape)
+    descriptor = [code, n_outer, n_inner, *(v for g in grids for v in g)]
     descriptor += [0] * (9 - len(descriptor))
-    first = rec.push_array(_MAP, descriptor, size)
-    return np.arange(first, first + size, dtype=np.intp).reshape(shape)
-
-
-def record_cumsum(rec, rows):
-    """One cumsum entry: running sums along each row of the slot matrix
-    ``rows`` (R, L); returns the result slots (R, L)."""
-    n_outer, n_inner = rows.shape
-    index = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
-    grid = _grid_of(index, n_outer, n_inner)
-    if grid is None or index.size > rec.n_slots:
-        grid = (rec.push_array(_GATHER, index, index.size), n_inner, 1)
-    first = rec.push_array(_CUMSUM, [n_outer, n_inner, *grid], index.size)
-    return np.arange(first, first + index.size, dtype=np.intp).reshape(n_outer, n_inner)
+    return _results(rec.push_array(_MAP, descriptor, math.prod(shape)), shape)
 
 
 def record_where(rec, cond, a, b, shape):
     """One where entry: ``cond != 0 ? a : b`` elementwise over slot arrays
     broadcast to ``shape``; returns the result slots."""
-    flat = [np.ascontiguousarray(np.broadcast_to(o, shape), dtype=np.int64).reshape(-1)
-            for o in (cond, a, b)]
-    size = flat[0].size
-    for n_outer, n_inner in _splits(shape):
-        grids = [_grid_of(f, n_outer, n_inner) for f in flat]
-        if all(g is not None for g in grids):
-            break
-    else:
-        n_outer, n_inner = 1, size
-        grids = [_grid_of(f, 1, size) or (rec.push_array(_GATHER, f, size), 0, 1) for f in flat]
-    descriptor = [n_outer, n_inner]
-    for g in grids:
-        descriptor += list(g)
-    first = rec.push_array(_WHERE, descriptor, size)
-    return np.arange(first, first + size, dtype=np.intp).reshape(shape)
+    n_outer, n_inner, grids = _grids(rec, (cond, a, b), (Role.SLOT,) * 3, shape)
+    descriptor = [n_outer, n_inner, *(v for g in grids for v in g)]
+    return _results(rec.push_array(_WHERE, descriptor, math.prod(shape)), shape)
+
+
+def _rows(rec, rows):
+    """The grid ``(start, outer, inner)`` of the slot matrix ``rows``: a sum
+    reads no more elements than slots exist (validation bounds its work so),
+    so a matrix of repeated slots (a broadcast, moving windows) or one that
+    is no grid is first copied into consecutive slots."""
+    n_outer, n_inner = rows.shape
+    index = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+    grid = _grid_of(index, n_outer, n_inner)
+    if grid is None or index.size > rec.n_slots:
+        grid = (rec.push_array(_GATHER, index, index.size), n_inner, 1)
+    return grid
 
 
 def record_sum(rec, rows):
     """One sum entry over each row of the slot matrix ``rows`` (R, L);
     returns the R result slots."""
     n_outer, n_inner = rows.shape
-    index = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
-    grid = _grid_of(index, n_outer, n_inner)
-    # A sum entry reads no more elements than slots exist (validation
-    # bounds its work so): a sum over repeated slots (a broadcast, moving
-    # windows) reads copies.
-    if grid is None or index.size > rec.n_slots:
-        start = rec.push_array(_GATHER, index, index.size)
-        grid = (start, n_inner, 1)
-    first = rec.push_array(_SUM, [n_outer, n_inner, *grid], n_outer)
-    return np.arange(first, first + n_outer, dtype=np.intp)
+    first = rec.push_array(_SUM, [n_outer, n_inner, *_rows(rec, rows)], n_outer)
+    return _results(first, (n_outer,))
+
+
+def record_cumsum(rec, rows):
+    """One cumsum entry: running sums along each row of the slot matrix
+    ``rows`` (R, L); returns the result slots (R, L)."""
+    first = rec.push_array(_CUMSUM, [*rows.shape, *_rows(rec, rows)], rows.size)
+    return _results(first, rows.shape)
 
 
 def _matrix(rec, operand, is_slots, pooled=None):
