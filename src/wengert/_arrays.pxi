@@ -245,16 +245,19 @@ cdef inline void _map(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) n
         if one and _map_one(sweep, w, code, s, a, a_inner, b, b_inner, n_inner):
             s += n_inner
             continue
-        # Any B and K (and, were a code without a loop of its own, one point).
-        for j in range(n_inner):
-            if unary:
+        # Any B and K (every valid code has a one-point loop above, and a
+        # clearing sweep runs only at one point along one direction).
+        if unary:
+            for j in range(n_inner):
                 _unary(sweep, <_many*>NULL, w, code, s, a)
-            else:
+                a += a_inner
+                s += 1
+        else:
+            for j in range(n_inner):
                 _binary(sweep, <_many*>NULL, w, code, s, a, b)
-            _cleared(sweep, w, s)
-            a += a_inner
-            b += b_inner
-            s += 1
+                a += a_inner
+                b += b_inner
+                s += 1
 
 
 # ---- sums ------------------------------------------------------------------------
