@@ -460,3 +460,18 @@ def test_an_unsupported_function_is_named_by_its_public_path(path):
 def test_a_dynamic_parameter_with_too_many_dimensions_is_a_shape_error():
     with pytest.raises(wg.ShapeError, match="extra argument 0 has 17 dimensions"):
         wg.record(lambda x, p: x * np.sum(p), X0, np.ones((1,) * 17))
+
+
+def test_operands_of_another_shape_are_refused_not_reshaped():
+    # Found by the hostile sweep: six zeros given as (2, 3) made a valid
+    # (3, 2) operand table of a three-operation tape.
+    import wengert as wg
+    tape = wg.record(lambda x: np.stack([x[0] * x[1], np.sin(x[0]), x[1] ** 2]),
+                     np.array([2.0, 5.0]))
+    state = tape._state()
+    for bad in (np.zeros((2, 3), np.int32), np.zeros(6, np.int32), np.zeros((3, 2, 1), np.int32)):
+        with pytest.raises(wg.TapeFormatError, match="operands have shape"):
+            wg.Tape(**{**state, "args": bad})
+    with pytest.raises(wg.TapeFormatError, match="opcodes have shape"):
+        wg.Tape(**{**state, "opcodes": state["opcodes"].reshape(3, 1)})
+    assert len(wg.Tape(**state)) == 3

@@ -177,6 +177,14 @@ class Tape:
         self._guards = guards
         opcodes = _exact(opcodes, np.uint8, "opcodes")
         args = _exact(args, np.int32, "operands")
+        if opcodes.ndim != 1:
+            raise TapeFormatError(f"invalid tape: opcodes have shape {opcodes.shape}; "
+                                  "expected one per operation, (n_ops,)")
+        if args.shape != (opcodes.size, 2) and not (args.size == 0 == opcodes.size):
+            # Two operands per operation, as given: reshaping other arrays
+            # could make a valid-looking tape of other operands.
+            raise TapeFormatError(f"invalid tape: operands have shape {args.shape}; "
+                                  f"expected one pair per operation, ({opcodes.size}, 2)")
         aux = _exact(aux, np.int32, "side table")
         outputs = _exact(outputs, np.int32, "outputs")
         try:
