@@ -148,15 +148,19 @@ def test_gather_copies_forward_and_scatter_adds_backward(rng):
     check(tape, lambda x: np.sum(x[[4, 0, 0, 2, 4, 4]] ** 2), rng.uniform(0.2, 0.9, 5), rng)
 
 
+def sum_of_sin_of_product(m, k, n, layout):
+    """sum(sin(A @ B)) for A = x[:m*k] as (m, k) and B the rest of x, as
+    (k, n) stored by rows or as the transpose of an (n, k) matrix."""
+    b = Builder(m * k + k * n)
+    b_desc = (m * k, n, 1) if layout == "rows" else (m * k, 1, k)
+    C = b.matmul(code("mul", K.VV), m, k, n, (0, k, 1), b_desc)
+    s = b.map(code("sin"), 1, m * n, (C, 0, 1))
+    return b.tape([b.sum(1, m * n, (s, 0, 1))], ())
+
+
 @pytest.mark.parametrize("layout", ["rows", "transposed"])
 def test_matmul_of_two_traced_matrices(layout, rng):
-    # A = x[0:6] as (2, 3), B = x[6:12] as (3, 2) or as the transpose of a (2, 3).
-    b = Builder(12)
-    b_desc = (6, 2, 1) if layout == "rows" else (6, 1, 3)
-    C = b.matmul(code("mul", K.VV), 2, 3, 2, (0, 3, 1), b_desc)
-    s = b.map(code("sin"), 1, 4, (C, 0, 1))
-    total = b.sum(1, 4, (s, 0, 1))
-    tape = b.tape([total], ())
+    tape = sum_of_sin_of_product(2, 3, 2, layout)
 
     def f(x):
         B = x[6:12].reshape(3, 2) if layout == "rows" else x[6:12].reshape(2, 3).T
@@ -252,12 +256,7 @@ def test_the_recorder_refuses_a_bad_array_entry_before_evaluating_it():
 
 @pytest.mark.parametrize("layout", ["rows", "transposed"])
 def test_a_matrix_product_gives_the_same_bits_alone_and_in_a_batch(layout, rng):
-    b = Builder(24)
-    b_desc = (12, 3, 1) if layout == "rows" else (12, 1, 4)
-    C = b.matmul(code("mul", K.VV), 3, 4, 3, (0, 4, 1), b_desc)
-    s = b.map(code("sin"), 1, 9, (C, 0, 1))
-    total = b.sum(1, 9, (s, 0, 1))
-    tape = b.tape([total], ())
+    tape = sum_of_sin_of_product(3, 4, 3, layout)
     X = rng.standard_normal((5, 24))
     V = rng.standard_normal((24, 2))
     np.testing.assert_array_equal(tape.forward(X), [tape.forward(x) for x in X])
