@@ -629,3 +629,17 @@ def test_threads_replaying_one_array_tape_get_the_bits_of_one_thread(rng):
         for k, g, h in pool.map(work, range(64)):
             np.testing.assert_array_equal(g, expected[k % len(points)][0])
             np.testing.assert_array_equal(h, expected[k % len(points)][1])
+
+
+def test_a_long_stack_of_small_products_records_few_entries(rng):
+    x = rng.uniform(-1.0, 1.0, 4 * 3000)
+
+    def f(v):
+        A = v.reshape(3000, 2, 2)
+        return np.sum(np.sin(A @ A))
+    tape = wg.record(f, x)
+    assert len(tape) < 10
+    assert tape.forward(x) == pytest.approx(f(x), rel=1e-13)
+    with scalar_recording():
+        scalars = wg.record(f, x)
+    np.testing.assert_allclose(tape.gradient(x), scalars.gradient(x), rtol=1e-12, atol=1e-13)

@@ -115,6 +115,11 @@ def normalize_axes(axis, ndim):
     return tuple(axes)
 
 
+# A longer stack of (small) matrices records its products and sums as a few
+# vectorised entries instead of one Python-built entry per matrix.
+_MAX_STACKED_PRODUCTS = 1000
+
+
 def matmul(a, b):
     """Matrix product with NumPy's shape rules: one matmul entry per matrix
     of a (broadcast) stack, or for small products a tree sum per element."""
@@ -130,13 +135,14 @@ def matmul(a, b):
     if np.shape(_raw(A2))[-1] != np.shape(_raw(B2))[-2]:
         raise ShapeError(f"matmul: shapes {a_shape} and {b_shape} are not aligned")
     a2, b2 = np.shape(_raw(A2)), np.shape(_raw(B2))
-    if _array_recording.enabled(a2[-2] * a2[-1] * b2[-1]):
+    try:
+        batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    except ValueError as exc:
+        raise ShapeError(f"matmul: stacks of shapes {a_shape} and {b_shape} do not "
+                         "broadcast") from exc
+    if (_array_recording.enabled(a2[-2] * a2[-1] * b2[-1])
+            and math.prod(batch) <= _MAX_STACKED_PRODUCTS):
         # One matrix-product entry per matrix of the stack (BLAS at replay).
-        try:
-            batch = np.broadcast_shapes(a2[:-2], b2[:-2])
-        except ValueError as exc:
-            raise ShapeError(f"matmul: stacks of shapes {a_shape} and {b_shape} do not "
-                             "broadcast") from exc
         a_traced, b_traced = isinstance(A2, TracedArray), isinstance(B2, TracedArray)
         operands = [np.broadcast_to(X.slots if traced else np.asarray(X, dtype=np.float64),
                                     batch + shape[-2:])
