@@ -42,7 +42,10 @@ extensions = [
     Extension(
         f"wengert.{name}",
         [f"src/wengert/{name}.pyx"],
-        include_dirs=[numpy.get_include()],
+        include_dirs=[numpy.get_include(), os.path.join("src", "wengert")],
+        # _vector_math.h looks glibc's vector functions up with dlopen
+        # (in libc itself from glibc 2.34, in libdl before).
+        libraries=["dl"] if sys.platform.startswith("linux") else [],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + inline_macro,
         extra_compile_args=compile_args,
     )

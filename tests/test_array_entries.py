@@ -247,7 +247,9 @@ def test_the_recorder_refuses_a_bad_array_entry_before_evaluating_it():
         rec.push_array(MAP, [code("sin"), 1, 3, 1, 0, 1, 0, 0, 0], 3)
     slot = rec.push_array(MAP, [code("exp"), 1, 3, 0, 0, 1, 0, 0, 0], 3)
     assert slot == 3
-    np.testing.assert_array_equal(rec.values_of(np.arange(3, 6)), np.exp(np.ones(3)))
+    # A map's exp may be glibc's vector exp, accurate to 4 ulp.
+    np.testing.assert_allclose(rec.values_of(np.arange(3, 6)), np.exp(np.ones(3)),
+                               rtol=4 * np.finfo(float).eps)
     with pytest.raises(wg.WengertError, match="not an array entry"):
         rec.push_array(code("sin"), [0], 1)
     with pytest.raises(wg.WengertError, match="array entry"):
@@ -315,7 +317,7 @@ def test_tools_read_the_scalar_form_of_an_array_tape(rng):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from _helpers import recorded_ops, scalar_recording  # noqa: E402
+from _helpers import assert_rel, recorded_ops, scalar_recording  # noqa: E402
 
 _UNARY = {"sin": np.sin, "tanh": np.tanh, "exp": lambda a: np.exp(0.3 * a),
           "square": np.square, "neg": np.negative, "log1p_abs": lambda a: np.log1p(a * a)}
@@ -482,8 +484,9 @@ def test_a_product_with_an_infinite_element_keeps_zero_derivatives_zero():
         scalars = wg.record(f, x)
     expected = scalars.gradient(x)
     assert np.isfinite(expected[:8]).all()
-    np.testing.assert_array_equal(tape.gradient(x)[:8], expected[:8])
-    np.testing.assert_array_equal(tape.jacobian(x)[:8], scalars.jacobian(x)[:8])
+    # To rounding (a map's log may be glibc's vector log); zeros exactly.
+    assert_rel(tape.gradient(x)[:8], expected[:8], rtol=1e-15)
+    assert_rel(tape.jacobian(x)[:8], scalars.jacobian(x)[:8], rtol=1e-15)
 
 
 def test_a_forged_product_of_an_enormous_inner_dimension_is_refused():
@@ -521,7 +524,7 @@ def test_where_over_arrays_is_one_entry_and_a_nan_branch_never_leaks(rng):
     assert np.isfinite(grad).all()        # sqrt of a negative x is NaN, never read
     with scalar_recording():
         scalars = wg.record(f, x)
-    np.testing.assert_array_equal(tape.hessian(x), scalars.hessian(x))
+    assert_rel(tape.hessian(x), scalars.hessian(x), rtol=1e-15)   # zeros exactly
     np.testing.assert_array_equal(
         sparsity.hessian_sparsity(tape).toarray(), sparsity.hessian_sparsity(scalars).toarray())
 

@@ -232,12 +232,91 @@ cdef inline void _cleared(sweep_t* sweep, Work* w, Py_ssize_t s) noexcept nogil:
             w.deriv[s] = 0.0
 
 
+cdef enum:
+    VECTOR_CHUNK = 256     # elements evaluated per vector call: stays in L1
+
+
+cdef inline void _vector_map(sweep_t* sweep, width_t* width, Work* w, Py_ssize_t s,
+                             const index_t* D, int value_fn, int partial_fn) noexcept nogil:
+    """A map of a unary operation whose libm calls (its value, and its
+    partial where the row names one) run through the vector functions of
+    _vector_math.h, for every sweep, B and K alike, so an element's value
+    and partial have the same bits on every path. The rest of each rule is
+    the scalar kernel's."""
+    cdef int code = D[0]
+    cdef Py_ssize_t B = w.B, K = w.K, n_inner = D[2], a_inner = D[5]
+    if width_t is _one:
+        B = 1
+        K = 1
+    cdef Py_ssize_t total = n_inner * B, o, a, first, m, e, j, q, x_at, r_at
+    cdef bint negate = partial_fn < -1
+    cdef real_t xs[VECTOR_CHUNK]     # the chunk's inputs
+    cdef real_t ds[VECTOR_CHUNK]     # their partials, where vectorised
+    cdef real_t d, dd, seed
+    cdef real_t* r
+    if negate:
+        partial_fn = -2 - partial_fn
+    for o in range(D[1]):
+        a = D[3] + o * D[4]
+        first = 0        # element-points (j, p) of this row, flat: j * B + p
+        while first < total:
+            m = min(<Py_ssize_t>VECTOR_CHUNK, total - first)
+            if B == 1:
+                for e in range(m):
+                    xs[e] = w.val[a + (first + e) * a_inner]
+            else:
+                for e in range(m):
+                    j = (first + e) // B
+                    xs[e] = w.val[(a + j * a_inner) * B + (first + e - j * B)]
+            r = w.val + s * B + first
+            if sweep_t is _values or sweep_t is _tangents:
+                wg_vector_apply(&WG_VECTOR_FNS[value_fn], xs, r, m)
+            if not sweep_t is _values:
+                if partial_fn >= 0:
+                    wg_vector_apply(&WG_VECTOR_FNS[partial_fn], xs, ds, m)
+                for e in range(m):
+                    if partial_fn < 0:
+                        d = unary_partial(code, xs[e], r[e])
+                    elif negate:
+                        d = -ds[e]
+                    else:
+                        d = ds[e]
+                    j = (first + e) // B
+                    x_at = (a + j * a_inner) * B + (first + e - j * B)   # input (j, p)
+                    r_at = s * B + first + e              # result (j, p) in val
+                    if sweep_t is _tangents:
+                        for q in range(K):
+                            w.deriv[r_at * K + q] = azmul(w.deriv[x_at * K + q], d)
+                    elif sweep_t is _adjoints:
+                        for q in range(K):
+                            w.deriv[x_at * K + q] += azmul(w.deriv[r_at * K + q], d)
+                        if w.clear:
+                            w.deriv[r_at] = 0.0
+                    else:
+                        # (x̄, x̄̇) += (r̄ φ', r̄̇ φ' + r̄ φ'' ẋ), as _unary
+                        seed = w.bar[r_at]
+                        w.bar[x_at] += azmul(seed, d)
+                        dd = azmul(seed, unary_second(code, xs[e], r[e]))
+                        for q in range(K):
+                            w.deriv[x_at * K + q] += (azmul(w.deriv[r_at * K + q], d)
+                                                      + azmul(dd, w.dot[x_at * K + q]))
+            first += m
+        s += n_inner
+
+
 cdef inline void _map(sweep_t* sweep, Work* w, Py_ssize_t s, const index_t* D) noexcept nogil:
     cdef int code = D[0]
     cdef Py_ssize_t n_outer = D[1], n_inner = D[2], o, j
     cdef Py_ssize_t a, b, a_inner = D[5], b_inner = D[8]
     cdef bint unary = operand_role(code, 1) == ROLE_NONE
     cdef bint one = w.B == 1 and w.K == 1
+    cdef int value_fn = vector_value_fn(code) if unary and _vector_on else -1
+    if value_fn >= 0 and one:
+        _vector_map(sweep, <_one*>NULL, w, s, D, value_fn, vector_partial_fn(code))
+        return
+    if value_fn >= 0:
+        _vector_map(sweep, <_many*>NULL, w, s, D, value_fn, vector_partial_fn(code))
+        return
     # One point along one direction: the generated loop of this operation.
     for o in range(n_outer):
         a = D[3] + o * D[4]

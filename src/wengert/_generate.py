@@ -14,7 +14,9 @@ none of them is kept in step by hand:
 * ``_active_methods.pxi``: the methods NumPy calls on the elements of an
   object array (``np.log1p(array_of_traced_scalars)`` calls ``.log1p()``);
 * ``_map_loops.pxi``: one loop per operation for map entries (the
-  kernel fixed inside the loop instead of dispatched per element).
+  kernel fixed inside the loop instead of dispatched per element);
+* ``_vector_table.pxi``: the libm functions of the rows that name them
+  (``vector``), which map entries evaluate four at a time.
 
 The outputs are build products (see .gitignore). Run it by hand with
 ``python src/wengert/_generate.py``.
@@ -197,6 +199,61 @@ def map_loops_pxi(ops):
     return "\n".join(lines)
 
 
+def vector_table_pxi(ops):
+    """The functions map entries evaluate with glibc's vector variants:
+    a C table of their names and scalar versions, and per base code the
+    table index of its value and partial function (-1: none)."""
+    names = []
+    for op in _kernel_rows(ops, 1):
+        for name in op.vector:
+            if name.lstrip("-") not in names:
+                names.append(name.lstrip("-"))
+    lines = [HEADER, "# Included by _sweeps.pyx (before _arrays.pxi).", "",
+             "cdef extern from *:",
+             '    """',
+             '    #include "_vector_math.h"',
+             f"    #define WG_N_VECTOR_FNS {len(names)}",
+             "    static wg_vector_fn WG_VECTOR_FNS[WG_N_VECTOR_FNS];",
+             "    static const char *const WG_VECTOR_NAMES[WG_N_VECTOR_FNS] = {",
+             "        " + ", ".join(f'"{n}"' for n in names) + "};",
+             "    static wg_scalar_fn const WG_VECTOR_SCALARS[WG_N_VECTOR_FNS] = {",
+             "        " + ", ".join(names) + "};",
+             '    """',
+             "    ctypedef struct wg_vector_fn:",
+             "        pass",
+             "    ctypedef double (*wg_scalar_fn)(double) noexcept nogil",
+             "    const int WG_N_VECTOR_FNS",
+             "    wg_vector_fn* WG_VECTOR_FNS",
+             "    const char* const* WG_VECTOR_NAMES",
+             "    const wg_scalar_fn* WG_VECTOR_SCALARS",
+             "    void wg_vector_apply(const wg_vector_fn* f, const double* x, double* r,",
+             "                         Py_ssize_t n) noexcept nogil",
+             "    int wg_vector_setup(wg_vector_fn* fns, const char* const* names,",
+             "                        const wg_scalar_fn* scalars, int n, int enable)",
+             "",
+             "",
+             "cdef inline int vector_value_fn(int base) noexcept nogil:",
+             '    """The table index of the function giving base\'s value, or -1."""']
+    word = "if"
+    for op in _kernel_rows(ops, 1):
+        if op.vector:
+            lines.append(f"    {word} base == OP_{op.name.upper()}: return {names.index(op.vector[0])}")
+            word = "elif"
+    lines += ["    return -1", "", "",
+              "cdef inline int vector_partial_fn(int base) noexcept nogil:",
+              '    """The table index of the function giving base\'s partial, negated',
+              '    when -2 - index is returned; -1: the partial is the scalar kernel\'s."""']
+    word = "if"
+    for op in _kernel_rows(ops, 1):
+        if len(op.vector) > 1:
+            index = names.index(op.vector[1].lstrip("-"))
+            value = -2 - index if op.vector[1].startswith("-") else index
+            lines.append(f"    {word} base == OP_{op.name.upper()}: return {value}")
+            word = "elif"
+    lines += ["    return -1", ""]
+    return "\n".join(lines)
+
+
 def write_if_changed(path, text):
     """Rewrite ``path`` only when its text changes, so that an unchanged
     table does not make every extension recompile."""
@@ -215,7 +272,8 @@ def generate(directory=HERE):
     ops = load_table()
     outputs = {"_opcodes.pxd": opcodes_pxd(ops), "_dispatch.pxd": dispatch_pxd(ops),
                "_active_methods.pxi": active_methods_pxi(ops),
-               "_map_loops.pxi": map_loops_pxi(ops)}
+               "_map_loops.pxi": map_loops_pxi(ops),
+               "_vector_table.pxi": vector_table_pxi(ops)}
     for name, text in outputs.items():
         write_if_changed(os.path.join(directory, name), text)
     return sorted(outputs)

@@ -528,5 +528,16 @@ cdef Py_ssize_t first_bad_guard(const TapeView* t, Py_ssize_t n_slots,
     return -1
 
 
+include "_vector_table.pxi"
 include "_arrays.pxi"
 include "_map_loops.pxi"
+
+
+# Which functions map entries evaluate four at a time: "avx2" (glibc's
+# libmvec found, on a CPU with AVX2 and FMA) or "none" (scalar libm, as
+# scalar entries). WENGERT_VECTOR_MATH=0 turns it off, e.g. to compare.
+import os as _os
+cdef bint _vector_on = wg_vector_setup(
+    WG_VECTOR_FNS, WG_VECTOR_NAMES, WG_VECTOR_SCALARS, WG_N_VECTOR_FNS,
+    _os.environ.get("WENGERT_VECTOR_MATH", "1").strip() not in ("0", "off", "no", "false"))
+vector_math = "avx2" if _vector_on else "none"
