@@ -326,3 +326,48 @@ def test_listing_shows_the_count_and_the_condition():
     guard = text.splitlines()[-1]
     assert guard.startswith("guard") and "v[11] == 10" in guard
     assert f"# must stay True: `all(x > p[0])` at {_line_of(f, 'if np.all')}" in guard
+
+
+# A condition, its guard's text when recorded at X0 (10 inputs)
+CONDITIONS = [
+    (lambda x: np.all((x > 0) & (x < 3)), "all((x > 0) & (x < 3))"),
+    (lambda x: np.any(~(x > 0)), "any(~(x > 0))"),
+    (lambda x: ((x > 0) | (x < -5))[3], "((x > 0) | (x < -5))[3]"),
+    (lambda x: np.all((x[:5] > 1) ^ (x[5:] > 1)), "all((x[0:5] > 1) ^ (x[5:10] > 1))"),
+    (lambda x: (~(x > 1))[2], "(~(x > 1))[2]"),
+    (lambda x: np.all(x.reshape(2, 5) > 0.5, axis=1)[1], "all(x > 0.5, axis=1)[1]"),
+    (lambda x: np.any(x.reshape(2, 5) > 1.5, axis=-1, keepdims=True)[0],
+     "any(x > 1.5, axis=-1)[0, 0]"),
+    (lambda x: np.all(np.any(x.reshape(2, 5) > 1, axis=-1)), "all(any(x > 1, axis=-1))"),
+    (lambda x: np.all(x[::2] > 0.5), "all([x[0], x[2], x[4], ...] > 0.5)"),
+    (lambda x: np.any(x > np.arange(10.0)), "any(x > [0, 1, 2, ...])"),
+    (lambda x: np.all(x[1:4] <= x[7]), "all(x[1:4] <= x[7])"),
+    (lambda x: x[2] > x[7], "x[2] > x[7]"),
+    (lambda x: np.all(x[3] > 0), "x[3] > 0"),
+]
+X0 = np.linspace(0.2, 2.0, 10)
+
+
+@pytest.mark.parametrize("condition, text", CONDITIONS, ids=[c[1] for c in CONDITIONS])
+def test_guard_texts_and_outcomes_follow_numpy(condition, text, rng):
+    """The guard reads as the condition was written, and a replay raises
+    exactly where NumPy's answer differs from the recorded one."""
+    def f(x):
+        if condition(x):
+            return x * 2.0
+        return x * 3.0
+
+    tape = wg.record(f, X0)
+    assert tape.n_guards == 1
+    assert tape._guards[0].text == text
+    recorded = bool(condition(X0))
+    outcomes = set()
+    for _ in range(40):
+        z = X0 + rng.choice([0.0, 1.0, -1.0, 5.0, -10.0], size=10, p=[0.6, 0.1, 0.1, 0.1, 0.1])
+        outcomes.add(bool(condition(z)))
+        if bool(condition(z)) == recorded:
+            np.testing.assert_array_equal(tape.forward(z), f(z))
+        else:
+            with pytest.raises(wg.BranchChangedError):
+                tape.forward(z)
+    assert outcomes == {True, False}

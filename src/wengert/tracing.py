@@ -311,11 +311,15 @@ class Comparison:
         part = Comparison(self.recorder, self.name, self.kind, a, b, a.shape)
         if self._indicator is not None:
             part._indicator = self._indicator[index]
+        self._label_part(part, index)
+        return part
+
+    def _label_part(self, part, index):
+        """Give ``part`` (``self[index]``) this condition's label."""
         if self._label is not None:
             part._label = self._label
             part._positions = self._positions[index]
             part._label_shape = self._label_shape
-        return part
 
     def indicator_slots(self):
         """Slots holding 1.0 where the comparison holds, else 0.0."""
@@ -330,16 +334,17 @@ class Comparison:
         a1 = int(np.asarray(self._b).reshape(-1)[0])
         code = ops.code_of(self.name, self.kind)
         outcome = self.recorder.compare(code, a0, a1)
-        text = self._text() if self._label is not None else _describe(
-            self.recorder, self.kind, a0, a1, self.name)
-        self.recorder.add_guard(code, a0, a1, outcome, _user_location(), text)
+        self.recorder.add_guard(code, a0, a1, outcome, _user_location(), self._text())
         return outcome
 
     def _text(self):
         """The whole condition in the user's terms: ``x > 0``,
         ``x[0:3] <= p[0]``, ``all(x > 0, axis=1)[2]``."""
         if self._label is not None:
-            return self._label + _part_text(self._positions, self._label_shape)
+            part = _part_text(self._positions, self._label_shape)
+            # An operator's label (`~(...)`, `(...) & (...)`) is bracketed before an index.
+            return (f"({self._label})" if part and self._label.startswith(("~", "("))
+                    else self._label) + part
         roles = ops.ROLES[ops.code_of(self.name, self.kind)]
         return (f"{_operands_text(self.recorder, self._a, roles[0])} "
                 f"{ops.COMPARISON_SYMBOL[self.name]} "
@@ -350,17 +355,19 @@ class Comparison:
 
     def __invert__(self):
         # Under NaN, not(a < b) differs from a >= b; an indicator keeps IEEE meaning.
-        return _IndicatorCondition(self.recorder, apply_binary("sub", 1.0, wrap(self.recorder, self.indicator_slots())))
+        return _IndicatorCondition(self.recorder, apply_binary("sub", 1.0, self._as_value()),
+                                   f"~({self._text()})")
 
-    def __and__(self, other):
-        return _IndicatorCondition(self.recorder, apply_binary("mul", self._as_value(), _condition_value(other)))
+    def _combined(self, name, symbol, other):
+        """``self & other`` and the like: ``name`` of the two indicators."""
+        value = apply_binary(name, self._as_value(), _condition_value(other))
+        label = (f"({self._text()}) {symbol} ({other._text()})" if isinstance(other, Comparison)
+                 else None)
+        return _IndicatorCondition(self.recorder, value, label)
 
-    def __or__(self, other):
-        return _IndicatorCondition(self.recorder, apply_binary("maximum", self._as_value(), _condition_value(other)))
-
-    def __xor__(self, other):
-        return _IndicatorCondition(self.recorder,
-                                   apply_binary("ne", self._as_value(), _condition_value(other)))
+    def __and__(self, other): return self._combined("mul", "&", other)
+    def __or__(self, other): return self._combined("maximum", "|", other)
+    def __xor__(self, other): return self._combined("ne", "^", other)
 
     __rand__ = __and__
     __ror__ = __or__
@@ -426,9 +433,9 @@ class Comparison:
 class _IndicatorCondition(Comparison):
     """A condition already held as 0/1 indicator slots (from ~, &, |)."""
 
-    def __init__(self, rec, value):
+    def __init__(self, rec, value, label=None):
         slots = _raw(value)
-        super().__init__(rec, "ne", Kind.VC, slots, None, slots.shape)
+        super().__init__(rec, "ne", Kind.VC, slots, None, slots.shape, label)
         self._indicator = slots
 
     def __getitem__(self, index):
@@ -437,9 +444,13 @@ class _IndicatorCondition(Comparison):
             part = self._indicator[index]
         except _NUMPY_ERRORS as exc:
             raise _library_error(exc, "indexing a comparison") from None
-        return _IndicatorCondition(self.recorder, wrap(self.recorder, part))
+        result = _IndicatorCondition(self.recorder, wrap(self.recorder, part))
+        self._label_part(result, index)
+        return result
 
     def _text(self):
+        if self._label is not None:
+            return super()._text()
         return f"{_operands_text(self.recorder, self._indicator, Role.SLOT)} != 0"
 
     def __bool__(self):
@@ -448,8 +459,7 @@ class _IndicatorCondition(Comparison):
         zero = self.recorder.constant_index(0.0)
         code = ops.code_of("ne", Kind.VC)
         outcome = self.recorder.compare(code, slot, zero)
-        self.recorder.add_guard(code, slot, zero, outcome, _user_location(),
-                                _describe(self.recorder, Kind.VC, slot, zero, "ne"))
+        self.recorder.add_guard(code, slot, zero, outcome, _user_location(), self._text())
         return outcome
 
 
@@ -478,14 +488,6 @@ def apply_binary_indices(rec, name, kind, ia, ib, shape):
     ib = np.ascontiguousarray(ib).reshape(-1)
     first = rec.push_many(code, ia, ib)
     return TracedArray(rec, np.arange(first, first + ia.size, dtype=np.intp).reshape(shape))
-
-
-def _describe(rec, kind, a0, a1, name):
-    """The comparison in the user's terms: ``x[0] > 0.5``, ``v[3] <= p[1]``."""
-    roles = ops.ROLES[ops.code_of(name, kind)]
-    left = _operand_text(rec, a0, roles[0])
-    right = _operand_text(rec, a1, roles[1])
-    return f"{left} {ops.COMPARISON_SYMBOL[name]} {right}"
 
 
 def _operand_text(rec, index, role):
