@@ -4,8 +4,6 @@ count the comparison's 0/1 indicator (one map and one sum entry) and
 compare the count, so ``bool()`` records one guard however many elements
 the comparison has. Python's builtin ``all(x > 0)`` iterates and records
 one guard per element."""
-import inspect
-import os
 import pickle
 import re
 
@@ -14,18 +12,9 @@ import pytest
 
 import wengert as wg
 from wengert.display import listing
-from _helpers import assert_rel, central_jacobian, scalar_recording
+from _helpers import assert_rel, central_jacobian, line_of, scalar_recording
 
-HERE = os.path.abspath(__file__)
 N = 1000
-
-
-def _line_of(function, text):
-    lines, start = inspect.getsourcelines(function)
-    for offset, line in enumerate(lines):
-        if text in line:
-            return f"{HERE}:{start + offset}"
-    raise AssertionError(f"{text!r} not in the source of {function.__name__}")
 
 
 def all_positive(x):
@@ -65,7 +54,7 @@ def test_one_guard_for_a_1000_element_comparison(name, condition, text):
     assert len(tape) <= 5                  # the map, the sum, the body
     np.testing.assert_array_equal(tape.forward(x), expected_factor * x)
     assert tape._guards[0].text == text
-    assert tape._guards[0].where == _line_of(f, "if condition(x)")
+    assert tape._guards[0].where == line_of(f, "if condition(x)")
 
 
 def test_flipping_one_element_raises_and_names_the_condition():
@@ -80,7 +69,7 @@ def test_flipping_one_element_raises_and_names_the_condition():
                 call(flipped)
             message = str(info.value)
             assert "`all(x > 0)`" in message
-            assert _line_of(all_positive, "if np.all(x > 0)") in message
+            assert line_of(all_positive, "if np.all(x > 0)") in message
             assert "was True" in message and "is False" in message
     # A batch names the first row where it flips.
     X = np.stack([x, x, x])
@@ -325,7 +314,7 @@ def test_listing_shows_the_count_and_the_condition():
     assert re.search(r"^v\[11\] += sum\(v\[1:11\]\)$", text, re.M)
     guard = text.splitlines()[-1]
     assert guard.startswith("guard") and "v[11] == 10" in guard
-    assert f"# must stay True: `all(x > p[0])` at {_line_of(f, 'if np.all')}" in guard
+    assert f"# must stay True: `all(x > p[0])` at {line_of(f, 'if np.all')}" in guard
 
 
 # A condition, its guard's text when recorded at X0 (10 inputs)
