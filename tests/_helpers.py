@@ -1,4 +1,7 @@
 """Assertions and small tools shared by the test modules."""
+import inspect
+import os
+
 import numpy as np
 
 from wengert import _array_recording
@@ -30,6 +33,16 @@ def elementwise_ops(tape):
         else:
             result.append((op.name, kind))
     return result
+
+
+def line_of(function, text):
+    """``file:line`` of the first source line of ``function`` containing
+    ``text``, as guard messages name the place a guard was recorded."""
+    lines, start = inspect.getsourcelines(function)
+    for offset, line in enumerate(lines):
+        if text in line:
+            return f"{os.path.abspath(inspect.getsourcefile(function))}:{start + offset}"
+    raise AssertionError(f"{text!r} not in the source of {function.__name__}")
 
 
 def ulps_apart(actual, expected):

@@ -3,24 +3,11 @@
 flips raises wg.BranchChangedError naming the comparison and the user's
 file:line (and, in a batch, the first offending row). The same comparison
 given to where() records a select and no guard."""
-import inspect
-import os
-
 import numpy as np
 import pytest
 
 import wengert as wg
-
-HERE = os.path.abspath(__file__)
-
-
-def _line_of(function, text):
-    """``file:line`` of the first source line of ``function`` containing ``text``."""
-    lines, start = inspect.getsourcelines(function)
-    for offset, line in enumerate(lines):
-        if text in line:
-            return f"{HERE}:{start + offset}"
-    raise AssertionError(f"{text!r} not in the source of {function.__name__}")
+from _helpers import line_of
 
 
 def branchy(x):
@@ -63,7 +50,7 @@ def test_every_comparison_records_a_guard_that_can_flip(symbol, compare, holds, 
     with pytest.raises(wg.BranchChangedError) as info:
         tape.forward(flips)
     assert symbol in str(info.value)
-    assert _line_of(f, "if compare") in str(info.value)
+    assert line_of(f, "if compare") in str(info.value)
 
 
 def test_guard_holds_on_its_side_and_flips_on_the_other():
@@ -80,7 +67,7 @@ def test_guard_holds_on_its_side_and_flips_on_the_other():
             call([0.0, 2.0])
         message = str(info.value)
         assert ">" in message and "0.5" in message
-        assert _line_of(branchy, "if x[0] > 0.5") in message
+        assert line_of(branchy, "if x[0] > 0.5") in message
         assert "batch row" not in message
         assert isinstance(info.value, wg.WengertError)
 
@@ -94,7 +81,7 @@ def test_batch_names_the_first_offending_row():
                  lambda: tape.jacobian(X, mode="reverse")):
         with pytest.raises(wg.BranchChangedError, match="batch row 2") as info:
             call()
-        assert _line_of(branchy, "if x[0] > 0.5") in str(info.value)
+        assert line_of(branchy, "if x[0] > 0.5") in str(info.value)
     # A batch where every row keeps the branch replays.
     np.testing.assert_array_equal(tape.forward(X[[0, 1, 4]]), [1.0, 2.0, 0.9])
 
@@ -105,11 +92,11 @@ def test_message_names_the_guard_that_flipped():
     assert tape.forward([0.0, 1.0]) == 4.0                   # (2 + 0) ** 2
     with pytest.raises(wg.BranchChangedError) as info:
         tape.forward([2.0, 1.0])                              # first guard flips
-    assert _line_of(two_guards, "if x[0] <= 1.0") in str(info.value)
+    assert line_of(two_guards, "if x[0] <= 1.0") in str(info.value)
     assert "<=" in str(info.value)
     with pytest.raises(wg.BranchChangedError) as info:
         tape.forward([1.0, 1.0])                              # y == 3: second guard flips
-    assert _line_of(two_guards, "if y != 3.0") in str(info.value)
+    assert line_of(two_guards, "if y != 3.0") in str(info.value)
     assert "!=" in str(info.value)
 
 

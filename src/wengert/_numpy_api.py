@@ -10,8 +10,8 @@ registers the hooks through which the compiled traced scalars reach
 """
 from __future__ import annotations
 
+import functools
 import math
-
 import sys
 
 import numpy as np
@@ -22,7 +22,8 @@ from wengert._errors import (ArgumentError, ArgumentTypeError, AxisError, ShapeE
                              TracingError)
 from wengert._opcodes import Kind
 from wengert._recorder import Active, hooks
-from wengert.tracing import (_NUMPY_ERRORS, Comparison, TracedArray, _constant, _fresh,
+from wengert.tracing import (_NUMPY_ERRORS, Comparison, TracedArray, _constant,
+                             _constant_indices, _fresh,
                              _library_error, _Operand, _operand, _raw, _recorder_of,
                              _slots_of, apply_binary, apply_unary, asarray, compare, power,
                              wrap)
@@ -75,6 +76,47 @@ def reduce(name, x, axis=None, keepdims=False):
     if _flag(keepdims, "keepdims"):
         result = np.expand_dims(result, axes)
     return wrap(rec, result)
+
+
+def all_any(which, a, axis=None, out=None, keepdims=False, where=True):
+    """``np.all`` (``which == "all"``) or ``np.any`` of a condition or of a
+    traced array's truth (``!= 0``, so NaN is true), along ``axis``.
+
+    A condition of the reduced shape, unrecorded until used: over each
+    reduced row the 0/1 indicator of the condition (one map entry) is
+    counted (one sum entry), and the result is ``count == n`` (all) or
+    ``count > 0`` (any), so ``bool()`` of it records one guard, however
+    many elements the row has. Counts of 0/1 values are exact in float64.
+    Where a row is empty the answer is NumPy's (all True, any False), a
+    constant with no guard.
+    """
+    if out is not None:
+        raise TracingError(
+            f"np.{which}(..., out=) is not supported on traced values: a condition "
+            "cannot be stored in an array; use the condition it returns")
+    if not (isinstance(where, (bool, np.bool_)) and where):
+        raise TracingError(f"np.{which}(..., where=) is not supported on traced values")
+    rec = _recorder_of([a])
+    if rec is None:
+        return getattr(np, which)(a, axis=axis, keepdims=keepdims)
+    cond = a if isinstance(a, Comparison) else compare("ne", asarray(a, rec), 0.0)
+    axes = normalize_axes(axis, cond.ndim)
+    keep = _flag(keepdims, "keepdims")
+    if cond.ndim == 0:
+        return cond                 # all and any of one truth value are that value
+    length = math.prod(cond.shape[d] for d in axes)
+    out_shape = tuple(1 if d in axes else n for d, n in enumerate(cond.shape)
+                      if keep or d not in axes)
+    if length == 0 or math.prod(out_shape) == 0:
+        result = np.full(out_shape, which == "all")
+        return result[()] if result.ndim == 0 else result
+    counts = _raw(reduce("add", wrap(rec, cond.indicator_slots()), axes, keep))
+    name, bound = ("eq", float(length)) if which == "all" else ("gt", 0.0)
+    shown = "" if axis is None else f", axis={axis!r}"
+    label = f"{which}({cond._text()}{shown})"
+    return Comparison(rec, name, Kind.VC, counts, _constant_indices(rec, np.array(bound),
+                                                                     counts.shape),
+                      counts.shape, label=label)
 
 
 def _flag(value, name):
@@ -475,7 +517,8 @@ def _shape(a):
 
 _HANDLED = {
     np.sum: _sum, np.prod: _prod, np.mean: _mean, np.max: _max, np.min: _min,
-    np.amax: _max, np.amin: _min,
+    np.amax: _max, np.amin: _min, np.all: functools.partial(all_any, "all"),
+    np.any: functools.partial(all_any, "any"),
     np.dot: lambda a, b, out=None: dot(a, b), np.matmul: lambda a, b, **kw: matmul(a, b),
     np.inner: _inner, np.outer: _outer, np.vdot: _vdot, np.trace: _trace,
     np.where: where, np.clip: lambda a, a_min=None, a_max=None, out=None, **kw: clip(a, a_min, a_max),

@@ -242,6 +242,16 @@ def _user_location():
     return "<unknown>"
 
 
+def _truth_method(which):
+    """The ``all``/``any`` method of conditions and traced arrays."""
+    def method(self, axis=None, out=None, keepdims=False, *, where=True):
+        return _numpy_api.all_any(which, self, axis, out, keepdims, where)
+    method.__name__ = method.__qualname__ = which
+    method.__doc__ = (f"``np.{which}`` of the condition (of a traced array: of ``!= 0``) "
+                      "along ``axis``: a condition whose ``bool`` records one guard.")
+    return method
+
+
 class Comparison:
     """The result of comparing traced values (``x > 0``).
 
@@ -250,11 +260,16 @@ class Comparison:
     outcome differs raises :class:`wengert.BranchChangedError`. Passing it to
     :func:`wengert.where` records a select instead, valid everywhere; using
     it in arithmetic records a 0/1 indicator with zero derivative.
+    ``c.all()`` and ``c.any()`` (``np.all(c)``, ``np.any(c)``) give a
+    condition of the reduced shape whose ``bool`` records one guard.
+
+    ``label``, when given, is the condition in the user's terms
+    (``all(x > 0, axis=1)``), used for guard texts instead of the operands.
     """
 
     __array_priority__ = 100
 
-    def __init__(self, rec, name, kind, a, b, shape):
+    def __init__(self, rec, name, kind, a, b, shape, label=None):
         self.recorder = rec
         self.name = name
         self.kind = kind
@@ -262,6 +277,11 @@ class Comparison:
         self._b = b
         self.shape = shape
         self._indicator = None
+        self._label = label
+        # Where each element sits in the labelled condition, to name the
+        # element a guard is on: `all(x > 0, axis=1)[2]`.
+        self._positions = None if label is None else np.arange(math.prod(shape)).reshape(shape)
+        self._label_shape = shape
 
     @property
     def ndim(self):
@@ -291,7 +311,15 @@ class Comparison:
         part = Comparison(self.recorder, self.name, self.kind, a, b, a.shape)
         if self._indicator is not None:
             part._indicator = self._indicator[index]
+        self._label_part(part, index)
         return part
+
+    def _label_part(self, part, index):
+        """Give ``part`` (``self[index]``) this condition's label."""
+        if self._label is not None:
+            part._label = self._label
+            part._positions = self._positions[index]
+            part._label_shape = self._label_shape
 
     def indicator_slots(self):
         """Slots holding 1.0 where the comparison holds, else 0.0."""
@@ -306,23 +334,40 @@ class Comparison:
         a1 = int(np.asarray(self._b).reshape(-1)[0])
         code = ops.code_of(self.name, self.kind)
         outcome = self.recorder.compare(code, a0, a1)
-        text = _describe(self.recorder, self.kind, a0, a1, self.name)
-        self.recorder.add_guard(code, a0, a1, outcome, _user_location(), text)
+        self.recorder.add_guard(code, a0, a1, outcome, _user_location(), self._text())
         return outcome
+
+    def _text(self):
+        """The whole condition in the user's terms: ``x > 0``,
+        ``x[0:3] <= p[0]``, ``all(x > 0, axis=1)[2]``."""
+        if self._label is not None:
+            part = _part_text(self._positions, self._label_shape)
+            # An operator's label (`~(...)`, `(...) & (...)`) is bracketed before an index.
+            return (f"({self._label})" if part and self._label.startswith(("~", "("))
+                    else self._label) + part
+        roles = ops.ROLES[ops.code_of(self.name, self.kind)]
+        return (f"{_operands_text(self.recorder, self._a, roles[0])} "
+                f"{ops.COMPARISON_SYMBOL[self.name]} "
+                f"{_operands_text(self.recorder, self._b, roles[1])}")
+
+    all = _truth_method("all")
+    any = _truth_method("any")
 
     def __invert__(self):
         # Under NaN, not(a < b) differs from a >= b; an indicator keeps IEEE meaning.
-        return _IndicatorCondition(self.recorder, apply_binary("sub", 1.0, wrap(self.recorder, self.indicator_slots())))
+        return _IndicatorCondition(self.recorder, apply_binary("sub", 1.0, self._as_value()),
+                                   f"~({self._text()})")
 
-    def __and__(self, other):
-        return _IndicatorCondition(self.recorder, apply_binary("mul", self._as_value(), _condition_value(other)))
+    def _combined(self, name, symbol, other):
+        """``self & other`` and the like: ``name`` of the two indicators."""
+        value = apply_binary(name, self._as_value(), _condition_value(other))
+        label = (f"({self._text()}) {symbol} ({other._text()})" if isinstance(other, Comparison)
+                 else None)
+        return _IndicatorCondition(self.recorder, value, label)
 
-    def __or__(self, other):
-        return _IndicatorCondition(self.recorder, apply_binary("maximum", self._as_value(), _condition_value(other)))
-
-    def __xor__(self, other):
-        return _IndicatorCondition(self.recorder,
-                                   apply_binary("ne", self._as_value(), _condition_value(other)))
+    def __and__(self, other): return self._combined("mul", "&", other)
+    def __or__(self, other): return self._combined("maximum", "|", other)
+    def __xor__(self, other): return self._combined("ne", "^", other)
 
     __rand__ = __and__
     __ror__ = __or__
@@ -388,9 +433,9 @@ class Comparison:
 class _IndicatorCondition(Comparison):
     """A condition already held as 0/1 indicator slots (from ~, &, |)."""
 
-    def __init__(self, rec, value):
+    def __init__(self, rec, value, label=None):
         slots = _raw(value)
-        super().__init__(rec, "ne", Kind.VC, slots, None, slots.shape)
+        super().__init__(rec, "ne", Kind.VC, slots, None, slots.shape, label)
         self._indicator = slots
 
     def __getitem__(self, index):
@@ -399,7 +444,14 @@ class _IndicatorCondition(Comparison):
             part = self._indicator[index]
         except _NUMPY_ERRORS as exc:
             raise _library_error(exc, "indexing a comparison") from None
-        return _IndicatorCondition(self.recorder, wrap(self.recorder, part))
+        result = _IndicatorCondition(self.recorder, wrap(self.recorder, part))
+        self._label_part(result, index)
+        return result
+
+    def _text(self):
+        if self._label is not None:
+            return super()._text()
+        return f"{_operands_text(self.recorder, self._indicator, Role.SLOT)} != 0"
 
     def __bool__(self):
         _check_single(self.size)
@@ -407,8 +459,7 @@ class _IndicatorCondition(Comparison):
         zero = self.recorder.constant_index(0.0)
         code = ops.code_of("ne", Kind.VC)
         outcome = self.recorder.compare(code, slot, zero)
-        self.recorder.add_guard(code, slot, zero, outcome, _user_location(),
-                                _describe(self.recorder, Kind.VC, slot, zero, "ne"))
+        self.recorder.add_guard(code, slot, zero, outcome, _user_location(), self._text())
         return outcome
 
 
@@ -439,21 +490,55 @@ def apply_binary_indices(rec, name, kind, ia, ib, shape):
     return TracedArray(rec, np.arange(first, first + ia.size, dtype=np.intp).reshape(shape))
 
 
-def _describe(rec, kind, a0, a1, name):
-    """The comparison in the user's terms: ``x[0] > 0.5``, ``v[3] <= p[1]``."""
-    roles = ops.ROLES[ops.code_of(name, kind)]
+def _operand_text(rec, index, role):
+    """One operand as guard texts name it: ``x[0]``, ``p[1]``, ``v[3]``, ``0.5``."""
+    index = int(index)
+    if role == Role.CONST:
+        return f"{float(rec.constants_of(index)):g}"
+    if index < rec.n_inputs:
+        return f"x[{index}]" if rec.n_inputs > 1 else "x"
+    if index < rec.first:
+        return f"p[{index - rec.n_inputs}]"
+    return f"v[{index - rec.first + 1}]"
 
-    def operand(index, role):
-        if role == Role.CONST:
-            return f"{float(rec.constants_of(index)):g}"
-        if index < rec.n_inputs:
-            return f"x[{index}]" if rec.n_inputs > 1 else "x"
-        if index < rec.first:
-            return f"p[{index - rec.n_inputs}]"
-        return f"v[{index - rec.first + 1}]"
-    left = operand(a0, roles[0])
-    right = operand(a1, roles[1])
-    return f"{left} {ops.COMPARISON_SYMBOL[name]} {right}"
+
+def _operands_text(rec, indices, role):
+    """An array operand as guard texts name it: one name where every
+    element is the same (``0``, ``p[0]``), ``x`` for all of the inputs, a
+    range for consecutive slots (``x[2:10]``, ``v[5:1005]``, as the listing
+    names an array entry), else the first elements (``[x[0], x[3], ...]``)."""
+    flat = np.asarray(indices).reshape(-1)
+    if flat.size == 0:
+        return "[]"
+    if role == Role.CONST:
+        values = rec.constants_of(flat)
+        if np.all(values.view(np.uint64) == values[:1].view(np.uint64)):
+            return f"{float(values[0]):g}"
+        names = [f"{float(v):g}" for v in values[:3]]
+    else:
+        first, last = int(flat[0]), int(flat[-1])
+        if np.all(flat == first):
+            return _operand_text(rec, first, role)
+        if np.all(np.diff(flat) == 1):
+            if last < rec.n_inputs:
+                return "x" if last - first + 1 == rec.n_inputs else f"x[{first}:{last + 1}]"
+            if rec.n_inputs <= first and last < rec.first:
+                return f"p[{first - rec.n_inputs}:{last + 1 - rec.n_inputs}]"
+            if rec.first <= first:
+                return f"v[{first - rec.first + 1}:{last - rec.first + 2}]"
+        names = [_operand_text(rec, i, role) for i in flat[:3]]
+    return "[" + ", ".join(names) + (", ...]" if flat.size > 3 else "]")
+
+
+def _part_text(positions, shape):
+    """Which part of a labelled condition of ``shape`` ``positions`` are:
+    nothing for the whole, ``[2]`` or ``[1, 0]`` for one element, else ``[...]``."""
+    flat = positions.reshape(-1)
+    if flat.size == math.prod(shape) and np.all(flat == np.arange(flat.size)):
+        return ""
+    if flat.size == 1:
+        return "[" + ", ".join(str(int(i)) for i in np.unravel_index(int(flat[0]), shape)) + "]"
+    return "[...]"
 
 
 _COMPARE_NAME = {_CODE[n]: n for n in ops.COMPARISONS}
@@ -597,6 +682,9 @@ class TracedArray:
 
     def mean(self, axis=None, keepdims=False):
         return _numpy_api.mean(self, axis, keepdims)
+
+    all = _truth_method("all")
+    any = _truth_method("any")
 
     def max(self, axis=None, keepdims=False):
         return _numpy_api.reduce("maximum", self, axis, keepdims)
