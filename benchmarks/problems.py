@@ -176,3 +176,57 @@ def rel_error(computed, expected):
     expected = np.asarray(expected, dtype=np.float64)
     scale = np.max(np.abs(expected))
     return float(np.max(np.abs(computed - expected)) / (scale if scale else 1.0))
+
+
+# ---- a two-layer perceptron -------------------------------------------------------
+# 784 -> 128 -> 10, tanh, batch 256, squared error, differentiated with
+# respect to all its weights (flattened into one vector).
+
+MLP_LAYERS = ((784, 128), (128, 10))
+MLP_BATCH = 256
+
+
+def _mlp_data():
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((MLP_BATCH, MLP_LAYERS[0][0]))
+    targets = rng.standard_normal((MLP_BATCH, MLP_LAYERS[1][1]))
+    weights = np.concatenate([rng.standard_normal(m * n) / np.sqrt(m) for m, n in MLP_LAYERS]
+                             + [np.zeros(n) for _, n in MLP_LAYERS])
+    return images, targets, weights
+
+
+MLP_IMAGES, MLP_TARGETS, MLP_WEIGHTS = _mlp_data()
+
+
+def _mlp_unpack(w):
+    (m1, n1), (m2, n2) = MLP_LAYERS
+    at = np.cumsum([0, m1 * n1, m2 * n2, n1, n2])
+    return (w[at[0]:at[1]].reshape(m1, n1), w[at[1]:at[2]].reshape(m2, n2),
+            w[at[2]:at[3]], w[at[3]:at[4]])
+
+
+def mlp_loss(w):
+    W1, W2, b1, b2 = _mlp_unpack(w)
+    hidden = np.tanh(MLP_IMAGES @ W1 + b1)
+    return np.mean((hidden @ W2 + b2 - MLP_TARGETS) ** 2)
+
+
+def mlp_gradient(w):
+    """The hand-written gradient: backpropagation in NumPy."""
+    W1, W2, b1, b2 = _mlp_unpack(w)
+    hidden = np.tanh(MLP_IMAGES @ W1 + b1)
+    error = hidden @ W2 + b2 - MLP_TARGETS
+    d_out = 2.0 * error / error.size
+    d_hidden = (d_out @ W2.T) * (1.0 - hidden ** 2)
+    return np.concatenate([(MLP_IMAGES.T @ d_hidden).ravel(), (hidden.T @ d_out).ravel(),
+                           d_hidden.sum(axis=0), d_out.sum(axis=0)])
+
+
+#: The array-entry cases: (f, hand-written NumPy gradient, point) by name,
+#: each at the size of the issue's table (n = 10^6; the perceptron above).
+ARRAY_CASES = {
+    "rosenbrock": (rosenbrock, rosenbrock_gradient, lambda: point("rosenbrock", 10**6)),
+    "transcendental": (transcendental, transcendental_gradient,
+                       lambda: point("transcendental", 10**6)),
+    "mlp": (mlp_loss, mlp_gradient, lambda: MLP_WEIGHTS),
+}

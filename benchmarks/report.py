@@ -5,12 +5,14 @@ Run from the repository root, with wengert built in place or installed::
     PYTHONPATH=src python benchmarks/report.py            # everything, ~50 s
     PYTHONPATH=src python benchmarks/report.py --sizes 100 10000 --no-fd
     PYTHONPATH=src python benchmarks/report.py --sparse-only   # second order, ~15 s
+    PYTHONPATH=src python benchmarks/report.py --arrays-only   # array entries, ~30 s
 
 Every time is the median of several repeats (``timeit``), each repeat long
 enough (>= 20 ms, or one call) to dwarf the timer. On a shared machine,
 compare figures from one run: the ratios are steadier than the absolute
 times. A second table covers second derivatives and sparsity (the problems
-of ``sparse_problems.py``). The last section checks the figures against the
+of ``sparse_problems.py``), a third NumPy code recorded as array entries
+beside the hand-written NumPy gradient of the same function. The last section checks the figures against the
 targets of the performance issues.
 """
 from __future__ import annotations
@@ -52,6 +54,8 @@ SPARSE_HESSIAN_OVER_GRADIENT = 10.0   # rosenbrock n = 10^5, sparse_hessian / gr
 BRATU_COLOURS = 3              # bratu, column colouring, every n
 SPARSE_JACOBIAN_OVER_VJP = 6.0  # bratu, sparse_jacobian / one vjp of the same tape, every n
 PATTERN_SECONDS = 1.0          # rosenbrock Hessian and bratu Jacobian pattern, n = 10^5, fresh tape
+# Array entries.
+ARRAY_GRADIENT_OVER_NUMPY = 1.0   # each of P.ARRAY_CASES, gradient / hand-written NumPy gradient
 
 #: (problem, sizes) of the second-order and sparsity table; the dense
 #: derivative is timed at n <= SPARSE_DENSE_MAX only.
@@ -231,6 +235,58 @@ err = max relative error of the sparse matrix, first-order sweep and hvp against
 closed forms (long double). The per-call times of a row are medians of one interleaved
 measurement.
 """
+
+
+def measure_arrays(scalar_mlp=False):
+    """Per array case: the gradient recorded as array entries, the same code
+    recorded with one scalar entry per element (skipped for the perceptron
+    unless asked: 5·10^7 entries), and the hand-written NumPy gradient,
+    timed interleaved; recording time, entry counts and errors."""
+    rows = []
+    for name, (f, gradient, point) in P.ARRAY_CASES.items():
+        x = point()
+        row = {"problem": name, "n": x.size}
+        row["record_s"] = median_seconds(wg.record, f, x, repeats=3)
+        tape = wg.record(f, x)
+        row["entries"], row["elementwise"] = len(tape), tape.stats()["n_elementwise"]
+        expected = gradient(x)
+        row["error"] = P.rel_error(tape.gradient(x), expected)
+        calls = {"numpy": (gradient, (x,)), "arrays": (tape.gradient, (x,)),
+                 "forward": (tape.forward, (x,))}
+        if name != "mlp" or scalar_mlp:
+            scalars = record_scalar(f, x)
+            row["scalar_entries"] = len(scalars)
+            calls["scalars"] = (scalars.gradient, (x,))
+        row.update({f"{k}_s": v for k, v in interleaved_medians(calls, repeats=7).items()})
+        rows.append(row)
+        del tape
+    return rows
+
+
+def print_array_table(rows):
+    header = ("problem", "n", "entries", "elementwise", "record", "forward", "gradient",
+              "NumPy gradient", "grad/NumPy", "scalar entries", "scalar grad/NumPy", "err")
+    lines = [header]
+    for r in rows:
+        scalar = r.get("scalars_s")
+        lines.append((
+            r["problem"], str(r["n"]), str(r["entries"]), f"{r['elementwise']:.3g}",
+            _fmt_time(r["record_s"]), _fmt_time(r["forward_s"]), _fmt_time(r["arrays_s"]),
+            _fmt_time(r["numpy_s"]), f"{r['arrays_s'] / r['numpy_s']:.2f}",
+            f"{r['scalar_entries']:.3g}" if scalar else "-",
+            f"{scalar / r['numpy_s']:.2f}" if scalar else "-", f"{r['error']:.1e}"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for k, line in enumerate(lines):
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(line, widths))))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def check_array_targets(rows):
+    return [(f"array entries, {r['problem']} gradient / hand-written NumPy gradient "
+             f"<= {ARRAY_GRADIENT_OVER_NUMPY}", f"{r['arrays_s'] / r['numpy_s']:.2f}",
+             r["arrays_s"] / r["numpy_s"] <= ARRAY_GRADIENT_OVER_NUMPY) for r in rows]
 
 
 def print_sparse_table(rows):
@@ -430,7 +486,15 @@ def main(argv=None):
                         help="skip the second-order and sparsity table")
     parser.add_argument("--sparse-only", action="store_true",
                         help="only the second-order and sparsity table")
+    parser.add_argument("--no-arrays", action="store_true", help="skip the array-entry table")
+    parser.add_argument("--arrays-only", action="store_true", help="only the array-entry table")
+    parser.add_argument("--scalar-mlp", action="store_true",
+                        help="also time the perceptron recorded as scalar entries (slow)")
     args = parser.parse_args(argv)
+    if args.arrays_only:
+        args.sparse_only, args.no_sparse = True, True
+    if args.sparse_only and not args.arrays_only:
+        args.no_arrays = True
 
     print(f"wengert {wg.__version__}, NumPy {np.__version__}, Python {platform.python_version()}, "
           f"{platform.machine()}, {os.cpu_count()} CPUs")
@@ -440,7 +504,7 @@ def main(argv=None):
               "time / gradient time; err = max|g - g_exact| / max|g_exact| (closed form in "
               "long double)\n")
     started = time.perf_counter()
-    rows, rec, calls, op_rows, sparse_rows = [], None, None, None, []
+    rows, rec, calls, op_rows, sparse_rows, array_rows = [], None, None, None, [], []
     if not args.sparse_only:
         for problem in (P.BY_NAME[name] for name in args.problems):
             for n in args.sizes:
@@ -456,6 +520,10 @@ def main(argv=None):
                 sparse_rows.append(measure_sparse(name, n))
                 print(f"  measured {name} n={n} (second order and sparsity, "
                       f"{time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    if not args.no_arrays:
+        array_rows = measure_arrays(scalar_mlp=args.scalar_mlp)
+        print(f"  measured the array entries ({time.perf_counter() - started:.0f} s)",
+              file=sys.stderr)
 
     if rows:
         print_table(rows)
@@ -477,8 +545,15 @@ def main(argv=None):
         print(SPARSE_LEGEND)
         print_sparse_table(sparse_rows)
         print()
+    if array_rows:
+        print("array entries: NumPy code recorded as one entry per NumPy call, beside the "
+              "hand-written NumPy gradient\nand the same code recorded with one scalar entry "
+              "per element; times are medians of interleaved repeats")
+        print_array_table(array_rows)
+        print()
     print("targets:")
-    checks = (check_targets(rows, rec, calls) if rows else []) + check_sparse_targets(sparse_rows)
+    checks = ((check_targets(rows, rec, calls) if rows else []) + check_sparse_targets(sparse_rows)
+              + check_array_targets(array_rows))
     for what, measured, met in checks:
         verdict = "n/a " if met is None else ("MET " if met else "MISS")
         print(f"  {verdict}  {what}: {measured}")

@@ -17,58 +17,9 @@ import pytest
 
 import wengert as wg
 from benchmarks import problems as P
-from benchmarks._support import LARGE, LARGE_ROUNDS, annotate, ratios, record_scalar, run
+from benchmarks._support import LARGE_ROUNDS, annotate, ratios, record_scalar, run
 
-# ---- the perceptron -------------------------------------------------------------
-
-LAYERS = ((784, 128), (128, 10))
-BATCH = 256
-
-
-def _data():
-    rng = np.random.default_rng(0)
-    images = rng.standard_normal((BATCH, LAYERS[0][0]))
-    targets = rng.standard_normal((BATCH, LAYERS[1][1]))
-    weights = np.concatenate([rng.standard_normal(m * n) / np.sqrt(m) for m, n in LAYERS]
-                             + [np.zeros(n) for _, n in LAYERS])
-    return images, targets, weights
-
-
-IMAGES, TARGETS, WEIGHTS = _data()
-
-
-def _unpack(w):
-    (m1, n1), (m2, n2) = LAYERS
-    at = np.cumsum([0, m1 * n1, m2 * n2, n1, n2])
-    return (w[at[0]:at[1]].reshape(m1, n1), w[at[1]:at[2]].reshape(m2, n2),
-            w[at[2]:at[3]], w[at[3]:at[4]])
-
-
-def mlp_loss(w):
-    W1, W2, b1, b2 = _unpack(w)
-    hidden = np.tanh(IMAGES @ W1 + b1)
-    return np.mean((hidden @ W2 + b2 - TARGETS) ** 2)
-
-
-def mlp_backprop(w):
-    """The hand-written gradient: backpropagation in NumPy."""
-    W1, W2, b1, b2 = _unpack(w)
-    hidden = np.tanh(IMAGES @ W1 + b1)
-    error = hidden @ W2 + b2 - TARGETS
-    d_out = 2.0 * error / error.size
-    d_hidden = (d_out @ W2.T) * (1.0 - hidden ** 2)
-    return np.concatenate([(IMAGES.T @ d_hidden).ravel(), (hidden.T @ d_out).ravel(),
-                           d_hidden.sum(axis=0), d_out.sum(axis=0)])
-
-
-# ---- cases ----------------------------------------------------------------------
-
-CASES = {
-    "rosenbrock": (P.rosenbrock, P.rosenbrock_gradient, lambda: P.point("rosenbrock", LARGE)),
-    "transcendental": (P.transcendental, P.transcendental_gradient,
-                       lambda: P.point("transcendental", LARGE)),
-    "mlp": (mlp_loss, mlp_backprop, lambda: WEIGHTS),
-}
+CASES = P.ARRAY_CASES
 _TAPES = {}
 
 
