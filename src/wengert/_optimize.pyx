@@ -114,7 +114,7 @@ ctypedef struct Space:
     const int64_t* seg_slot    # first slot of each segment, ascending
     const int64_t* seg_entry   # its first entry
     const uint8_t* seg_array   # 1 for an array entry
-    const int64_t* start       # (n,) first result slot of each entry
+    Py_ssize_t n_arrays        # 0: entry e writes slot first + e
     const int64_t* g_ptr       # (n_arrays + 1,) grids of the k-th array entry: g_ptr[k]..
     const int64_t* g_pos       # side-table position of each grid's start (a gather: its source)
     const int64_t* g_lo        # lowest and highest slot each grid reads
@@ -123,9 +123,13 @@ ctypedef struct Space:
     const uint8_t* pinned      # (n,) entries some grid over several entries reads
 
 
-cdef inline Py_ssize_t _entry_of(const Space* S, Py_ssize_t s) noexcept nogil:
-    """The entry that writes slot s (s >= first)."""
+cdef inline Py_ssize_t _entry_of(Space S, Py_ssize_t s, Py_ssize_t* offset) noexcept nogil:
+    """The entry that writes slot s (s >= first); ``offset`` is s's place
+    among an array entry's results, -1 for a scalar entry."""
     cdef Py_ssize_t low = 0, high = S.n_seg - 1, mid
+    offset[0] = -1
+    if S.n_arrays == 0:
+        return s - S.first
     while low < high:
         mid = (low + high + 1) >> 1
         if S.seg_slot[mid] <= s:
@@ -133,26 +137,36 @@ cdef inline Py_ssize_t _entry_of(const Space* S, Py_ssize_t s) noexcept nogil:
         else:
             high = mid - 1
     if S.seg_array[low]:
+        offset[0] = s - S.seg_slot[low]
         return S.seg_entry[low]
     return S.seg_entry[low] + (s - S.seg_slot[low])
 
 
-cdef inline Py_ssize_t _rep_of(const Space* S, const index_t* rep, Py_ssize_t s) noexcept nogil:
+cdef inline Py_ssize_t _rep_of(Space S, const index_t* rep, Py_ssize_t s) noexcept nogil:
     """The representative of slot s: ``rep`` holds each entry's first
     result's representative (an array entry's results move together)."""
+    cdef Py_ssize_t offset, e = s - S.first
+    if S.n_arrays == 0:
+        # Without a branch on e: inputs and results alternate as operands,
+        # and mispredicting which cost a third of simplify's time.
+        offset = rep[e if e > 0 else 0]
+        return offset if e >= 0 else s
     if s < S.first:
         return s
-    cdef Py_ssize_t e = _entry_of(S, s)
-    return rep[e] + (s - S.start[e])
+    e = _entry_of(S, s, &offset)
+    return rep[e] + offset if offset >= 0 else rep[e]
 
 
-cdef inline Py_ssize_t _scalar_entry(const Space* S, Py_ssize_t s) noexcept nogil:
+cdef inline Py_ssize_t _scalar_entry(Space S, Py_ssize_t s) noexcept nogil:
     """The scalar entry that writes slot s, or -1 (an input, a parameter or
     an array entry's result)."""
     if s < S.first:
         return -1
-    cdef Py_ssize_t e = _entry_of(S, s)
-    return -1 if S.d_len != NULL and S.d_len[e] else e
+    if S.n_arrays == 0:
+        return s - S.first
+    cdef Py_ssize_t offset
+    cdef Py_ssize_t e = _entry_of(S, s, &offset)
+    return e if offset < 0 else -1
 
 
 cdef class Layout:
@@ -189,7 +203,7 @@ cdef class Layout:
         self.S.seg_slot = _int64_ptr(seg_slot)
         self.S.seg_entry = _int64_ptr(seg_entry)
         self.S.seg_array = _uint8_ptr(seg_array)
-        self.S.start = _int64_ptr(start)
+        self.S.n_arrays = g_ptr.size - 1
         self.S.g_ptr = _int64_ptr(g_ptr)
         self.S.g_pos = _int64_ptr(g_pos)
         self.S.g_lo = _int64_ptr(g_lo)
@@ -212,12 +226,14 @@ cdef class Layout:
         cdef uint8_t[::1] is_const = is_const_arr.view(np.uint8)
         cdef real_t[::1] value = value_arr
         cdef Py_ssize_t k, s, e
+        if self.n_ops == 0:          # every slot is an input or a parameter
+            return out_arr, is_const_arr, value_arr
         for k in range(out.shape[0]):
             if out[k] < 0:
                 continue
-            s = _rep_of(&self.S, &rep[0], out[k])
+            s = _rep_of(self.S, &rep[0], out[k])
             out[k] = s
-            e = _scalar_entry(&self.S, s)
+            e = _scalar_entry(self.S, s)
             if e >= 0 and constant[e]:
                 is_const[k] = 1
                 value[k] = values[e]
@@ -225,14 +241,17 @@ cdef class Layout:
 
     @cython.boundscheck(False)
     @cython.wraparound(False)
-    def renumbered(self, const uint8_t[::1] keep, const int64_t[::1] new_start, slots):
-        """The new slot of each of ``slots`` (representatives of kept entries)."""
+    def renumbered(self, const int64_t[::1] new_start, slots):
+        """The new slot of each of ``slots`` (representatives of kept
+        entries), given each entry's first new slot (-1 if dropped)."""
         flat = np.ascontiguousarray(slots, dtype=np.int64).reshape(-1)
         out_arr = flat.copy()
         cdef int64_t[::1] out = out_arr
         cdef Py_ssize_t k
+        if self.n_ops == 0:
+            return out_arr
         for k in range(out.shape[0]):
-            out[k] = _new_slot_of(&self.S, &keep[0], &new_start[0], out[k])
+            out[k] = _new_slot_of(self.S, &new_start[0], out[k])
             if out[k] < 0:
                 raise ValueError("internal error: a slot in use was removed")
         return out_arr
@@ -246,13 +265,20 @@ cdef const uint8_t* _uint8_ptr(cnp.ndarray a):
     return <const uint8_t*>cnp.PyArray_DATA(a) if a.size else NULL
 
 
-cdef inline Py_ssize_t _new_slot_of(const Space* S, const uint8_t* keep,
-                                    const int64_t* new_start, Py_ssize_t s) noexcept nogil:
-    """Slot s after renumbering, -1 if its entry is gone."""
+cdef inline Py_ssize_t _new_slot_of(Space S, const int64_t* new_start,
+                                    Py_ssize_t s) noexcept nogil:
+    """Slot s after renumbering (new_start: each entry's first new slot, -1
+    if it is gone), -1 if its entry is gone."""
+    cdef Py_ssize_t offset, e = s - S.first
+    if S.n_arrays == 0:
+        offset = new_start[e if e > 0 else 0]      # without a branch, as in _rep_of
+        return offset if e >= 0 else s
     if s < S.first:
         return s
-    cdef Py_ssize_t e = _entry_of(S, s)
-    return new_start[e] + (s - S.start[e]) if keep[e] else -1
+    e = _entry_of(S, s, &offset)
+    if new_start[e] < 0:
+        return -1
+    return new_start[e] + offset if offset >= 0 else new_start[e]
 
 
 # ---- value numbering ------------------------------------------------------------------
@@ -343,7 +369,7 @@ cdef Py_ssize_t _find_or_insert(const Pass* p, uint64_t* table, uint64_t mask,
 
 cdef inline uint64_t _guess_hash(const opcode_t* opcodes, const index_t* args,
                                 const real_t* consts, const index_t* aux,
-                                const Space* S, const index_t* rep, Py_ssize_t i) noexcept nogil:
+                                Space S, const index_t* rep, Py_ssize_t i) noexcept nogil:
     """The hash operation i will have if no rule rewrites it (the common
     case), computed ahead of time to prefetch its hash-table entry: the key
     of _key over representatives, with the commutative rewrites of
@@ -423,7 +449,7 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
     ``values`` (the value of each constant scalar entry; the rest is
     uninitialised); and ``g_delta``, how far each array grid moved.
     """
-    cdef const Space* S = &layout.S
+    cdef Space S = layout.S      # a local copy: its fields stay in registers
     cdef Py_ssize_t n = opcodes.shape[0]
     cdef Py_ssize_t i, j, g, target, n_aux = aux.shape[0], ai = 0, e
     cdef Py_ssize_t first = S.first
@@ -534,10 +560,10 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
                     new_args[i, 1] = a1
             elif role1 == ROLE_NONE:                            # unary
                 x = <index_t>_rep_of(S, &rep[0], a0)
-                e = _scalar_entry(S, x)
+                e = _scalar_entry(S, x) if base == OP_NEG else -1
                 if _constant(S, &constant[0], x):
                     fold = True
-                elif (not own and base == OP_NEG and e >= 0 and fate[e] == KEPT
+                elif (not own and e >= 0 and fate[e] == KEPT
                       and new_code[e] == CODE_NEG):
                     # -(-x) == x bit for bit (negation flips the sign bit only),
                     # and the two -1 partials multiply to exactly 1.
@@ -633,24 +659,37 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
                 constant=constant_arr.view(bool), values=values_arr, g_delta=g_delta_arr)
 
 
-cdef inline bint _constant(const Space* S, const uint8_t* constant, Py_ssize_t s) noexcept nogil:
+cdef inline bint _constant(Space S, const uint8_t* constant, Py_ssize_t s) noexcept nogil:
     """Whether slot s (a representative) holds a constant."""
-    cdef Py_ssize_t e = _scalar_entry(S, s)
+    cdef Py_ssize_t e
+    if S.n_arrays == 0:
+        e = s - S.first       # without a branch, as in _rep_of
+        return (e >= 0) & constant[e if e > 0 else 0]
+    e = _scalar_entry(S, s)
     return e >= 0 and constant[e]
 
 
-cdef inline real_t _value(const Space* S, const real_t* val, Py_ssize_t s) noexcept nogil:
+cdef inline real_t _value(Space S, const real_t* val, Py_ssize_t s) noexcept nogil:
     """The value of constant slot s."""
     return val[_scalar_entry(S, s)]
 
 
-cdef inline void _reach(const Space* S, int64_t* low_at, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+cdef inline void _read(Space S, uint8_t* live, Py_ssize_t s) noexcept nogil:
+    """Record that slot s is read: the entry that writes it is live."""
+    cdef Py_ssize_t offset
+    if s >= S.first:
+        live[_entry_of(S, s, &offset)] = 1
+
+
+cdef inline void _read_span(Space S, int64_t* low_at, Py_ssize_t lo,
+                            Py_ssize_t hi) noexcept nogil:
     """Record that slots lo..hi are read: every entry that writes one of
     them is live (low_at[e] is the lowest entry of the spans ending at e)."""
+    cdef Py_ssize_t offset
     if hi < S.first:
         return
-    cdef Py_ssize_t top = _entry_of(S, hi)
-    cdef Py_ssize_t bottom = 0 if lo < S.first else _entry_of(S, lo)
+    cdef Py_ssize_t top = _entry_of(S, hi, &offset)
+    cdef Py_ssize_t bottom = 0 if lo < S.first else _entry_of(S, lo, &offset)
     if bottom < low_at[top]:
         low_at[top] = bottom
 
@@ -666,41 +705,50 @@ def live_entries(const opcode_t[::1] code, const index_t[:, ::1] args,
     :func:`simplify`, whose slot operands are representatives; entries that
     were merged or aliased are skipped (nothing refers to them).
     """
-    cdef const Space* S = &layout.S
+    cdef Space S = layout.S      # a local copy: its fields stay in registers
     cdef Py_ssize_t n = code.shape[0], i, g, lowest = n, ai = layout.n_arrays
+    cdef Py_ssize_t lo, hi
     live_arr = np.zeros(n, np.uint8)
-    low_at_arr = np.full(max(n, 1), n, np.int64)
+    # Spans over several slots come from array entries only.
+    cdef bint spans = ai > 0
+    low_at_arr = np.full(n if spans else 1, n, np.int64)
     cdef uint8_t[::1] live = live_arr
     cdef int64_t[::1] low_at = low_at_arr
     cdef int c, k, role
     cdef index_t a
     with nogil:
         for i in range(roots.shape[0]):
-            _reach(S, &low_at[0], roots[i], roots[i])
+            _read(S, &live[0], roots[i])
         for i in range(n - 1, -1, -1):
             # The spans recorded so far end at i or later: i is live if one
             # of them reaches down to it.
-            if low_at[i] < lowest:
+            if spans and low_at[i] < lowest:
                 lowest = low_at[i]
             # (Every array entry keeps its opcode in ``code``, merged too.)
             c = code[i]
             if is_array_entry(c):
                 ai -= 1
-            if lowest > i or fate[i] != KEPT:
+            if fate[i] != KEPT or not (live[i] or lowest <= i):
+                live[i] = 0
                 continue
             live[i] = 1
             if is_array_entry(c):
                 for g in range(S.g_ptr[ai], S.g_ptr[ai + 1]):
-                    _reach(S, &low_at[0], S.g_lo[g] + g_delta[g], S.g_hi[g] + g_delta[g])
+                    lo = S.g_lo[g] + g_delta[g]
+                    hi = S.g_hi[g] + g_delta[g]
+                    if lo == hi:
+                        _read(S, &live[0], lo)
+                    else:
+                        _read_span(S, &low_at[0], lo, hi)
                 continue
             for k in range(2):
                 role = operand_role(c, k)
                 a = args[i, k]
                 if role == ROLE_SLOT:
-                    _reach(S, &low_at[0], a, a)
+                    _read(S, &live[0], a)
                 elif role == ROLE_AUX:
-                    _reach(S, &low_at[0], aux[a], aux[a])
-                    _reach(S, &low_at[0], aux[a + 1], aux[a + 1])
+                    _read(S, &live[0], aux[a])
+                    _read(S, &live[0], aux[a + 1])
     return live_arr.view(bool)
 
 
@@ -721,13 +769,13 @@ def renumber(const opcode_t[::1] code, const index_t[:, ::1] args, const real_t[
     indices into the new pool. The side table holds each select's branches
     and each array entry's descriptor, its grids moved with their slots.
     """
-    cdef const Space* S = &layout.S
+    cdef Space S = layout.S      # a local copy: its fields stay in registers
     cdef Py_ssize_t n = code.shape[0], i, k, g, t, n_kept = 0, n_imm = 0, n_new = 0
     cdef Py_ssize_t n_out_aux = 0, at = 0, ai = 0, d, lo
     cdef int64_t next_slot = S.first
     cdef int c, col, role
     cdef index_t a
-    new_start_arr = np.zeros(n, np.int64)
+    new_start_arr = np.full(n, -1, np.int64)
     cdef int64_t[::1] new_start = new_start_arr
     for i in range(n):
         if is_array_entry(code[i]):
@@ -757,7 +805,6 @@ def renumber(const opcode_t[::1] code, const index_t[:, ::1] args, const real_t[
     cdef index_t[::1] out_aux = out_aux_arr
     cdef int64_t[::1] where = where_arr
     cdef real_t[::1] new_values = new_values_arr
-    cdef const uint8_t* kept = &keep[0] if n else NULL
     with nogil:
         k = 0
         n_imm = 0
@@ -774,7 +821,7 @@ def renumber(const opcode_t[::1] code, const index_t[:, ::1] args, const real_t[
                 for g in range(S.g_ptr[ai - 1], S.g_ptr[ai]):
                     lo = S.g_lo[g] + g_delta[g]
                     out_aux[at + S.g_pos[g] - d] += <index_t>(
-                        _new_slot_of(S, kept, &new_start[0], lo) - lo)
+                        _new_slot_of(S, &new_start[0], lo) - lo)
                 out_code[k] = code[i]
                 out_args[k, 0] = <index_t>at
                 out_args[k, 1] = args[i, 1]
@@ -789,11 +836,11 @@ def renumber(const opcode_t[::1] code, const index_t[:, ::1] args, const real_t[
                 role = operand_role(c, col)
                 a = args[i, col]
                 if role == ROLE_SLOT:
-                    out_args[k, col] = <index_t>_new_slot_of(S, kept, &new_start[0], a)
+                    out_args[k, col] = <index_t>_new_slot_of(S, &new_start[0], a)
                 elif role == ROLE_AUX:
                     out_args[k, col] = <index_t>at
-                    out_aux[at] = <index_t>_new_slot_of(S, kept, &new_start[0], aux[a])
-                    out_aux[at + 1] = <index_t>_new_slot_of(S, kept, &new_start[0], aux[a + 1])
+                    out_aux[at] = <index_t>_new_slot_of(S, &new_start[0], aux[a])
+                    out_aux[at + 1] = <index_t>_new_slot_of(S, &new_start[0], aux[a + 1])
                     at += 2
                 elif role == ROLE_CONST:
                     # a is the old pool index, or -1 for a value computed here.

@@ -244,7 +244,7 @@ def optimize_tape(tape):
     flat[at] = position[:at.size]
 
     g_args = np.zeros(g_slots.shape, dtype=np.int64)
-    g_args[~g_imm] = layout.renumbered(keep, new_start, g_slots[~g_imm])
+    g_args[~g_imm] = layout.renumbered(new_start, g_slots[~g_imm])
     g_args[g_imm] = position[at.size:]
     g_kind = np.where(g_imm[:, 0], int(Kind.CV), np.where(g_imm[:, 1], int(Kind.VC), int(Kind.VV)))
     new_guards = [g._replace(code=(kd << _SHIFT) | (g.code & ops.BASE_MASK), a0=a0, a1=a1)
@@ -252,7 +252,7 @@ def optimize_tape(tape):
 
     new_state = dict(state)
     new_state.update(opcodes=code, args=new_args, consts=pool, aux=new_aux,
-                     outputs=layout.renumbered(keep, new_start, outputs).astype(np.int32),
+                     outputs=layout.renumbered(new_start, outputs).astype(np.int32),
                      guards=new_guards)
     result = Tape._from_state(new_state)
 
@@ -334,13 +334,14 @@ def _layout(opcodes, args, aux, consts, first):
     n = opcodes.size
     args = np.asarray(args, dtype=np.int32).reshape(-1, 2)
     is_array = _IS_ARRAY[opcodes]
-    count = np.where(is_array, args[:, 1], 1).astype(np.int64)
-    start = first + np.concatenate([np.zeros(min(n, 1), np.int64), np.cumsum(count[:-1])])
     nothing = np.zeros(0, np.int64)
     if not is_array.any():
-        return (Layout(first, start, start[:1], np.zeros(min(n, 1)), np.zeros(min(n, 1)),
-                       np.zeros(1), nothing, nothing, nothing, nothing, np.zeros(n)),
-                args, aux)
+        start = np.arange(first, first + n, dtype=np.int64)
+        one = np.zeros(min(n, 1), np.int64)
+        return (Layout(first, start, start[:1], one, one, np.zeros(1, np.int64), nothing,
+                       nothing, nothing, nothing, np.zeros(n, np.uint8)), args, aux)
+    count = np.where(is_array, args[:, 1], 1).astype(np.int64)
+    start = first + np.concatenate([[0], np.cumsum(count[:-1])])
     d_len = np.zeros(n, np.int64)
     for code, (size, _) in _GRIDS.items():
         d_len[opcodes == code] = size
