@@ -315,7 +315,7 @@ def _grid_fields(fields):
             rows, cols = _DIMENSIONS[p]
             dims = (at[rows], at[f"{p}_rows"], at[cols], at[f"{p}_cols"])
         grids.append(("ab".index(p) if "code" in at else None, at[f"{p}_start"]) + dims)
-    return len(fields), grids
+    return len(fields), at.get("code"), grids
 
 
 _GRIDS = {ops.code_of(name): _grid_fields(fields)
@@ -343,7 +343,7 @@ def _layout(opcodes, args, aux, consts, first):
     count = np.where(is_array, args[:, 1], 1).astype(np.int64)
     start = first + np.concatenate([[0], np.cumsum(count[:-1])])
     d_len = np.zeros(n, np.int64)
-    for code, (size, _) in _GRIDS.items():
+    for code, (size, _, _) in _GRIDS.items():
         d_len[opcodes == code] = size
     d_len[opcodes == _GATHER] = count[opcodes == _GATHER]
     # Each select's branch pair and each descriptor copied to its own place.
@@ -357,24 +357,27 @@ def _layout(opcodes, args, aux, consts, first):
     moved = is_select | is_array
     args[moved, column[moved]] = new_at[moved]
 
-    entry, pos, lo, hi = [], [], [], []
-    for code, (_, grids) in _GRIDS.items():
+    entry, pos, lo, hi, shared = [], [], [], [], [(nothing, nothing, nothing)]
+    for code, (_, inner, grids) in _GRIDS.items():
         which = np.flatnonzero(opcodes == code)
         d = new_at[which]
         for operand, at, n_o, o, n_i, i in grids:
-            reads_slots = (np.ones(which.size, bool) if operand is None
-                           else ops.ROLES[aux[d], operand] == ops.Role.SLOT)
+            # What the grid reads: slots, constants, or nothing (the second
+            # operand of a unary map).
+            role = (np.full(which.size, ops.Role.SLOT) if operand is None
+                    else ops.ROLES[aux[d + inner], operand])
+            reads_slots, reads_consts = role == ops.Role.SLOT, role == ops.Role.CONST
             s = aux[d + at].astype(np.int64)
             reach_o = (aux[d + n_o].astype(np.int64) - 1) * aux[d + o]
             reach_i = (aux[d + n_i].astype(np.int64) - 1) * aux[d + i]
             low = s + np.minimum(reach_o, 0) + np.minimum(reach_i, 0)
             high = s + np.maximum(reach_o, 0) + np.maximum(reach_i, 0)
-            _share_constants(aux, consts, (d + at)[~reads_slots], low[~reads_slots],
-                             high[~reads_slots])
+            shared.append(((d + at)[reads_consts], low[reads_consts], high[reads_consts]))
             entry.append(which[reads_slots])
             pos.append((d + at)[reads_slots])
             lo.append(low[reads_slots])
             hi.append(high[reads_slots])
+    _share_constants(aux, consts, *(np.concatenate(parts) for parts in zip(*shared)))
     gathers = np.flatnonzero(opcodes == _GATHER)
     sizes = count[gathers]
     entry.append(np.repeat(gathers, sizes))
@@ -408,10 +411,15 @@ def _share_constants(aux, consts, pos, lo, hi):
     """Move each constant grid (its start at ``aux[pos]``, reading pool
     ``lo..hi``) to the first run of the pool with the same bits: a constant
     array used twice is pooled twice, and identical entries should have
-    identical descriptors. Costs the constants read, once each."""
+    identical descriptors. Costs the constants of the runs as long as
+    another, once each."""
     bits = np.ascontiguousarray(consts).view(np.uint64)
+    # Only runs as long as another can have the same bits.
+    size = hi - lo
+    sizes, repeats = np.unique(size, return_counts=True)
+    alike = np.isin(size, sizes[repeats > 1])
     seen = {}
-    for p, a, b in zip(pos.tolist(), lo.tolist(), hi.tolist()):
+    for p, a, b in zip(pos[alike].tolist(), lo[alike].tolist(), hi[alike].tolist()):
         aux[p] += seen.setdefault(bits[a:b + 1].tobytes(), a) - a
 
 
@@ -419,17 +427,16 @@ def _pool(candidates, ids, kept=0):
     """The new constant pool: the first ``kept`` candidates where they are
     (array entries read the old pool by position, through grids), then each
     other bit pattern among ``candidates[ids]`` once, in candidate order;
-    and each id's index into it."""
-    used = np.zeros(candidates.size, dtype=bool)
-    used[ids] = True
-    used[:kept] = False
-    used_at = np.flatnonzero(used)
+    and each id's index into it. Costs the ids, and a copy of the kept."""
+    ids = np.asarray(ids, dtype=np.int64)
+    old = ids < kept
+    fresh = ids[~old]
+    used_at = np.unique(fresh)
     bits = np.ascontiguousarray(candidates[used_at]).view(np.uint64)
     unique, first_seen, inverse = np.unique(bits, return_index=True, return_inverse=True)
     order = np.argsort(first_seen, kind="stable")
     rank = np.empty(order.size, dtype=np.int32)
     rank[order] = np.arange(kept, kept + order.size, dtype=np.int32)
-    position = np.zeros(candidates.size, dtype=np.int32)
-    position[:kept] = np.arange(kept, dtype=np.int32)
-    position[used_at] = rank[inverse.reshape(-1)]
-    return np.concatenate([candidates[:kept], unique[order].view(np.float64)]), position[ids]
+    position = ids.astype(np.int32)
+    position[~old] = rank[inverse.reshape(-1)][np.searchsorted(used_at, fresh)]
+    return np.concatenate([candidates[:kept], unique[order].view(np.float64)]), position
