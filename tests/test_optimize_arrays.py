@@ -169,6 +169,22 @@ def test_a_grid_over_several_scalar_entries_pins_them(rng):
     assert_replays_alike(tape, small, [rng.uniform(-1, 1, 4)])
 
 
+def test_a_grid_over_inputs_and_entries_pins_the_entries(rng):
+    # x0 * 1 would be x0, but the map reads it right after the inputs.
+    b = Builder(4, consts=[1.0])
+    ident = b.scalar(code("mul", K.VC), 0, 0)
+    dup = b.scalar(code("mul", K.VC), 0, 0)          # not read by the grid: aliased
+    m = b.map(code("sin"), 1, 5, (0, 0, 1))
+    total = b.sum(1, 5, (m, 0, 1))
+    y = b.scalar(code("mul", K.VV), total, dup)
+    tape = b.tape([y], ())
+    assert ident == 4
+    small = tape.optimize()
+    assert small.optimize_report.simplified == 1
+    assert names(small) == ["mul", "map", "sum", "mul"]
+    assert_replays_alike(tape, small, [rng.uniform(-1, 1, 4), np.array([-0.0, 1.0, 2.0, 3.0])])
+
+
 def test_an_array_entry_inside_a_wider_grid_does_not_merge(rng):
     # Two identical maps side by side, read together by one sum: merging the
     # second would leave the sum's grid without its second half.
