@@ -170,8 +170,9 @@ def optimize_tape(tape):
     applies exact algebraic identities (see the module docstring for what
     is preserved bit for bit). Guards survive with their messages. The new
     tape carries an :class:`OptimizeReport` as ``optimize_report``.
-    Usually called as ``tape.optimize()``. Linear time: about 0.5 s for
-    10^7 operations.
+    Usually called as ``tape.optimize()``. Linear time in the entries and
+    descriptors, never in the elements of array entries: about 1 ms for a
+    Rosenbrock tape of 8 array entries over 10^6 elements.
 
     Parameters
     ----------
