@@ -73,3 +73,32 @@ def test_record_array_entries(benchmark, name):
     f, _, point = CASES[name]
     tape = run(benchmark, wg.record, f, point(), rounds=3)
     annotate(benchmark, entries=len(tape))
+
+
+def _repeated(x):
+    # What optimize() is for: sin(x) three times, exp(-x*x) twice, a
+    # constant chain (as in test_tape_files, here as array entries).
+    s = np.sin(x) * np.sin(x) + np.sin(x)
+    g = np.exp(-x * x) + np.exp(-x * x) * np.exp(2.0)
+    return np.sum(s * g * 1.0)
+
+
+OPTIMIZE_CASES = ("rosenbrock", "mlp", "repeated")
+
+
+@pytest.mark.parametrize("name", OPTIMIZE_CASES)
+def test_optimize_array_entries(benchmark, name):
+    # optimize() costs the entries and descriptors, not the elements: about
+    # a millisecond for these tapes of 10^6 to 10^7 elementwise operations.
+    benchmark.group = "array entries: optimize"
+    if name == "repeated":
+        x = np.linspace(0.1, 1.0, LARGE)
+        tape = wg.record(_repeated, x)
+    else:
+        x = CASES[name][2]()
+        tape = _tape(name)
+    small = run(benchmark, tape.optimize, rounds=LARGE_ROUNDS)
+    assert np.array_equal(small.forward(x), tape.forward(x))
+    np.testing.assert_allclose(small.gradient(x), tape.gradient(x), rtol=1e-12, atol=1e-14)
+    annotate(benchmark, entries=len(tape), entries_after=len(small),
+             n_elementwise=tape.stats()["n_elementwise"])

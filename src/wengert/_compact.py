@@ -2,11 +2,12 @@
 
 A tape may declare many more inputs than its operations read (``f(x) =
 x[0]`` recorded at a point of 10**9 elements, or a forged file): the
-compiled passes (sweeps, sparsity, optimisation) allocate per *slot*, and
-inputs are slots, so they would cost memory in proportion to the declared
-input count. The tools that must stay bounded by the size of the tape --
-the displays, the sparsity patterns and colourings, ``optimize`` -- run those
-passes on the *compact* tape built here instead: the same operations, with
+compiled passes (sweeps, sparsity) allocate per *slot*, and inputs are
+slots, so they would cost memory in proportion to the declared input count.
+The tools that must stay bounded by the size of the tape -- the displays,
+the sparsity patterns and colourings -- run those passes on the *compact*
+tape built here instead (``optimize`` keeps its facts per entry and needs
+none): the same operations, with
 only the leading slots (inputs, then parameters) that some operation,
 select branch, guard or output refers to, renumbered in order. Renumbering
 is monotone, so every pass gives the same results in the new numbering.

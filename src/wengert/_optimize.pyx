@@ -8,8 +8,14 @@
 # ~30 us each would be 30 s); here each pass is one O(n) loop. optimize.py
 # does the rest (guards, the constant pool, the report) with NumPy.
 #
-# simplify() walks the tape forwards. Each operation's slot operands are
-# first replaced by their representatives (rep), then the operation is
+# Every fact is kept per *entry*, never per slot: an array entry writes many
+# slots, and a Layout (built by optimize.py) says which entry writes a slot
+# (a binary search over the runs of scalar entries and the array entries),
+# and which slot grids each array entry reads. The passes cost the tape's
+# entries and descriptors, not its elements or its inputs.
+#
+# simplify() walks the tape forwards. Each scalar entry's slot operands are
+# first replaced by their representatives (rep), then the entry is
 #   * folded, when every operand is constant: forward0 -- the replay's own
 #     compiled code -- evaluates the original operation, so the folded value
 #     is bit-identical to a replay's, and the operation becomes ``const``;
@@ -20,8 +26,16 @@
 #     immediate: VV -> VC/CV; CV add/mul -> VC; VV add/mul operands sorted)
 #     and looked up in a hash table keyed on (opcode, operands, constant
 #     bits): a hit makes it a duplicate of the earlier operation.
-# live_slots() then walks the rewritten tape backwards from the outputs and
-# the guard operands, and renumber() writes the operations that are left.
+# An array entry's grids are moved to their representatives where a grid
+# lies inside one entry (a slot broadcast, or the results of one array entry
+# merged into an earlier one); a grid over several entries stays, and those
+# entries are *pinned*: they keep their own slots (not aliased, not merged),
+# so the grid still reads consecutive slots. An array entry is then looked
+# up by its opcode and descriptor: identical entries are merged.
+# live_entries() then walks the rewritten tape backwards from the outputs
+# and the guard operands (an entry is live if a live entry reads one of its
+# slots, or lies inside a grid a live entry reads), and renumber() writes the
+# entries that are left, moving each grid by the shift of its slots.
 cimport cython
 from libc.stdint cimport uint8_t, uint32_t, int64_t, uint64_t
 from libc.string cimport memcpy
@@ -92,18 +106,209 @@ cdef inline uint64_t _hash(int code, uint64_t k1, uint64_t k2) noexcept nogil:
     return _mix(_mix(_mix(<uint64_t>code) ^ k1) ^ k2)
 
 
+# ---- where slots come from --------------------------------------------------------
+
+ctypedef struct Space:
+    Py_ssize_t first           # slots below it are inputs and parameters
+    Py_ssize_t n_seg           # segments: a run of scalar entries, or one array entry
+    const int64_t* seg_slot    # first slot of each segment, ascending
+    const int64_t* seg_entry   # its first entry
+    const uint8_t* seg_array   # 1 for an array entry
+    Py_ssize_t n_arrays        # 0: entry e writes slot first + e
+    const int64_t* g_ptr       # (n_arrays + 1,) grids of the k-th array entry: g_ptr[k]..
+    const int64_t* g_pos       # side-table position of each grid's start (a gather: its source)
+    const int64_t* g_lo        # lowest and highest slot each grid reads
+    const int64_t* g_hi
+    const int64_t* d_len       # (n,) descriptor length of each array entry (0 for scalars)
+    const uint8_t* pinned      # (n,) entries some grid over several entries reads
+
+
+cdef inline Py_ssize_t _entry_of(Space S, Py_ssize_t s, Py_ssize_t* offset) noexcept nogil:
+    """The entry that writes slot s (s >= first); ``offset`` is s's place
+    among an array entry's results, -1 for a scalar entry."""
+    cdef Py_ssize_t low = 0, high = S.n_seg - 1, mid
+    offset[0] = -1
+    if S.n_arrays == 0:
+        return s - S.first
+    while low < high:
+        mid = (low + high + 1) >> 1
+        if S.seg_slot[mid] <= s:
+            low = mid
+        else:
+            high = mid - 1
+    if S.seg_array[low]:
+        offset[0] = s - S.seg_slot[low]
+        return S.seg_entry[low]
+    return S.seg_entry[low] + (s - S.seg_slot[low])
+
+
+cdef inline Py_ssize_t _rep_of(Space S, const index_t* rep, Py_ssize_t s) noexcept nogil:
+    """The representative of slot s: ``rep`` holds each entry's first
+    result's representative (an array entry's results move together)."""
+    cdef Py_ssize_t offset, e = s - S.first
+    if S.n_arrays == 0:
+        # Without a branch on e: inputs and results alternate as operands,
+        # and mispredicting which cost a third of simplify's time.
+        offset = rep[e if e > 0 else 0]
+        return offset if e >= 0 else s
+    if s < S.first:
+        return s
+    e = _entry_of(S, s, &offset)
+    return rep[e] + offset if offset >= 0 else rep[e]
+
+
+cdef inline Py_ssize_t _scalar_entry(Space S, Py_ssize_t s) noexcept nogil:
+    """The scalar entry that writes slot s, or -1 (an input, a parameter or
+    an array entry's result)."""
+    if s < S.first:
+        return -1
+    if S.n_arrays == 0:
+        return s - S.first
+    cdef Py_ssize_t offset
+    cdef Py_ssize_t e = _entry_of(S, s, &offset)
+    return e if offset < 0 else -1
+
+
+cdef class Layout:
+    """Which entry writes each slot of a tape, and the slot grids its array
+    entries read (built by optimize.py, which knows the descriptor layouts).
+
+    Parameters are NumPy arrays: ``start`` (n,) the first result slot of each
+    entry; segments ``seg_slot``, ``seg_entry``, ``seg_array``; for the
+    array entries in order, ``g_ptr`` into the grids ``g_pos``, ``g_lo``,
+    ``g_hi``; ``d_len`` (n,) descriptor lengths (empty without array
+    entries); ``pinned`` (n,) bools.
+    """
+    cdef Space S
+    cdef readonly object arrays      # keeps the pointed-to arrays alive
+    cdef readonly Py_ssize_t n_ops, n_grids, n_arrays
+
+    def __init__(self, Py_ssize_t first, start, seg_slot, seg_entry, seg_array, g_ptr, g_pos,
+                 g_lo, g_hi, d_len, pinned):
+        held = [np.ascontiguousarray(a, dtype=np.int64) for a in
+                (start, seg_slot, seg_entry, g_ptr, g_pos, g_lo, g_hi, d_len)]
+        held += [np.ascontiguousarray(a, dtype=np.uint8) for a in (seg_array, pinned)]
+        self.arrays = held
+        start, seg_slot, seg_entry, g_ptr, g_pos, g_lo, g_hi, d_len, seg_array, pinned = held
+        self.n_ops = start.size
+        self.n_grids = g_pos.size
+        self.n_arrays = g_ptr.size - 1
+        if (seg_slot.size != seg_entry.size or seg_slot.size != seg_array.size
+                or pinned.size != start.size or d_len.size not in (0, start.size)
+                or (start.size and not seg_slot.size) or g_lo.size != g_pos.size
+                or g_hi.size != g_pos.size or g_ptr.size < 1):
+            raise ValueError("internal error: inconsistent layout arrays")
+        self.S.first = first
+        self.S.n_seg = seg_slot.size
+        self.S.seg_slot = _int64_ptr(seg_slot)
+        self.S.seg_entry = _int64_ptr(seg_entry)
+        self.S.seg_array = _uint8_ptr(seg_array)
+        self.S.n_arrays = g_ptr.size - 1
+        self.S.g_ptr = _int64_ptr(g_ptr)
+        self.S.g_pos = _int64_ptr(g_pos)
+        self.S.g_lo = _int64_ptr(g_lo)
+        self.S.g_hi = _int64_ptr(g_hi)
+        self.S.d_len = _int64_ptr(d_len)
+        self.S.pinned = _uint8_ptr(pinned)
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def representatives(self, const index_t[::1] rep, const uint8_t[::1] constant,
+                        const real_t[::1] values, slots):
+        """For each of ``slots`` (negative ones are passed through): its
+        representative, whether it is constant, and its value if so (0.0
+        otherwise), as three arrays."""
+        flat = np.ascontiguousarray(slots, dtype=np.int64).reshape(-1)
+        out_arr = flat.copy()
+        is_const_arr = np.zeros(flat.size, np.bool_)
+        value_arr = np.zeros(flat.size, np.float64)
+        cdef int64_t[::1] out = out_arr
+        cdef uint8_t[::1] is_const = is_const_arr.view(np.uint8)
+        cdef real_t[::1] value = value_arr
+        cdef Py_ssize_t k, s, e
+        if self.n_ops == 0:          # every slot is an input or a parameter
+            return out_arr, is_const_arr, value_arr
+        for k in range(out.shape[0]):
+            if out[k] < 0:
+                continue
+            s = _rep_of(self.S, &rep[0], out[k])
+            out[k] = s
+            e = _scalar_entry(self.S, s)
+            if e >= 0 and constant[e]:
+                is_const[k] = 1
+                value[k] = values[e]
+        return out_arr, is_const_arr, value_arr
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    def renumbered(self, const int64_t[::1] new_start, slots):
+        """The new slot of each of ``slots`` (representatives of kept
+        entries), given each entry's first new slot (-1 if dropped)."""
+        flat = np.ascontiguousarray(slots, dtype=np.int64).reshape(-1)
+        out_arr = flat.copy()
+        cdef int64_t[::1] out = out_arr
+        cdef Py_ssize_t k
+        if self.n_ops == 0:
+            return out_arr
+        for k in range(out.shape[0]):
+            out[k] = _new_slot_of(self.S, &new_start[0], out[k])
+            if out[k] < 0:
+                raise ValueError("internal error: a slot in use was removed")
+        return out_arr
+
+
+cdef const int64_t* _int64_ptr(cnp.ndarray a):
+    return <const int64_t*>cnp.PyArray_DATA(a) if a.size else NULL
+
+
+cdef const uint8_t* _uint8_ptr(cnp.ndarray a):
+    return <const uint8_t*>cnp.PyArray_DATA(a) if a.size else NULL
+
+
+cdef inline Py_ssize_t _new_slot_of(Space S, const int64_t* new_start,
+                                    Py_ssize_t s) noexcept nogil:
+    """Slot s after renumbering (new_start: each entry's first new slot, -1
+    if it is gone), -1 if its entry is gone."""
+    cdef Py_ssize_t offset, e = s - S.first
+    if S.n_arrays == 0:
+        offset = new_start[e if e > 0 else 0]      # without a branch, as in _rep_of
+        return offset if e >= 0 else s
+    if s < S.first:
+        return s
+    e = _entry_of(S, s, &offset)
+    if new_start[e] < 0:
+        return -1
+    return new_start[e] + offset if offset >= 0 else new_start[e]
+
+
+# ---- value numbering ------------------------------------------------------------------
+
 ctypedef struct Pass:
     const opcode_t* code       # rewritten opcodes (n_ops)
     const index_t* args        # rewritten operands (n_ops, 2): slots are representatives
     const real_t* imm          # immediate constant of const / VC / CV operations
-    const index_t* aux         # side table with branch slots replaced by representatives
+    const index_t* aux         # side table with branch slots and grids moved to representatives
+    const int64_t* d_len       # descriptor length of each array entry (NULL: none)
+
+
+cdef inline uint64_t _descriptor_hash(const Pass* p, Py_ssize_t i) noexcept nogil:
+    cdef const index_t* D = p.aux + p.args[2 * i]
+    cdef uint64_t h = <uint64_t>p.args[2 * i + 1]
+    cdef Py_ssize_t t
+    for t in range(p.d_len[i]):
+        h = _mix(h ^ <uint64_t><uint32_t>D[t]) + <uint64_t>t
+    return h
 
 
 cdef inline void _key(const Pass* p, Py_ssize_t i, uint64_t* k1, uint64_t* k2) noexcept nogil:
     """The operands that identify operation i beside its opcode: slots as
     themselves, an immediate constant by its bits, a select's branches as
-    one pair."""
+    one pair; an array entry's descriptor by its hash, and its size."""
     cdef int code = p.code[i]
+    if is_array_entry(code):
+        k1[0] = _descriptor_hash(p, i)
+        k2[0] = <uint64_t>p.args[2 * i + 1]
+        return
     cdef int role0 = operand_role(code, 0), role1 = operand_role(code, 1)
     cdef index_t a0 = p.args[2 * i], a1 = p.args[2 * i + 1]
     k1[0] = _bits(p.imm[i]) if role0 == ROLE_CONST else <uint64_t>a0
@@ -115,6 +320,19 @@ cdef inline void _key(const Pass* p, Py_ssize_t i, uint64_t* k1, uint64_t* k2) n
         k2[0] = (<uint64_t><uint32_t>p.aux[a1] << 32) | <uint64_t><uint32_t>p.aux[a1 + 1]
     else:
         k2[0] = 0
+
+
+cdef inline bint _same_descriptor(const Pass* p, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    """Whether array entries i and j (same opcode, same size) read the same."""
+    cdef const index_t* a = p.aux + p.args[2 * i]
+    cdef const index_t* b = p.aux + p.args[2 * j]
+    cdef Py_ssize_t t
+    if p.d_len[i] != p.d_len[j]:
+        return False
+    for t in range(p.d_len[i]):
+        if a[t] != b[t]:
+            return False
+    return True
 
 
 cdef Py_ssize_t _find_or_insert(const Pass* p, uint64_t* table, uint64_t mask,
@@ -143,29 +361,34 @@ cdef Py_ssize_t _find_or_insert(const Pass* p, uint64_t* table, uint64_t mask,
             j = <Py_ssize_t>(entry & 0xffffffffULL) - 1
             if p.code[j] == code:
                 _key(p, j, &j1, &j2)
-                if j1 == k1 and j2 == k2:
+                if j1 == k1 and j2 == k2 and (not is_array_entry(code)
+                                              or _same_descriptor(p, i, j)):
                     return j
         at = (at + 1) & mask
 
 
 cdef inline uint64_t _guess_hash(const opcode_t* opcodes, const index_t* args,
                                 const real_t* consts, const index_t* aux,
-                                const index_t* rep, Py_ssize_t i) noexcept nogil:
+                                Space S, const index_t* rep, Py_ssize_t i) noexcept nogil:
     """The hash operation i will have if no rule rewrites it (the common
     case), computed ahead of time to prefetch its hash-table entry: the key
     of _key over representatives, with the commutative rewrites of
-    simplify (a + b ordered, c + x as x + c)."""
+    simplify (a + b ordered, c + x as x + c). Operands not yet numbered
+    read as themselves (rep starts as the identity)."""
     cdef int code = opcodes[i], base = code & BASE_MASK
+    if is_array_entry(code):
+        return 0
     cdef int role0 = operand_role(code, 0), role1 = operand_role(code, 1)
     cdef index_t a0 = args[2 * i], a1 = args[2 * i + 1]
     cdef uint64_t k1, k2, swap
-    k1 = _bits(consts[a0]) if role0 == ROLE_CONST else <uint64_t>rep[a0]
+    k1 = _bits(consts[a0]) if role0 == ROLE_CONST else <uint64_t>_rep_of(S, rep, a0)
     if role1 == ROLE_SLOT:
-        k2 = <uint64_t>rep[a1]
+        k2 = <uint64_t>_rep_of(S, rep, a1)
     elif role1 == ROLE_CONST:
         k2 = _bits(consts[a1])
     elif role1 == ROLE_AUX:
-        k2 = (<uint64_t><uint32_t>rep[aux[a1]] << 32) | <uint64_t><uint32_t>rep[aux[a1 + 1]]
+        k2 = ((<uint64_t><uint32_t>_rep_of(S, rep, aux[a1]) << 32)
+              | <uint64_t><uint32_t>_rep_of(S, rep, aux[a1 + 1]))
     else:
         k2 = 0
     if base == OP_ADD or base == OP_MUL:
@@ -178,43 +401,79 @@ cdef inline uint64_t _guess_hash(const opcode_t* opcodes, const index_t* args,
     return _hash(code, k1, k2)
 
 
+cdef real_t _fold(int code, index_t a0, index_t a1, real_t v0, real_t v1,
+                  const real_t* consts) noexcept nogil:
+    """The value of scalar operation ``code`` whose slot operands (the
+    first, the second or both) have values v0 and v1, computed by forward0
+    -- the replay's own compiled code -- on a one-operation tape."""
+    cdef opcode_t op = <opcode_t>code
+    cdef index_t local[2]
+    cdef real_t slots[3]
+    cdef TapeView view
+    local[0] = 0 if operand_role(code, 0) == ROLE_SLOT else a0
+    local[1] = 1 if operand_role(code, 1) == ROLE_SLOT else a1
+    slots[0] = v0
+    slots[1] = v1
+    slots[2] = 0.0
+    view.opcodes = &op
+    view.args = local
+    view.consts = consts
+    view.aux = NULL
+    view.n_ops = 1
+    view.first = 2
+    view.n_slots = 3
+    view.arrays = NULL
+    view.n_arrays = 0
+    view.n_guards = 0
+    view.guard_codes = NULL
+    view.guard_args = NULL
+    view.guard_expected = NULL
+    forward0(&view, slots, 1, 0, 1, 2)
+    return slots[2]
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
-             const real_t[::1] consts, const index_t[::1] aux, Py_ssize_t first):
+             const real_t[::1] consts, const index_t[::1] aux, Layout layout):
     """One forward pass: fold, alias, canonicalise and merge.
 
-    Returns a dict of arrays: ``code``, ``args``, ``imm``, ``aux`` (the
-    rewritten operations, meaningful where ``fate`` is KEPT or MERGED: slot
-    operands are representatives in the original numbering; an immediate's
-    value is in ``imm`` and its ``args`` column holds its index in the
-    original pool, -1 if computed here), ``rep`` (each slot's
-    representative), ``fate`` (KEPT, MERGED or ALIASED per operation),
-    ``flags`` (EVALUATED, INLINED), ``constant`` (per slot) and ``values``
-    (the value of every constant slot; the rest is uninitialised).
+    Returns a dict of arrays, one element per entry: ``code``, ``args``,
+    ``imm`` (the rewritten entries, meaningful where ``fate`` is KEPT or
+    MERGED: slot operands are representatives in the original numbering;
+    an immediate's value is in ``imm`` and its ``args`` column holds its
+    index in the original pool, -1 if computed here), ``aux`` (the side
+    table with select branches and array grids rewritten), ``rep`` (the
+    representative of each entry's first result slot), ``fate`` (KEPT,
+    MERGED or ALIASED), ``flags`` (EVALUATED, INLINED), ``constant`` and
+    ``values`` (the value of each constant scalar entry; the rest is
+    uninitialised); and ``g_delta``, how far each array grid moved.
     """
-    cdef Py_ssize_t n = opcodes.shape[0], n_slots = first + n
-    cdef Py_ssize_t i, s, j, target, n_aux = aux.shape[0]
+    cdef Space S = layout.S      # a local copy: its fields stay in registers
+    cdef Py_ssize_t n = opcodes.shape[0]
+    cdef Py_ssize_t i, j, g, target, n_aux = aux.shape[0], ai = 0, e
+    cdef Py_ssize_t first = S.first
     cdef int code, base, kind, role0, role1
     cdef index_t a0, a1, x, y, b0, b1
     cdef real_t c = 0.0
     cdef index_t src = -1
     cdef uint64_t cb
-    cdef bint fold
+    cdef bint fold, own
 
-    for i in range(n):
-        if is_array_entry(opcodes[i]):
-            raise ValueError("simplify takes scalar entries only: expand array entries first")
+    if n != layout.n_ops or args.shape[0] != n:
+        raise ValueError("internal error: the layout is not this tape's")
     new_code_arr = np.zeros(n, np.uint8)
     new_args_arr = np.zeros((n, 2), np.int32)
     imm_arr = np.zeros(n, np.float64)
     aux_arr = np.array(aux, dtype=np.int32, copy=True)
-    rep_arr = np.arange(n_slots, dtype=np.int32)
+    # Every entry its own representative to begin with.
+    rep_arr = np.array(layout.arrays[0], dtype=np.int32)
     fate_arr = np.zeros(n, np.uint8)
     flags_arr = np.zeros(n, np.uint8)
-    constant_arr = np.zeros(n_slots, np.uint8)
-    # Only constant slots are ever written, so most pages stay untouched.
-    values_arr = np.empty(n_slots, np.float64)
+    constant_arr = np.zeros(n, np.uint8)
+    # Only constant entries are ever written, so most pages stay untouched.
+    values_arr = np.empty(n, np.float64)
+    g_delta_arr = np.zeros(layout.n_grids, np.int64)
     cdef uint64_t capacity = 16
     # At most two thirds full, so linear probing stays short.
     while 2 * capacity < 3 * <uint64_t>n + 2:
@@ -230,30 +489,18 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
     cdef uint8_t[::1] flags = flags_arr
     cdef uint8_t[::1] constant = constant_arr
     cdef real_t[::1] val = values_arr
+    cdef int64_t[::1] g_delta = g_delta_arr
     cdef uint64_t[::1] table = table_arr
     cdef uint64_t mask = capacity - 1
-
-    # The original tape, for forward0.
-    cdef TapeView view
-    view.opcodes = &opcodes[0] if n else NULL
-    view.args = &args[0, 0] if n else NULL
-    view.consts = &consts[0] if consts.shape[0] else NULL
-    view.aux = &aux[0] if n_aux else NULL
-    view.n_ops = n
-    view.first = first
-    view.n_slots = n_slots
-    view.arrays = NULL      # scalar tapes only (optimize expands array entries)
-    view.n_arrays = 0
-    view.n_guards = 0
-    view.guard_codes = NULL
-    view.guard_args = NULL
-    view.guard_expected = NULL
+    cdef const real_t* pool = &consts[0] if consts.shape[0] else NULL
+    cdef const index_t* side = &aux[0] if n_aux else NULL
 
     cdef Pass p
     p.code = &new_code[0] if n else NULL
     p.args = &new_args[0, 0] if n else NULL
     p.imm = &imm[0] if n else NULL
     p.aux = &aux2[0] if n_aux else NULL
+    p.d_len = S.d_len
 
     with nogil:
         for i in range(n):
@@ -261,10 +508,28 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
             # of a later operation now overlaps its miss with this work
             # (simplify twice as fast at 10^7 operations: 0.43 s, not 0.91 s).
             if i + PREFETCH_AHEAD < n:
-                WG_PREFETCH(&table[_guess_hash(&opcodes[0], &args[0, 0], view.consts, view.aux,
+                WG_PREFETCH(&table[_guess_hash(&opcodes[0], &args[0, 0], pool, side, S,
                                                &rep[0], i + PREFETCH_AHEAD) & mask])
-            s = first + i
             code = opcodes[i]
+            # A pinned entry lies inside a grid that reads several entries:
+            # it keeps its own slot, so no alias and no merge.
+            own = S.pinned[i]
+            if is_array_entry(code):
+                # Each grid moves with its slots' representatives: by 0 for a
+                # grid over several (pinned) entries, to the representative
+                # of the one slot or array entry it reads otherwise.
+                for g in range(S.g_ptr[ai], S.g_ptr[ai + 1]):
+                    g_delta[g] = _rep_of(S, &rep[0], S.g_lo[g]) - S.g_lo[g]
+                    aux2[S.g_pos[g]] = <index_t>(aux[S.g_pos[g]] + g_delta[g])
+                ai += 1
+                new_code[i] = code
+                new_args[i, 0] = args[i, 0]
+                new_args[i, 1] = args[i, 1]
+                j = _find_or_insert(&p, &table[0], mask, i)
+                if j >= 0 and not own:
+                    rep[i] = rep[j]
+                    fate[i] = MERGED
+                continue
             base = code & BASE_MASK
             kind = code >> KIND_SHIFT      # rewritten below when an operand is inlined
             role0 = operand_role(code, 0)
@@ -273,74 +538,77 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
             a1 = args[i, 1]
             target = -1
             fold = False
+            x = 0
+            y = 0
             # -- 1. operands in representatives; fold, alias or rewrite ---------
             if role1 == ROLE_NONE and role0 == ROLE_CONST:      # const
                 fold = True
             elif role1 == ROLE_AUX:                             # select
-                x = rep[a0]
-                b0 = rep[aux[a1]]
-                b1 = rep[aux[a1 + 1]]
+                x = <index_t>_rep_of(S, &rep[0], a0)
+                b0 = <index_t>_rep_of(S, &rep[0], aux[a1])
+                b1 = <index_t>_rep_of(S, &rep[0], aux[a1 + 1])
                 aux2[a1] = b0
                 aux2[a1 + 1] = b1
-                if constant[x]:
+                if not own and _constant(S, &constant[0], x):
                     # The same test as the sweep's select.
-                    target = b0 if val[x] != 0.0 else b1
-                elif b0 == b1:
+                    target = b0 if _value(S, &val[0], x) != 0.0 else b1
+                elif not own and b0 == b1:
                     target = b0
                 else:
                     new_code[i] = code
                     new_args[i, 0] = x
                     new_args[i, 1] = a1
             elif role1 == ROLE_NONE:                            # unary
-                x = rep[a0]
-                if constant[x]:
+                x = <index_t>_rep_of(S, &rep[0], a0)
+                e = _scalar_entry(S, x) if base == OP_NEG else -1
+                if _constant(S, &constant[0], x):
                     fold = True
-                elif (base == OP_NEG and x >= first and fate[x - first] == KEPT
-                      and new_code[x - first] == CODE_NEG):
+                elif (not own and e >= 0 and fate[e] == KEPT
+                      and new_code[e] == CODE_NEG):
                     # -(-x) == x bit for bit (negation flips the sign bit only),
                     # and the two -1 partials multiply to exactly 1.
-                    target = new_args[x - first, 0]
+                    target = new_args[e, 0]
                 else:
                     new_code[i] = code
                     new_args[i, 0] = x
                     new_args[i, 1] = 0
             else:                                               # binary
                 if role0 == ROLE_SLOT and role1 == ROLE_SLOT:
-                    x = rep[a0]
-                    y = rep[a1]
-                    if constant[x] and constant[y]:
+                    x = <index_t>_rep_of(S, &rep[0], a0)
+                    y = <index_t>_rep_of(S, &rep[0], a1)
+                    if _constant(S, &constant[0], x) and _constant(S, &constant[0], y):
                         fold = True
-                    elif constant[x]:
+                    elif _constant(S, &constant[0], x):
                         kind = KIND_CV
-                        c = val[x]
+                        c = _value(S, &val[0], x)
                         src = -1
                         flags[i] |= INLINED
-                    elif constant[y]:
+                    elif _constant(S, &constant[0], y):
                         kind = KIND_VC
-                        c = val[y]
+                        c = _value(S, &val[0], y)
                         src = -1
                         flags[i] |= INLINED
                     elif (base == OP_ADD or base == OP_MUL) and x > y:
                         # a+b and a*b are the same bits as b+a and b*a.
                         x, y = y, x
                 elif role1 == ROLE_CONST:
-                    x = rep[a0]
+                    x = <index_t>_rep_of(S, &rep[0], a0)
                     y = 0
                     c = consts[a1]
                     src = a1
-                    fold = constant[x]
+                    fold = _constant(S, &constant[0], x)
                 else:
                     x = 0
-                    y = rep[a1]
+                    y = <index_t>_rep_of(S, &rep[0], a1)
                     c = consts[a0]
                     src = a0
-                    fold = constant[y]
+                    fold = _constant(S, &constant[0], y)
                 if not fold:
                     if kind == KIND_CV and (base == OP_ADD or base == OP_MUL):
                         kind = KIND_VC
                         x = y
                         y = 0
-                    if kind == KIND_VC:
+                    if kind == KIND_VC and not own:
                         cb = _bits(c)
                         # Exact identities only. x + (-0.0) == x for every x
                         # (also -0.0), but x + 0.0 is +0.0 at x = -0.0; x - 0.0
@@ -362,120 +630,204 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
                             imm[i] = c
             if fold:
                 # Every operand is constant: evaluate the original operation
-                # with the replay's own compiled code. Its operand slots hold
-                # their values, since every constant slot is filled below.
-                forward0(&view, &val[0], 1, i, i + 1, s)
-                constant[s] = 1
+                # with the replay's own compiled code.
+                constant[i] = 1
+                val[i] = _fold(code, a0, a1,
+                               _value(S, &val[0], x) if operand_role(code, 0) == ROLE_SLOT else 0.0,
+                               _value(S, &val[0], y) if operand_role(code, 1) == ROLE_SLOT else 0.0,
+                               pool)
                 new_code[i] = CODE_CONST
                 new_args[i, 0] = a0 if code == CODE_CONST else -1
                 new_args[i, 1] = 0
-                imm[i] = val[s]
+                imm[i] = val[i]
                 if new_args[i, 0] < 0:
                     flags[i] |= EVALUATED
             # -- 2. alias or merge ----------------------------------------------
             if target >= 0:
-                rep[s] = <index_t>target
+                rep[i] = <index_t>target
                 fate[i] = ALIASED
-                if constant[target]:
-                    constant[s] = 1
-                    val[s] = val[target]
+                if _constant(S, &constant[0], target):
+                    constant[i] = 1
+                    val[i] = _value(S, &val[0], target)
                 continue
             j = _find_or_insert(&p, &table[0], mask, i)
-            if j >= 0:
-                rep[s] = <index_t>(first + j)
+            if j >= 0 and not own:
+                rep[i] = rep[j]
                 fate[i] = MERGED
     return dict(code=new_code_arr, args=new_args_arr, imm=imm_arr, aux=aux_arr,
                 rep=rep_arr, fate=fate_arr, flags=flags_arr,
-                constant=constant_arr.view(bool), values=values_arr)
+                constant=constant_arr.view(bool), values=values_arr, g_delta=g_delta_arr)
+
+
+cdef inline bint _constant(Space S, const uint8_t* constant, Py_ssize_t s) noexcept nogil:
+    """Whether slot s (a representative) holds a constant."""
+    cdef Py_ssize_t e
+    if S.n_arrays == 0:
+        e = s - S.first       # without a branch, as in _rep_of
+        return (e >= 0) & constant[e if e > 0 else 0]
+    e = _scalar_entry(S, s)
+    return e >= 0 and constant[e]
+
+
+cdef inline real_t _value(Space S, const real_t* val, Py_ssize_t s) noexcept nogil:
+    """The value of constant slot s."""
+    return val[_scalar_entry(S, s)]
+
+
+cdef inline void _read(Space S, uint8_t* live, Py_ssize_t s) noexcept nogil:
+    """Record that slot s is read: the entry that writes it is live."""
+    cdef Py_ssize_t offset
+    if s >= S.first:
+        live[_entry_of(S, s, &offset)] = 1
+
+
+cdef inline void _read_span(Space S, int64_t* low_at, Py_ssize_t lo,
+                            Py_ssize_t hi) noexcept nogil:
+    """Record that slots lo..hi are read: every entry that writes one of
+    them is live (low_at[e] is the lowest entry of the spans ending at e)."""
+    cdef Py_ssize_t offset
+    if hi < S.first:
+        return
+    cdef Py_ssize_t top = _entry_of(S, hi, &offset)
+    cdef Py_ssize_t bottom = 0 if lo < S.first else _entry_of(S, lo, &offset)
+    if bottom < low_at[top]:
+        low_at[top] = bottom
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def live_slots(const opcode_t[::1] code, const index_t[:, ::1] args,
-               const index_t[::1] aux, const uint8_t[::1] fate, Py_ssize_t first,
-               const index_t[::1] roots):
-    """Slots that reach a root (an output or guard operand), as a bool array.
+def live_entries(const opcode_t[::1] code, const index_t[:, ::1] args,
+                 const index_t[::1] aux, const uint8_t[::1] fate,
+                 const int64_t[::1] g_delta, Layout layout, const int64_t[::1] roots):
+    """Entries that reach a root slot (an output or guard operand), as bools.
 
-    ``code``/``args``/``aux`` are the rewritten operations from
-    :func:`simplify`, whose slot operands are representatives; operations
-    that were merged or aliased are skipped (nothing refers to them).
+    ``code``, ``args`` and ``aux`` are the rewritten entries from
+    :func:`simplify`, whose slot operands are representatives; entries that
+    were merged or aliased are skipped (nothing refers to them).
     """
-    cdef Py_ssize_t n = code.shape[0], i, s
-    live_arr = np.zeros(first + n, np.uint8)
+    cdef Space S = layout.S      # a local copy: its fields stay in registers
+    cdef Py_ssize_t n = code.shape[0], i, g, lowest = n, ai = layout.n_arrays
+    cdef Py_ssize_t lo, hi
+    live_arr = np.zeros(n, np.uint8)
+    # Spans over several slots come from array entries only.
+    cdef bint spans = ai > 0
+    low_at_arr = np.full(n if spans else 1, n, np.int64)
     cdef uint8_t[::1] live = live_arr
+    cdef int64_t[::1] low_at = low_at_arr
     cdef int c, k, role
     cdef index_t a
     with nogil:
         for i in range(roots.shape[0]):
-            live[roots[i]] = 1
+            _read(S, &live[0], roots[i])
         for i in range(n - 1, -1, -1):
-            s = first + i
-            if not live[s] or fate[i] != KEPT:
-                continue
+            # The spans recorded so far end at i or later: i is live if one
+            # of them reaches down to it.
+            if spans and low_at[i] < lowest:
+                lowest = low_at[i]
+            # (Every array entry keeps its opcode in ``code``, merged too.)
             c = code[i]
+            if is_array_entry(c):
+                ai -= 1
+            if fate[i] != KEPT or not (live[i] or lowest <= i):
+                live[i] = 0
+                continue
+            live[i] = 1
+            if is_array_entry(c):
+                for g in range(S.g_ptr[ai], S.g_ptr[ai + 1]):
+                    lo = S.g_lo[g] + g_delta[g]
+                    hi = S.g_hi[g] + g_delta[g]
+                    if lo == hi:
+                        _read(S, &live[0], lo)
+                    else:
+                        _read_span(S, &low_at[0], lo, hi)
+                continue
             for k in range(2):
                 role = operand_role(c, k)
                 a = args[i, k]
                 if role == ROLE_SLOT:
-                    live[a] = 1
+                    _read(S, &live[0], a)
                 elif role == ROLE_AUX:
-                    live[aux[a]] = 1
-                    live[aux[a + 1]] = 1
+                    _read(S, &live[0], aux[a])
+                    _read(S, &live[0], aux[a + 1])
     return live_arr.view(bool)
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def renumber(const opcode_t[::1] code, const index_t[:, ::1] args, const real_t[::1] imm,
-             const index_t[::1] aux, const uint8_t[::1] keep, Py_ssize_t first,
-             Py_ssize_t n_consts):
-    """The kept operations, renumbered: a new operation k writes slot
-    first + k, inputs and parameters keep theirs.
+             const index_t[::1] aux, const uint8_t[::1] keep, const int64_t[::1] g_delta,
+             Layout layout, Py_ssize_t n_consts):
+    """The kept entries, renumbered: each writes its slots right after the
+    kept entries before it; inputs and parameters keep theirs.
 
-    Returns ``(code, args, aux, new_slot, immediates, new_values)``:
-    ``new_slot`` maps every representative slot to its new slot (-1 if
-    dropped); an immediate operand holds a *candidate* index -- its old pool
-    index, or ``n_consts + m`` for ``new_values[m]``, a value computed while
-    optimising -- and ``immediates`` lists where those sit in the flattened
-    ``args``, for the caller to replace by indices into the new pool.
+    Returns ``(code, args, aux, new_start, immediates, new_values)``:
+    ``new_start`` is each entry's first new slot (meaningful where kept;
+    see ``Layout.renumbered``); an immediate operand holds a *candidate*
+    index -- its old pool index, or ``n_consts + m`` for ``new_values[m]``,
+    a value computed while optimising -- and ``immediates`` lists where
+    those sit in the flattened ``args``, for the caller to replace by
+    indices into the new pool. The side table holds each select's branches
+    and each array entry's descriptor, its grids moved with their slots.
     """
-    cdef Py_ssize_t n = code.shape[0], i, k, n_kept = 0, n_sel = 0, n_imm = 0, n_new = 0
+    cdef Space S = layout.S      # a local copy: its fields stay in registers
+    cdef Py_ssize_t n = code.shape[0], i, k, g, t, n_kept = 0, n_imm = 0, n_new = 0
+    cdef Py_ssize_t n_out_aux = 0, at = 0, ai = 0, d, lo
+    cdef int64_t next_slot = S.first
     cdef int c, col, role
     cdef index_t a
+    new_start_arr = np.full(n, -1, np.int64)
+    cdef int64_t[::1] new_start = new_start_arr
     for i in range(n):
+        if is_array_entry(code[i]):
+            if keep[i]:
+                n_out_aux += S.d_len[i]
+            continue
         if keep[i]:
-            n_kept += 1
             c = code[i]
             for col in range(2):
                 role = operand_role(c, col)
                 if role == ROLE_AUX:
-                    n_sel += 1
+                    n_out_aux += 2
                 elif role == ROLE_CONST:
                     n_imm += 1
+    for i in range(n):
+        if keep[i]:
+            n_kept += 1
+            new_start[i] = next_slot
+            next_slot += args[i, 1] if is_array_entry(code[i]) else 1
     out_code_arr = np.empty(n_kept, np.uint8)
     out_args_arr = np.zeros((n_kept, 2), np.int32)
-    out_aux_arr = np.empty(2 * n_sel, np.int32)
-    new_slot_arr = np.full(first + n, -1, np.int32)
+    out_aux_arr = np.empty(n_out_aux, np.int32)
     where_arr = np.empty(n_imm, np.int64)
     new_values_arr = np.empty(n_imm, np.float64)
     cdef opcode_t[::1] out_code = out_code_arr
     cdef index_t[:, ::1] out_args = out_args_arr
     cdef index_t[::1] out_aux = out_aux_arr
-    cdef index_t[::1] new_slot = new_slot_arr
     cdef int64_t[::1] where = where_arr
     cdef real_t[::1] new_values = new_values_arr
     with nogil:
-        for i in range(first):
-            new_slot[i] = <index_t>i
         k = 0
-        for i in range(n):
-            if keep[i]:
-                new_slot[first + i] = <index_t>(first + k)
-                k += 1
-        k = 0
-        n_sel = 0
         n_imm = 0
         for i in range(n):
+            if is_array_entry(code[i]):
+                ai += 1
+                if not keep[i]:
+                    continue
+                # The descriptor, each grid moved by the shift of its slots
+                # (the same for every slot of a grid: what it spans is kept).
+                d = args[i, 0]
+                for t in range(S.d_len[i]):
+                    out_aux[at + t] = aux[d + t]
+                for g in range(S.g_ptr[ai - 1], S.g_ptr[ai]):
+                    lo = S.g_lo[g] + g_delta[g]
+                    out_aux[at + S.g_pos[g] - d] += <index_t>(
+                        _new_slot_of(S, &new_start[0], lo) - lo)
+                out_code[k] = code[i]
+                out_args[k, 0] = <index_t>at
+                out_args[k, 1] = args[i, 1]
+                at += S.d_len[i]
+                k += 1
+                continue
             if not keep[i]:
                 continue
             c = code[i]
@@ -484,12 +836,12 @@ def renumber(const opcode_t[::1] code, const index_t[:, ::1] args, const real_t[
                 role = operand_role(c, col)
                 a = args[i, col]
                 if role == ROLE_SLOT:
-                    out_args[k, col] = new_slot[a]
+                    out_args[k, col] = <index_t>_new_slot_of(S, &new_start[0], a)
                 elif role == ROLE_AUX:
-                    out_args[k, col] = <index_t>(2 * n_sel)
-                    out_aux[2 * n_sel] = new_slot[aux[a]]
-                    out_aux[2 * n_sel + 1] = new_slot[aux[a + 1]]
-                    n_sel += 1
+                    out_args[k, col] = <index_t>at
+                    out_aux[at] = <index_t>_new_slot_of(S, &new_start[0], aux[a])
+                    out_aux[at + 1] = <index_t>_new_slot_of(S, &new_start[0], aux[a + 1])
+                    at += 2
                 elif role == ROLE_CONST:
                     # a is the old pool index, or -1 for a value computed here.
                     if a >= 0:
@@ -501,5 +853,5 @@ def renumber(const opcode_t[::1] code, const index_t[:, ::1] args, const real_t[
                     where[n_imm] = 2 * k + col
                     n_imm += 1
             k += 1
-    return (out_code_arr, out_args_arr, out_aux_arr, new_slot_arr, where_arr,
+    return (out_code_arr, out_args_arr, out_aux_arr, new_start_arr, where_arr,
             new_values_arr[:n_new].copy())
