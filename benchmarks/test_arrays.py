@@ -17,7 +17,7 @@ import pytest
 
 import wengert as wg
 from benchmarks import problems as P
-from benchmarks._support import LARGE_ROUNDS, annotate, ratios, record_scalar, run
+from benchmarks._support import LARGE, LARGE_ROUNDS, annotate, ratios, record_scalar, run
 
 CASES = P.ARRAY_CASES
 _TAPES = {}
