@@ -117,8 +117,9 @@ class Compact:
         self.old_first = tape.n_inputs + tape.n_params
         if has_array_entries(state["opcodes"]):
             # Array entries read slots through descriptors this renumbering
-            # does not rewrite: keep every leading slot. (The tools read an
-            # array tape's scalar form, whose compact tape drops them.)
+            # does not rewrite: keep every leading slot. (Sparsity reads an
+            # array tape's scalar form, whose compact tape drops them; the
+            # listing and the traces replay the array tape as it is.)
             kept = np.arange(self.old_first, dtype=np.int64)
         else:
             kept = referenced(state, self.old_first)

@@ -21,7 +21,7 @@ import numpy as np
 from wengert import _opcodes as ops
 from wengert._compact import compact, guard_arrays, slot_mask
 from wengert._errors import ArgumentError, ShapeError, WengertError
-from wengert._expand import elementwise_count
+from wengert._expand import _grid, elementwise_count
 from wengert._opcodes import Kind, Role
 
 __all__ = ["listing", "trace_text", "to_dot", "render", "stats", "summary",
@@ -34,8 +34,8 @@ class GraphvizNotFoundError(WengertError, RuntimeError):
 
 # ---- names and text helpers ---------------------------------------------------------
 
-_UNICODE = dict(dot="\u0307", bar="\u0304", sep=" \u2502 ")
-_ASCII = dict(dot="_dot", bar="_bar", sep=" | ")
+_UNICODE = dict(dot="\u0307", bar="\u0304", sep=" \u2502 ", T="\u1d40")
+_ASCII = dict(dot="_dot", bar="_bar", sep=" | ", T=".T")
 
 
 def _slot_namer(n_inputs, first, v="v", p="p"):
@@ -180,6 +180,15 @@ def _vector(a):
 
 
 _EDGE = 4          # elements shown at each end of a long axis (array2string's edgeitems)
+
+
+def _values_text(numbers, slot, count):
+    """The value column of a row over ``count`` slots from ``slot`` (numbers
+    indexed by slot): one value, or an array entry's first three."""
+    if count == 1:
+        return _value(numbers[slot])
+    shown = numbers[np.arange(slot, slot + min(count, 3))]
+    return "[" + ", ".join(_number(v) for v in shown) + ", ...]"
 
 
 def _sparse_vector(shape, index, values):
@@ -334,12 +343,6 @@ def _entry_rows(tape, name, stop=None):
     return rows
 
 
-def _primal_rows(tape, name, stop=None):
-    """``(label, expression, slot)`` for every slot of a tape of scalar
-    entries and every output, in that order; only the first ``stop``."""
-    return [row[:3] for row in _entry_rows(tape, name, stop)]
-
-
 def _output_label(tape, j, y="y"):
     return y if tape.n_outputs == 1 else f"{y}[{j}]"
 
@@ -416,11 +419,7 @@ def listing(tape, x=None, *args, max_rows=MAX_ROWS, max_lines=_UNSET):
     for label, expr, slot, count in rows:
         text = f"{label:<{width_l}} = {expr:<{width_e}}"
         if values is not None:
-            if count == 1:
-                text += f" = {_value(values[slot])}"
-            else:       # an array entry: its first values
-                shown = values[np.arange(slot, slot + min(count, 3))]
-                text += " = [" + ", ".join(_number(v) for v in shown) + ", ...]"
+            text += f" = {_values_text(values, slot, count)}"
         lines.append(text.rstrip())
     for expr, note in guards:
         lines.append(f"{'guard':<{width_l}} : {expr:<{width_e}}   {note}")
@@ -433,29 +432,44 @@ def listing(tape, x=None, *args, max_rows=MAX_ROWS, max_lines=_UNSET):
 # ---- tape entries, unpacked (read by the graph and by the traces) -------------------
 
 class _Op:
-    """One tape entry, unpacked: its operation, operand slots and constants."""
+    """One tape entry, unpacked: its operation, operand slots and constants.
+    An array entry has no scalar operands: ``count`` slots from ``slot`` and
+    its descriptor ``array`` (a list of ints, see ``_opcodes.ARRAY_LAYOUTS``)."""
 
-    __slots__ = ("index", "slot", "op", "operands", "consts", "cond")
+    __slots__ = ("index", "slot", "op", "operands", "consts", "cond", "count", "array")
 
-    def __init__(self, index, slot, op, operands, consts, cond):
+    def __init__(self, index, slot, op, operands, consts, cond, count=1, array=None):
         self.index, self.slot, self.op = index, slot, op
         self.operands = operands      # [(position, slot)]: the slot operands
         self.consts = consts          # {position: value}: the constant operands
         self.cond = cond              # select: the condition slot
+        self.count, self.array = count, array
+
+
+def _slots_written(state):
+    """Slots each entry writes: 1, or an array entry's count (its arg1)."""
+    codes = state["opcodes"]
+    return np.where(ops.ROLES[codes][:, 0] == Role.ARRAY, state["args"][:, 1], 1)
 
 
 def _unpack(tape, start=0, stop=None):
-    """The operations ``start .. stop-1`` of the tape (default: all) as
+    """The entries ``start .. stop-1`` of the tape (default: all) as
     :class:`_Op`, in tape order."""
     state = tape._state()
     consts, aux, first = state["consts"], state["aux"], _first(tape)
     codes = state["opcodes"][start:stop]
+    slot = first + int(_slots_written(state)[:start].sum())
     result = []
     for i, (code, (a0, a1), (role0, role1)) in enumerate(
             zip(codes.tolist(), state["args"][start:stop].tolist(), ops.ROLES[codes].tolist()),
             start):
         op = ops.split(code)[0]
         cond = None
+        if role0 == Role.ARRAY:
+            descriptor = aux[a0:a0 + _ARRAY_LAYOUT_SIZE.get(code, a1)].tolist()
+            result.append(_Op(i, slot, op, [], {}, None, a1, descriptor))
+            slot += a1
+            continue
         if role1 == Role.AUX:         # select: condition a0, branches in the side table
             operands, cs, cond = [(0, int(aux[a1])), (1, int(aux[a1 + 1]))], {}, a0
         elif role1 == Role.NONE and role0 == Role.CONST:
@@ -464,8 +478,43 @@ def _unpack(tape, start=0, stop=None):
             pairs = ((0, role0, a0), (1, role1, a1))
             operands = [(pos, a) for pos, role, a in pairs if role == Role.SLOT]
             cs = {pos: float(consts[a]) for pos, role, a in pairs if role == Role.CONST}
-        result.append(_Op(i, first + i, op, operands, cs, cond))
+        result.append(_Op(i, slot, op, operands, cs, cond))
+        slot += 1
     return result
+
+
+def _array_parts(e):
+    """The operands of array entry ``e`` (an :class:`_Op`) as ``(position,
+    role, grid)``: ``grid`` is ``(start, n_outer, outer, n_inner, inner)``,
+    or a gather's list of source slots. A where's positions are 0 (the
+    condition), 1 and 2 (the branches)."""
+    d, name = e.array, e.op.name
+    if name == "gather":
+        return [(0, Role.SLOT, d)]
+    if name in ("sum", "cumsum"):
+        return [(0, Role.SLOT, (d[2], d[0], d[3], d[1], d[4]))]
+    if name == "where":
+        return [(p, Role.SLOT, (d[2 + 3 * p], d[0], d[3 + 3 * p], d[1], d[4 + 3 * p]))
+                for p in range(3)]
+    roles = _ROLE_ROWS[d[0]]
+    if name == "matmul":
+        m, k, n = d[1:4]
+        return [(0, roles[0], (d[4], m, d[5], k, d[6])), (1, roles[1], (d[7], k, d[8], n, d[9]))]
+    return [(p, roles[p], (d[3 + 3 * p], d[1], d[4 + 3 * p], d[2], d[5 + 3 * p]))
+            for p in range(2) if roles[p] != Role.NONE]
+
+
+def _part_text(name, consts, role, grid):
+    """An operand of an array entry (from :func:`_array_parts`) as text."""
+    if isinstance(grid, list):
+        shown = ", ".join(name(s) for s in grid[:3])
+        return shown + (", ..." if len(grid) > 3 else "")
+    return _grid_text(name, consts, role, *grid)
+
+
+def _part_slots(grid):
+    """The slots an operand of an array entry reads, in element order."""
+    return np.asarray(grid, dtype=np.int64) if isinstance(grid, list) else _grid(*grid)
 
 
 # ---- the graph ---------------------------------------------------------------------------
