@@ -17,7 +17,7 @@ import pytest
 
 import wengert as wg
 from wengert import _opcodes as ops
-from wengert import _traces, display
+from wengert import _traces, display, sparsity
 from wengert._opcodes import Kind
 
 X0 = np.array([2.0, 5.0])
@@ -585,3 +585,101 @@ def test_traces_of_array_entries_keep_max_rows(arrays, monkeypatch):
     n_rows = len(arrays) + 24
     assert adjoint[4] == f"... {n_rows - 3:,} more rows not shown (max_rows=3)"
     assert arrays.trace(x, max_rows=None).splitlines()[-1] == forward[-1]
+
+
+def graph_nodes(text):
+    return [n for n in dot_nodes(text) if n not in ("graph", "node", "edge")]
+
+
+def test_to_dot_draws_an_array_entry_as_one_node(arrays, monkeypatch):
+    no_expansion(monkeypatch)
+    text = arrays.to_dot()
+    nodes = graph_nodes(text)
+    entries = display._unpack(arrays)
+    # Inputs: x[0] and x[3] are read alone (a broadcast, a scalar entry),
+    # the rest in runs between them; then one node per entry.
+    assert [n for n in nodes if re.fullmatch(r"s\d+", n)] == \
+        ["s0", "s1", "s3", "s4"] + [f"s{e.slot}" for e in entries]
+    assert 's1 [label="x[1:3]\\nv[-10:-8]"' in text and 's4 [label="x[4:12]\\nv[-7:1]"' in text
+    assert 's12 [label="sin\\nv[1:13]\\n12", shape=ellipse, peripheries=2, ' \
+           'tooltip="v[1:13] = sin(v[-11:1])"]' in text
+    assert '"matmul\\nv[25:40]\\n3x4 @ 4x5"' in text and '"sum\\nv[88]\\n15 -> 1"' in text
+    edges = dot_edges(text)
+    assert [a for a, b in edges if b == "s12"] == ["s0", "s1", "s3", "s4"]   # sin(x)
+    assert [a for a, b in edges if b == "s114"] == ["s3", "s24"]             # x[3] * m[1, 2]
+    assert 's24 -> s36 [label="A"];' in text and 'c2_1 -> s36 [label="B"];' in text
+    assert 's75 -> s87 [label="cond", style=dashed];' in text
+    assert 's51 -> s87 [label="true"];' in text and 's63 -> s87 [label="false"];' in text
+    assert 'c5_1 -> s75 [label="2"];' in text                               # m > 0.3
+    assert ("s24", "s134") in edges and ("s159", "y0") in edges             # gather, output
+    assert all(a in nodes and b in nodes for a, b in edges)
+    assert len(nodes) == 4 + len(arrays) + 3 + 1            # and 3 constant operands
+    if shutil.which("dot"):
+        done = subprocess.run(["dot", "-Tplain"], input=text, capture_output=True, text=True,
+                              check=False)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_to_dot_of_array_entries_keeps_max_nodes(arrays, monkeypatch):
+    no_expansion(monkeypatch)
+    total = 4 + len(arrays) + 1
+    for limit in (0, 1, 5, 6, 9, total - 1):
+        text = arrays.to_dot(max_nodes=limit)
+        drawn = [n for n in graph_nodes(text) if re.fullmatch(r"s\d+|y\d+", n)]
+        assert len(drawn) <= limit
+        assert f"// ... {total - len(drawn):,} more nodes not shown (max_nodes={limit})" in text
+        assert all(a in graph_nodes(text) and b in graph_nodes(text)
+                   for a, b in dot_edges(text))
+    assert arrays.to_dot(max_nodes=total) == arrays.to_dot(max_nodes=None)
+
+
+def test_to_dot_of_a_product_too_large_to_expand():
+    from test_array_entries import Builder, code
+    n = 2**10           # 2**31 scalar operations: the expansion refuses it
+    b = Builder(2 * n * n)
+    C = b.matmul(code("mul", Kind.VV), n, n, n, (0, n, 1), (n * n, n, 1))
+    total = b.sum(1, n * n, (C, 0, 1))
+    t = b.tape([total], ())
+    with pytest.raises(wg.WengertError, match="too many"):
+        t._scalar_form()
+    text = t.to_dot()
+    assert graph_nodes(text) == ["s0", "s1048576", f"s{2 * n * n}", f"s{2 * n * n + n * n}",
+                                 "y0"]
+    assert 'label="x[0:1048576]\\nv[-2097151:-1048575]"' in text
+    assert dot_edges(text) == [("s0", f"s{2 * n * n}"), ("s1048576", f"s{2 * n * n}"),
+                               (f"s{2 * n * n}", f"s{2 * n * n + n * n}"),
+                               (f"s{2 * n * n + n * n}", "y0")]
+
+
+def reaches(edges, source, target):
+    after = {}
+    for a, b in edges:
+        after.setdefault(a, []).append(b)
+    seen, todo = {source}, [source]
+    while todo:
+        for b in after.get(todo.pop(), ()):
+            if b not in seen:
+                seen.add(b)
+                todo.append(b)
+    return target in seen
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30)
+@given(st.data())
+def test_every_input_the_output_depends_on_reaches_it_in_the_graph(data):
+    # Random array programs: the graph of the array tape (entries as nodes)
+    # joins every input the output structurally depends on to the output.
+    from test_array_entries import array_programs, run_program
+    steps = data.draw(array_programs())
+    x = np.linspace(-0.9, 0.8, 12)
+    t = wg.record(lambda v: run_program(steps, v), x)
+    text = t.to_dot(max_nodes=None)
+    edges = dot_edges(text)
+    nodes = display._Nodes(t)
+    column = sparsity.jacobian_sparsity(t).toarray()[0]
+    for i in range(12):
+        assert not column[i] or reaches(edges, f"s{int(nodes.of(i))}", "y0"), i

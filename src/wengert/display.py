@@ -526,19 +526,128 @@ def _dot_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _dot_leading(tape, s, slot_name):
-    """The node of an input or parameter slot."""
+class _Nodes:
+    """The graph's nodes over the slots: one per scalar entry, one per array
+    entry (over its slots) and one per leading slot -- except that leading
+    slots an array entry reads as a grid are one node per run between the
+    ends of such grids and the slots read one at a time (``x[1:3]``), so
+    that an array entry over many inputs has a few edges, not one per
+    input. A node is named ``s`` and its first slot. Nothing here grows
+    with the leading slots no entry reads."""
+
+    def __init__(self, tape):
+        state = tape._state()
+        first = self.first = _first(tape)
+        codes = state["opcodes"]
+        is_array = ops.ROLES[codes][:, 0] == Role.ARRAY
+        self.identity = not is_array.any()
+        self.n_leading = first
+        if self.identity:
+            return
+        counts = _slots_written(state)
+        self.entry_starts = first + np.concatenate([[0], np.cumsum(counts[:-1])])
+        # The extents of the array operands over leading slots, and their union.
+        lows, highs = [], []
+        aux = state["aux"]
+        for i in np.flatnonzero(is_array).tolist():
+            code, (a0, a1) = int(codes[i]), state["args"][i].tolist()
+            e = _Op(i, 0, ops.split(code)[0], [], {}, None, a1,
+                    aux[a0:a0 + _ARRAY_LAYOUT_SIZE.get(code, a1)].tolist())
+            for _, role, grid in _array_parts(e):
+                lo, hi = _extent(grid)
+                if role == Role.SLOT and lo < first:
+                    lows.append(lo)
+                    highs.append(min(hi + 1, first))
+        order = np.argsort(lows)
+        lows, highs = np.array(lows, np.int64)[order], np.array(highs, np.int64)[order]
+        reach = np.maximum.accumulate(highs) if highs.size else highs
+        new = np.ones(lows.size, dtype=bool)
+        new[1:] = lows[1:] >= reach[:-1]
+        self.union_lo = lows[new]
+        self.union_hi = np.append(reach[np.flatnonzero(new)[1:] - 1], reach[-1:])
+        # Cuts: the extents' ends, the inputs' end, and around every leading
+        # slot read one at a time (by a scalar entry, an output or a guard).
+        single = [state["outputs"]]
+        roles = ops.ROLES[codes]
+        for k in range(2):
+            single.append(state["args"][roles[:, k] == Role.SLOT, k])
+            at = state["args"][roles[:, k] == Role.AUX, k]
+            single += [aux[at], aux[at + 1]]        # select branches
+        if tape.n_guards:
+            guard_codes, guard_args = guard_arrays(state["guards"])
+            single.append(guard_args[slot_mask(guard_codes)])
+        single = np.concatenate(single).astype(np.int64)
+        single = single[single < first]
+        cuts = np.unique(np.concatenate([lows, highs, single, single + 1, [tape.n_inputs]]))
+        self.cuts = cuts[self._in_union(cuts)]
+        covered = int((self.union_hi - self.union_lo).sum())
+        self.n_leading = self.cuts.size + first - covered
+
+    def _in_union(self, slots):
+        """Whether each of ``slots`` lies in a run of leading slots read as a grid."""
+        if not self.union_lo.size:
+            return np.zeros(np.shape(slots), dtype=bool)
+        at = np.searchsorted(self.union_lo, slots, side="right") - 1
+        return (at >= 0) & (slots < self.union_hi[np.maximum(at, 0)])
+
+    def of(self, slots):
+        """The node (its first slot) of each of ``slots``."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if self.identity:
+            return slots
+        out = self.entry_starts[np.maximum(
+            np.searchsorted(self.entry_starts, slots, side="right") - 1, 0)]
+        lead = slots < self.first
+        grouped = lead & self._in_union(slots)
+        out = np.where(lead, slots, out)
+        return np.where(grouped, self.cuts[np.searchsorted(self.cuts, slots, side="right") - 1],
+                        out)
+
+    def name(self, slot):
+        return f"s{slot}" if self.identity else f"s{int(self.of(slot))}"
+
+    def count(self, start):
+        """Slots of the leading node that starts at ``start``."""
+        if self.identity or not self._in_union(np.array([start]))[0]:
+            return 1
+        return int(np.append(self.cuts, self.first)[np.searchsorted(self.cuts, start) + 1]
+                   - start)
+
+    def leading_nodes(self):
+        """``(start, count)`` of every leading node, in order."""
+        s = 0
+        while s < self.first:
+            count = self.count(s)
+            yield s, count
+            s += count
+
+
+def _extent(grid):
+    """The lowest and highest slot an array operand reads."""
+    if isinstance(grid, list):
+        return min(grid), max(grid)
+    start, n_outer, outer, n_inner, inner = grid
+    spans = ((n_outer - 1) * outer, (n_inner - 1) * inner)
+    return start + sum(min(0, v) for v in spans), start + sum(max(0, v) for v in spans)
+
+
+def _dot_leading(tape, s, slot_name, count=1):
+    """The node of an input or parameter slot (of ``count`` of them from ``s``)."""
     if s < tape.n_inputs:
-        label, fill = f"x[{s}]\n{slot_name(s)}", "#cfe2f3"
+        label, fill = f"{_range_name(lambda i: f'x[{i}]', s, count)}\n" \
+                      f"{_range_name(slot_name, s, count)}", "#cfe2f3"
     else:
-        label, fill = f"p[{s - tape.n_inputs}]", "#fff2cc"
+        label, fill = _range_name(lambda i: f"p[{i - tape.n_inputs}]", s, count), "#fff2cc"
     return (f"  s{s} [label={_dot_string(label)}, shape=box, "
             f'style="rounded,filled", fillcolor="{fill}"];')
 
 
-def _dot_operation(state, e, slot_name, out, edges):
+def _dot_operation(state, e, slot_name, out, edges, nodes):
     """The node of operation ``e`` (an :class:`_Op`) of the tape whose
-    ``_state()`` is ``state``, and its edges."""
+    ``_state()`` is ``state``, and its edges (from the :class:`_Nodes`)."""
+    if e.array is not None:
+        return _dot_array(state, e, slot_name, out, edges, nodes)
+    node = nodes.name
     consts, aux = state["consts"], state["aux"]
     code, (a0, a1) = int(state["opcodes"][e.index]), state["args"][e.index].tolist()
     expr = f"{slot_name(e.slot)} = {_expression(code, a0, a1, consts, aux, slot_name)}"
@@ -551,13 +660,13 @@ def _dot_operation(state, e, slot_name, out, edges):
         attrs = f"label={_dot_string(label)}, shape={shape}"
     out.append(f"  s{e.slot} [{attrs}, tooltip={_dot_string(expr)}];")
     if opname == "select":
-        edges.append(f'  s{e.cond} -> s{e.slot} [label="cond", style=dashed];')
+        edges.append(f'  {node(e.cond)} -> s{e.slot} [label="cond", style=dashed];')
         (_, t), (_, f) = e.operands
-        edges.append(f'  s{t} -> s{e.slot} [label="true"];')
-        edges.append(f'  s{f} -> s{e.slot} [label="false"];')
+        edges.append(f'  {node(t)} -> s{e.slot} [label="true"];')
+        edges.append(f'  {node(f)} -> s{e.slot} [label="false"];')
         return
     ordered = ops.is_binary(e.op) and opname not in _COMMUTATIVE
-    sources = sorted([(pos, f"s{s}") for pos, s in e.operands]
+    sources = sorted([(pos, node(s)) for pos, s in e.operands]
                      + [(pos, f"c{e.index}_{pos}") for pos in e.consts])
     for pos, c in e.consts.items():
         out.append(f"  c{e.index}_{pos} [label={_dot_string(f'{c:g}')}, shape=plaintext];")
@@ -566,14 +675,61 @@ def _dot_operation(state, e, slot_name, out, edges):
         edges.append(f"  {src} -> s{e.slot}{label};")
 
 
-def _dot_output(tape, j, s, out, edges):
+def _array_shape(e):
+    """An array entry's shape as text: ``3x4``, ``3x4 -> 3``, ``3x4 @ 4x5``."""
+    d, name = e.array, e.op.name
+    if name == "gather":
+        return str(e.count)
+    if name == "matmul":
+        return f"{d[1]}x{d[2]} @ {d[2]}x{d[3]}"
+    n_outer, n_inner = (d[1], d[2]) if name == "map" else (d[0], d[1])
+    shape = f"{n_outer}x{n_inner}" if n_outer > 1 else str(n_inner)
+    return f"{shape} -> {n_outer}" if name == "sum" else shape
+
+
+# Edge labels of the operands of array entries whose operand order matters.
+_ARRAY_EDGE_LABELS = {"where": ("cond", "true", "false"), "matmul": ("A", "B")}
+
+
+def _dot_array(state, e, slot_name, out, edges, nodes):
+    """The node of array entry ``e`` (one for all its slots) and its edges:
+    one from each node any of its operands reads."""
+    consts = state["consts"]
+    name = e.op.name
+    opname = ops.split(e.array[0])[0].name if name == "map" else name
+    expr = (f"{_range_name(slot_name, e.slot, e.count)} = "
+            f"{_array_expression(e.op.code(), e.array, consts, slot_name)}")
+    label = f"{opname}\n{_range_name(slot_name, e.slot, e.count)}\n{_array_shape(e)}"
+    out.append(f"  s{e.slot} [label={_dot_string(label)}, shape=ellipse, peripheries=2, "
+               f"tooltip={_dot_string(expr)}];")
+    parts = _array_parts(e)
+    labels = _ARRAY_EDGE_LABELS.get(name)
+    if name == "map" and ops.is_binary(ops.split(e.array[0])[0]) and opname not in _COMMUTATIVE:
+        labels = ("1", "2")
+    for pos, role, grid in parts:
+        attrs = []
+        if labels:
+            attrs.append(f'label="{labels[pos]}"')
+        if name == "where" and pos == 0:
+            attrs.append("style=dashed")
+        attrs = f" [{', '.join(attrs)}]" if attrs else ""
+        if role == Role.CONST:
+            text = _part_text(slot_name, consts, role, grid)
+            out.append(f"  c{e.index}_{pos} [label={_dot_string(text)}, shape=plaintext];")
+            edges.append(f"  c{e.index}_{pos} -> s{e.slot}{attrs};")
+            continue
+        for source in np.unique(nodes.of(_part_slots(grid))).tolist():
+            edges.append(f"  s{source} -> s{e.slot}{attrs};")
+
+
+def _dot_output(tape, j, s, out, edges, nodes):
     label = _output_label(tape, j)
     out.append(f"  y{j} [label={_dot_string(label)}, shape=box, "
                'style="rounded,filled,bold", fillcolor="#d9ead3"];')
-    edges.append(f"  s{s} -> y{j};")
+    edges.append(f"  {nodes.name(s)} -> y{j};")
 
 
-def _dot_guard(state, g, out, edges):
+def _dot_guard(state, g, out, edges, nodes):
     """The node of guard ``g`` of the tape whose ``_state()`` is ``state``,
     and its edges."""
     guard, consts = state["guards"][g], state["consts"]
@@ -585,11 +741,15 @@ def _dot_guard(state, g, out, edges):
                        "shape=plaintext];")
             edges.append(f"  g{g}_c{pos} -> g{g} [style=dashed];")
         else:
-            edges.append(f"  s{arg} -> g{g} [style=dashed];")
+            edges.append(f"  {nodes.name(arg)} -> g{g} [style=dashed];")
 
 
 def _operand_slots(e):
-    """Every slot operation ``e`` reads (a select's condition included)."""
+    """Every slot operation ``e`` reads (a select's condition included; an
+    array entry's every operand slot)."""
+    if e.array is not None:
+        return np.concatenate([_part_slots(grid) for _, role, grid in _array_parts(e)
+                               if role == Role.SLOT] or [np.zeros(0, np.int64)])
     slots = [s for _, s in e.operands]
     return slots if e.cond is None else slots + [e.cond]
 
@@ -606,6 +766,13 @@ def to_dot(tape, *, name="wengert", max_nodes=MAX_NODES):
     operand; an operation whose operand order matters labels its edges
     ``1`` and ``2``, and a select labels its condition (dashed), ``true``
     and ``false`` branches.
+
+    An array entry (one NumPy call over many elements) is one node for all
+    its slots (a double ellipse labelled with its operation, slot range and
+    shape, e.g. ``sin``, ``v[1:101]``, ``100``) with one edge from each node
+    it reads; inputs it reads as a grid are one node per run
+    (``x[0:100]``). A where labels its edges ``cond``, ``true`` and
+    ``false``, a matrix product ``A`` and ``B``.
 
     A graph of more than ``max_nodes`` slot, output and guard nodes is cut:
     the operations in tape order with the inputs and parameters they read,
@@ -637,71 +804,75 @@ def to_dot(tape, *, name="wengert", max_nodes=MAX_NODES):
     >>> tape.to_dot(max_nodes=3).splitlines()[-2]
     '  // ... 3 more nodes not shown (max_nodes=3)'
     """
-    tape = tape._scalar_form()
     max_nodes = _limit(max_nodes, "max_nodes")
     state = tape._state()
     first = _first(tape)
     slot_name = _slot_namer(tape.n_inputs, first)
+    nodes = _Nodes(tape)
     out = [f"digraph {_dot_string(name) if not name.isidentifier() else name} {{",
            '  graph [rankdir=LR, fontname="Helvetica"];',
            '  node [fontname="Helvetica", fontsize=11];',
            '  edge [arrowsize=0.7, fontname="Helvetica", fontsize=10];']
     edges = []
-    total = first + tape.n_ops + tape.n_outputs + tape.n_guards
+    total = nodes.n_leading + tape.n_ops + tape.n_outputs + tape.n_guards
     if max_nodes is None or total <= max_nodes:
-        for s in range(first):
-            out.append(_dot_leading(tape, s, slot_name))
+        for s, count in nodes.leading_nodes():
+            out.append(_dot_leading(tape, s, slot_name, count))
         for e in _unpack(tape):
-            _dot_operation(state, e, slot_name, out, edges)
+            _dot_operation(state, e, slot_name, out, edges, nodes)
         for j, s in enumerate(state["outputs"].tolist()):
-            _dot_output(tape, j, s, out, edges)
+            _dot_output(tape, j, s, out, edges, nodes)
         for g in range(tape.n_guards):
-            _dot_guard(state, g, out, edges)
+            _dot_guard(state, g, out, edges, nodes)
         return "\n".join(out + edges + ["}"]) + "\n"
-    # Cut: operations in order, each with the leading slots it reads, while
+    # Cut: operations in order, each with the leading nodes it reads, while
     # they fit; then the outputs and guards whose operands are all drawn.
-    shown = set()                    # leading slots drawn
+    shown = set()                    # leading nodes drawn
     used = k = 0                     # nodes drawn, operations drawn
+    end = first                      # the slots below `end` are drawn or leading
+
+    def new_leading(slots):
+        slots = np.asarray(slots, dtype=np.int64)
+        return sorted(set(nodes.of(slots[slots < first]).tolist()) - shown)
+
+    def draw_leading(new):
+        for s in new:
+            out.append(_dot_leading(tape, s, slot_name, nodes.count(s)))
+        shown.update(new)
+
     for e in _unpack(tape, 0, min(tape.n_ops, max_nodes)):
-        new = sorted({s for s in _operand_slots(e) if s < first and s not in shown})
+        new = new_leading(_operand_slots(e))
         if used + len(new) + 1 > max_nodes:
             break
-        for s in new:
-            out.append(_dot_leading(tape, s, slot_name))
-        shown.update(new)
-        _dot_operation(state, e, slot_name, out, edges)
+        draw_leading(new)
+        _dot_operation(state, e, slot_name, out, edges, nodes)
         used += len(new) + 1
         k += 1
-
-    def drawable(slots):
-        """Slots drawn or drawable on demand: operations drawn, leading slots."""
-        slots = np.asarray(slots, dtype=np.int64)
-        return slots < first + k
+        end = e.slot + e.count
 
     def fits(slots):
-        """Draw the leading ``slots`` not drawn yet if they and one more node fit."""
+        """Draw the leading nodes of ``slots`` not drawn yet if they and one
+        more node fit."""
         nonlocal used
-        new = sorted({s for s in slots if s < first and s not in shown})
+        new = new_leading(slots)
         if used + len(new) + 1 > max_nodes:
             return False
-        for s in new:
-            out.append(_dot_leading(tape, s, slot_name))
-        shown.update(new)
+        draw_leading(new)
         used += len(new) + 1
         return True
 
     outputs = state["outputs"]
-    for j in np.flatnonzero(drawable(outputs)).tolist():
+    for j in np.flatnonzero(outputs < end).tolist():
         if used >= max_nodes or not fits([int(outputs[j])]):
             break
-        _dot_output(tape, j, int(outputs[j]), out, edges)
+        _dot_output(tape, j, int(outputs[j]), out, edges, nodes)
     if tape.n_guards:
         guard_codes, guard_args = guard_arrays(state["guards"])
         gmask = slot_mask(guard_codes)
-        for g in np.flatnonzero((drawable(guard_args) | ~gmask).all(axis=1)).tolist():
+        for g in np.flatnonzero(((guard_args < end) | ~gmask).all(axis=1)).tolist():
             if used >= max_nodes or not fits(guard_args[g][gmask[g]].tolist()):
                 break
-            _dot_guard(state, g, out, edges)
+            _dot_guard(state, g, out, edges, nodes)
     note = _left_out(total - used, "nodes", "max_nodes", max_nodes)
     out.append(f"  more [label={_dot_string(note)}, shape=note];")
     return "\n".join(out + edges + [f"  // {note}", "}"]) + "\n"
@@ -750,7 +921,6 @@ def render(tape, path, format=None, *, program="dot", max_nodes=MAX_NODES):
     >>> render(tape, "graph.svg")                # doctest: +SKIP
     PosixPath('graph.svg')
     """
-    tape = tape._scalar_form()
     import pathlib
     path = pathlib.Path(os.fspath(path))
     if format is None:
