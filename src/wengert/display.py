@@ -19,7 +19,8 @@ import unicodedata
 import numpy as np
 
 from wengert import _opcodes as ops
-from wengert._compact import compact, guard_arrays, slot_mask
+from wengert._compact import (array_grids, array_parts, compact, descriptor, grid_runs,
+                              guard_arrays, slot_mask)
 from wengert._errors import ArgumentError, ShapeError, WengertError
 from wengert._expand import _grid, elementwise_count
 from wengert._opcodes import Kind, Role
@@ -51,9 +52,6 @@ def _slot_namer(n_inputs, first, v="v", p="p"):
 
 
 _INFIX = {op.name: op.symbol for op in ops.OPERATIONS if op.symbol}
-# Descriptor lengths of the array entries (a gather's is its slot count).
-_ARRAY_LAYOUT_SIZE = {op.code(): len(ops.ARRAY_LAYOUTS[op.name]) for op in ops.OPERATIONS
-                      if op.arity == ops.ARRAY and op.name != "gather"}
 # ops.ROLES as lists of ints, for decoding one entry at a time in Python loops.
 _ROLE_ROWS = ops.ROLES.tolist()
 
@@ -330,9 +328,9 @@ def _entry_rows(tape, name, stop=None):
     slot = first
     for code, (a0, a1) in zip(state["opcodes"][:k].tolist(), state["args"][:k].tolist()):
         if _ROLE_ROWS[code][0] == Role.ARRAY:
-            descriptor = aux[a0:a0 + _ARRAY_LAYOUT_SIZE.get(code, a1)]
             rows.append((_range_name(name, slot, a1),
-                         _array_expression(code, descriptor, consts, name), slot, a1))
+                         _array_expression(code, descriptor(aux, code, a0, a1), consts, name),
+                         slot, a1))
             slot += a1
         else:
             rows.append((name(slot), _expression(code, a0, a1, consts, aux, name), slot, 1))
@@ -466,8 +464,7 @@ def _unpack(tape, start=0, stop=None):
         op = ops.split(code)[0]
         cond = None
         if role0 == Role.ARRAY:
-            descriptor = aux[a0:a0 + _ARRAY_LAYOUT_SIZE.get(code, a1)].tolist()
-            result.append(_Op(i, slot, op, [], {}, None, a1, descriptor))
+            result.append(_Op(i, slot, op, [], {}, None, a1, descriptor(aux, code, a0, a1)))
             slot += a1
             continue
         if role1 == Role.AUX:         # select: condition a0, branches in the side table
@@ -485,23 +482,8 @@ def _unpack(tape, start=0, stop=None):
 
 def _array_parts(e):
     """The operands of array entry ``e`` (an :class:`_Op`) as ``(position,
-    role, grid)``: ``grid`` is ``(start, n_outer, outer, n_inner, inner)``,
-    or a gather's list of source slots. A where's positions are 0 (the
-    condition), 1 and 2 (the branches)."""
-    d, name = e.array, e.op.name
-    if name == "gather":
-        return [(0, Role.SLOT, d)]
-    if name in ("sum", "cumsum"):
-        return [(0, Role.SLOT, (d[2], d[0], d[3], d[1], d[4]))]
-    if name == "where":
-        return [(p, Role.SLOT, (d[2 + 3 * p], d[0], d[3 + 3 * p], d[1], d[4 + 3 * p]))
-                for p in range(3)]
-    roles = _ROLE_ROWS[d[0]]
-    if name == "matmul":
-        m, k, n = d[1:4]
-        return [(0, roles[0], (d[4], m, d[5], k, d[6])), (1, roles[1], (d[7], k, d[8], n, d[9]))]
-    return [(p, roles[p], (d[3 + 3 * p], d[1], d[4 + 3 * p], d[2], d[5 + 3 * p]))
-            for p in range(2) if roles[p] != Role.NONE]
+    role, grid)`` (see ``_compact.array_parts``)."""
+    return [part[:3] for part in array_parts(e.op.code(), e.array)]
 
 
 def _part_text(name, consts, role, grid):
@@ -546,25 +528,10 @@ class _Nodes:
             return
         counts = _slots_written(state)
         self.entry_starts = first + np.concatenate([[0], np.cumsum(counts[:-1])])
-        # The extents of the array operands over leading slots, and their union.
-        lows, highs = [], []
+        # The runs of leading slots that array operands read as grids.
+        _, lows, highs = array_grids(codes, state["args"], state["aux"])
+        self.union_lo, self.union_hi = grid_runs(lows, highs, first)
         aux = state["aux"]
-        for i in np.flatnonzero(is_array).tolist():
-            code, (a0, a1) = int(codes[i]), state["args"][i].tolist()
-            e = _Op(i, 0, ops.split(code)[0], [], {}, None, a1,
-                    aux[a0:a0 + _ARRAY_LAYOUT_SIZE.get(code, a1)].tolist())
-            for _, role, grid in _array_parts(e):
-                lo, hi = _extent(grid)
-                if role == Role.SLOT and lo < first:
-                    lows.append(lo)
-                    highs.append(min(hi + 1, first))
-        order = np.argsort(lows)
-        lows, highs = np.array(lows, np.int64)[order], np.array(highs, np.int64)[order]
-        reach = np.maximum.accumulate(highs) if highs.size else highs
-        new = np.ones(lows.size, dtype=bool)
-        new[1:] = lows[1:] >= reach[:-1]
-        self.union_lo = lows[new]
-        self.union_hi = np.append(reach[np.flatnonzero(new)[1:] - 1], reach[-1:])
         # Cuts: the extents' ends, the inputs' end, and around every leading
         # slot read one at a time (by a scalar entry, an output or a guard).
         single = [state["outputs"]]
@@ -578,7 +545,7 @@ class _Nodes:
             single.append(guard_args[slot_mask(guard_codes)])
         single = np.concatenate(single).astype(np.int64)
         single = single[single < first]
-        cuts = np.unique(np.concatenate([lows, highs, single, single + 1, [tape.n_inputs]]))
+        cuts = np.unique(np.concatenate([lows, highs + 1, single, single + 1, [tape.n_inputs]]))
         self.cuts = cuts[self._in_union(cuts)]
         covered = int((self.union_hi - self.union_lo).sum())
         self.n_leading = self.cuts.size + first - covered
@@ -610,8 +577,12 @@ class _Nodes:
         """Slots of the leading node that starts at ``start``."""
         if self.identity or not self._in_union(np.array([start]))[0]:
             return 1
-        return int(np.append(self.cuts, self.first)[np.searchsorted(self.cuts, start) + 1]
-                   - start)
+        # Up to the next cut or the end of the run of grids, whichever is first.
+        end = self.union_hi[np.searchsorted(self.union_lo, start, side="right") - 1]
+        at = np.searchsorted(self.cuts, start, side="right")
+        if at < self.cuts.size:
+            end = min(end, self.cuts[at])
+        return int(end - start)
 
     def leading_nodes(self):
         """``(start, count)`` of every leading node, in order."""
@@ -620,15 +591,6 @@ class _Nodes:
             count = self.count(s)
             yield s, count
             s += count
-
-
-def _extent(grid):
-    """The lowest and highest slot an array operand reads."""
-    if isinstance(grid, list):
-        return min(grid), max(grid)
-    start, n_outer, outer, n_inner, inner = grid
-    spans = ((n_outer - 1) * outer, (n_inner - 1) * inner)
-    return start + sum(min(0, v) for v in spans), start + sum(max(0, v) for v in spans)
 
 
 def _dot_leading(tape, s, slot_name, count=1):
