@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 import wengert as wg
+from wengert.sparsity import hessian_sparsity
 from benchmarks import problems as P
-from benchmarks._support import LARGE, LARGE_ROUNDS, annotate, ratios, record_scalar, run
+from benchmarks._support import (LARGE, LARGE_ROUNDS, annotate, fresh_tape_setup, ratios,
+                                 record_scalar, run)
 
 CASES = P.ARRAY_CASES
 _TAPES = {}
@@ -102,3 +104,59 @@ def test_optimize_array_entries(benchmark, name):
     np.testing.assert_allclose(small.gradient(x), tape.gradient(x), rtol=1e-12, atol=1e-14)
     annotate(benchmark, entries=len(tape), entries_after=len(small),
              n_elementwise=tape.stats()["n_elementwise"])
+
+
+# ---- sparsity patterns of array tapes ---------------------------------------------
+#
+# The Hessian pattern of the Rosenbrock function at n = 10^5 recorded as
+# arrays, on a fresh tape each round: read natively (the passes go through
+# the array entries element by element), through the tape's expansion into
+# scalar entries (what the patterns did before; the test oracle now), and on
+# the same function recorded with scalar entries. All must be tridiagonal.
+
+SPARSE_N = 10**5
+
+
+def _sparse_group(benchmark):
+    benchmark.group = "array entries: rosenbrock Hessian pattern n=10^5"
+
+
+def _fresh_array_tape():
+    def setup():
+        return (wg.record(P.rosenbrock, P.point("rosenbrock", SPARSE_N)),), {}
+    return setup
+
+
+def _check_tridiagonal(pattern):
+    assert pattern.shape == (SPARSE_N, SPARSE_N) and pattern.nnz == 3 * SPARSE_N - 2
+    rows = np.repeat(np.arange(SPARSE_N), np.diff(pattern.indptr))
+    assert np.abs(rows - pattern.indices).max() == 1
+
+
+def test_scalar_tape_hessian_sparsity(benchmark):
+    _sparse_group(benchmark)
+    setup = fresh_tape_setup(P.rosenbrock, P.point("rosenbrock", SPARSE_N))
+    _check_tridiagonal(benchmark.pedantic(hessian_sparsity, setup=setup,
+                                          rounds=5, warmup_rounds=1))
+    annotate(benchmark)
+
+
+def test_expanded_array_tape_hessian_sparsity(benchmark):
+    # The expansion itself is timed too: it is built on first use.
+    _sparse_group(benchmark)
+
+    def expand_then_pattern(t):
+        return hessian_sparsity(t._scalar_form())
+    setup = _fresh_array_tape()
+    _check_tridiagonal(benchmark.pedantic(expand_then_pattern, setup=setup, rounds=5,
+                                          warmup_rounds=1))
+    annotate(benchmark, **ratios(benchmark, scalar_tape="test_scalar_tape_hessian_sparsity"))
+
+
+def test_array_tape_hessian_sparsity(benchmark):
+    _sparse_group(benchmark)
+    _check_tridiagonal(benchmark.pedantic(hessian_sparsity,
+                                          setup=_fresh_array_tape(), rounds=5,
+                                          warmup_rounds=1))
+    annotate(benchmark, **ratios(benchmark, scalar_tape="test_scalar_tape_hessian_sparsity",
+                                 expanded="test_expanded_array_tape_hessian_sparsity"))

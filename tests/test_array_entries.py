@@ -271,17 +271,17 @@ def test_a_matrix_product_gives_the_same_bits_alone_and_in_a_batch(layout, rng):
         np.testing.assert_array_equal(tape.jacobian(x), tape.jacobian(x, mode="reverse"))
 
 
-def test_tools_refuse_a_product_too_large_to_expand_before_building_it():
+def test_the_expansion_refuses_a_product_too_large_before_building_it():
     # A 2**11 x 2**11 by 2**11 x 2**11 product: 2**33 scalar operations.
     n = 2**11
     b = Builder(2 * n * n)
     C = b.matmul(code("mul", K.VV), n, n, n, (0, n, 1), (n * n, n, 1))
     tape = b.tape([C], ())
     with pytest.raises(wg.WengertError, match="too many"):
-        sparsity.jacobian_sparsity(tape)
+        tape._scalar_form()
 
 
-def test_tools_read_the_scalar_form_of_an_array_tape(rng):
+def test_tools_read_an_array_tape(rng):
     n = 6
     b = Builder(n)
     sq = b.map(code("square"), 1, n, (0, 0, 1))
@@ -299,7 +299,7 @@ def test_tools_read_the_scalar_form_of_an_array_tape(rng):
                                tape.hessian(x), rtol=1e-14)
     np.testing.assert_allclose(sparsity.sparse_jacobian(tape, x).toarray()[0],
                                tape.gradient(x), rtol=1e-14)
-    # The listing shows each array entry as one row; traces show the scalar form.
+    # The listing and the traces show each array entry as one row.
     rows = tape.listing(x).splitlines()
     assert len(rows) == n + len(tape) + 1
     assert rows[n].startswith("v[1:7]") and "square(v[-5:1])" in rows[n]
@@ -354,6 +354,12 @@ def array_programs(draw):
 
 
 def run_program(steps, x):
+    last = program_arrays(steps, x)
+    return np.sum(last * np.linspace(0.5, 1.5, 12).reshape(3, 4)) + np.sum(last ** 2)
+
+
+def program_arrays(steps, x):
+    """The last array of the program ``steps`` on ``x``, shape (3, 4)."""
     arrays = [x.reshape(3, 4)]
     for step in steps:
         a = arrays[step[2]]
@@ -381,7 +387,7 @@ def run_program(steps, x):
             out = {"flip": lambda: a[::-1, ::-1], "roll": lambda: np.roll(a, 1, axis=1),
                    "fancy": lambda: a[[2, 0, 1]][:, [3, 1, 0, 2]]}[step[1]]()
         arrays.append(out)
-    return np.sum(arrays[-1] * np.linspace(0.5, 1.5, 12).reshape(3, 4)) + np.sum(arrays[-1] ** 2)
+    return arrays[-1]
 
 
 @settings(max_examples=60)
@@ -550,10 +556,31 @@ def test_the_compact_tape_of_an_array_tape_keeps_the_inputs_its_descriptors_read
     x = rng.uniform(0.2, 0.9, 100)
     tape = wg.record(lambda v: np.sum(np.sin(v[:10])), x)
     c = compact(tape)
-    assert c.identity and c.tape is tape
-    # Its scalar form is what the tools compact: there the unread inputs go.
+    assert c.n_inputs == 10 and c.inputs.tolist() == list(range(10))
     assert compact(tape._scalar_form()).n_inputs == 10
     np.testing.assert_allclose(tape.sparse_jacobian(x).toarray()[0], tape.gradient(x))
+
+
+@settings(max_examples=60)
+@given(steps=array_programs(), offset=st.integers(0, 30), seed=st.integers(0, 2**16))
+def test_the_compact_tape_of_an_array_tape_gives_the_same_derivatives(steps, offset, seed):
+    # The program reads 12 of 50 inputs (from `offset`, and one more at the
+    # end): its compact tape keeps those 13, its grids moved with them.
+    from wengert._compact import compact
+
+    def f(v):
+        return run_program(steps, v[offset:offset + 12]) * v[-1]
+    x = np.random.default_rng(seed).uniform(-1.0, 1.0, 50)
+    tape = wg.record(f, x)
+    c = compact(tape)
+    assert c.inputs.tolist() == list(range(offset, offset + 12)) + [49]
+    X = x[c.inputs]
+    assert c.tape.forward(X) == tape.forward(x)
+    np.testing.assert_array_equal(c.tape.gradient(X), tape.gradient(x)[c.inputs])
+    np.testing.assert_array_equal(c.tape.hessian(X),
+                                  tape.hessian(x)[np.ix_(c.inputs, c.inputs)])
+    assert tape.jacobian_sparsity().nnz == c.tape.jacobian_sparsity().nnz
+    assert (tape.hessian_sparsity()[c.inputs][:, c.inputs] != c.tape.hessian_sparsity()).nnz == 0
 
 
 @pytest.mark.parametrize("axis", [None, 0, 1])
@@ -646,3 +673,83 @@ def test_a_long_stack_of_small_products_records_few_entries(rng):
     with scalar_recording():
         scalars = wg.record(f, x)
     np.testing.assert_allclose(tape.gradient(x), scalars.gradient(x), rtol=1e-12, atol=1e-13)
+
+
+# ---- sparsity reads array entries natively ---------------------------------------------
+
+def same_pattern(a, b):
+    return a.shape == b.shape and (a != b).nnz == 0
+
+
+@settings(max_examples=120)
+@given(steps=array_programs(), vector=st.booleans(), seed=st.integers(0, 2**16))
+def test_sparsity_of_array_entries_is_that_of_their_expansion(steps, vector, seed):
+    # The native passes over array entries against the oracle, the same
+    # passes over the tape's expansion into scalar entries, and against the
+    # program recorded with scalar entries; the sparse derivatives against
+    # the dense ones.
+    def f(v):
+        return program_arrays(steps, v) * 1.5 if vector else run_program(steps, v)
+    x = np.random.default_rng(seed).uniform(-1.0, 1.0, 12)
+    tape = wg.record(f, x)
+    expanded = tape._scalar_form()
+    with scalar_recording():
+        scalars = wg.record(f, x)
+    for pattern in (sparsity.jacobian_sparsity, sparsity.hessian_sparsity):
+        native = pattern(tape)
+        assert same_pattern(native, pattern(expanded))
+        assert same_pattern(native, pattern(scalars))
+    np.testing.assert_allclose(sparsity.sparse_jacobian(tape, x).toarray(),
+                               tape.jacobian(x).reshape(-1, 12), rtol=1e-12, atol=1e-12)
+    w = np.linspace(-1.0, 1.0, tape.n_outputs).reshape(tape.out_shape) if vector else None
+    H = tape.hessian(x) if not vector else sum(
+        w.reshape(-1)[k] * wg.record(lambda v, k=k: f(v).reshape(-1)[k], x).hessian(x)
+        for k in range(tape.n_outputs))
+    np.testing.assert_allclose(sparsity.sparse_hessian(tape, x, w=w).toarray(), H,
+                               rtol=1e-10, atol=1e-10 * (1 + np.abs(H).max()))
+
+
+def test_sparsity_of_every_kind_of_array_entry(rng):
+    # Kinds the random programs do not reach: a constant matrix times a
+    # traced one, a quotient by a traced array (curved in its divisor
+    # only), sums with rows, and a vector output read one element at a time.
+    C = np.linspace(-1.0, 1.0, 15).reshape(5, 3)
+
+    def f(v):
+        a = v.reshape(3, 4)
+        left = C @ np.tanh(a)                        # (5, 4): constant @ traced
+        ratio = 2.0 / (1.5 + a * a)                  # constant / traced
+        rows = np.sum(a * a[:, ::-1], axis=1)        # a sum per row
+        running = np.cumsum(np.minimum(a, 0.2), axis=0)
+        chosen = wg.where(a > 0, np.sin(a), a[::-1] ** 2)   # branches of other inputs
+        gram = a @ a.T                               # traced @ traced: cross terms only
+        return np.concatenate([left.ravel(), ratio.ravel(), rows, running[:, 1],
+                               [a[1, 1] * a[2, 3]], chosen.ravel(), gram.ravel()])
+    x = rng.uniform(-1.0, 1.0, 12)
+    tape = wg.record(f, x)
+    assert {"matmul", "map", "sum", "cumsum", "where"} <= {name for name, _ in recorded_ops(tape)}
+    expanded = tape._scalar_form()
+    for pattern in (sparsity.jacobian_sparsity, sparsity.hessian_sparsity):
+        assert same_pattern(pattern(tape), pattern(expanded))
+    J = sparsity.jacobian_sparsity(tape).toarray()
+    assert not ((tape.jacobian(x) != 0) & ~J).any()             # every nonzero is in it
+    assert J[20:32].sum() == 12 and J[36, 1] and J[36, 5] and J[36].sum() == 2   # ratio, cumsum
+    assert [J[39 + k].nonzero()[0].tolist() for k in (0, 5)] == [[0, 8], [5]]  # where
+    H = sparsity.hessian_sparsity(tape).toarray()
+    assert H[5, 11] and H[11, 5] and not H[0, 1] and H[8, 8]
+    assert H[0, 4] and H[4, 0] and not H[0, 5]               # a[0, 0] a[1, 0] in gram[0, 1]
+    np.testing.assert_allclose(sparsity.sparse_jacobian(tape, x).toarray(), tape.jacobian(x),
+                               rtol=1e-13)
+
+
+def test_sparsity_of_a_product_too_large_to_expand():
+    # 2**8 x 2**8 @ 2**8 x 2**8 summed: read natively, with each element of
+    # the product left lazy (one consumer) as its expansion's sums would be.
+    n = 2**8
+    b = Builder(2 * n * n)
+    C = b.matmul(code("mul", K.VV), n, n, n, (0, n, 1), (n * n, n, 1))
+    total = b.sum(1, n * n, (C, 0, 1))
+    out = b.map(code("mul", K.VV), 1, 16, (total, 0, 0), (0, 0, 1))
+    tape = b.tape(list(range(out, out + 16)), (16,))
+    J = sparsity.jacobian_sparsity(tape)
+    assert J.shape == (16, 2 * n * n) and J.nnz == 16 * 2 * n * n

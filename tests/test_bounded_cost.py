@@ -189,8 +189,70 @@ def _checks_a_million_operations():
     }
 
 
+def forged_arrays(n=HUGE):
+    """A tape of ``n`` declared inputs whose array entries read 100 of them
+    as a grid (x[10:110]), x[n-1] and x[n-5:n-11:-2] backwards: a map, a
+    sum per row, a gather and a product with a constant matrix."""
+    code = ops.code_of
+    MAP, SUM, GATHER, MATMUL = (code(k) for k in ("map", "sum", "gather", "matmul"))
+    first = n
+    aux = [code("sin"), 10, 10, 10, 10, 1, 0, 0, 0,              # v = sin(x[10:110]) (10x10)
+           code("mul", Kind.VV), 1, 10, first, 0, 1, n - 1, 0, 0,  # w = v[0:10] * x[n-1]
+           10, 10, first, 10, 1,                                  # r = row sums of v (10)
+           n - 5, n - 7, n - 9, first + 100, first + 101, first + 102, first + 103,
+           first + 104,                                           # g = gather (8)
+           code("mul", Kind.VC), 1, 8, 2, first + 120, 0, 1, 0, 2, 1]   # g @ C (1x8 @ 8x2)
+    return wg.Tape(
+        opcodes=np.array([MAP, MAP, SUM, GATHER, MATMUL], np.uint8),
+        args=np.array([[0, 100], [9, 10], [18, 10], [23, 8], [31, 2]], np.int32),
+        consts=np.linspace(-1.0, 1.0, 16), aux=np.array(aux, np.int32),
+        outputs=np.array([first + 128, first + 129, first + 110], np.int32), in_shape=(n,),
+        out_shape=(3,))
+
+
+def _checks_huge_declared_array_inputs():
+    """Sparsity, displays and optimize of a tape of array entries that
+    declares 10**9 inputs and reads 103."""
+    t = forged_arrays()
+
+    def patterns():
+        J = t.jacobian_sparsity()
+        assert J.shape == (3, HUGE)
+        assert J.indices[J.indptr[2]:J.indptr[3]].tolist() == list(range(10, 20))
+        assert J.indices[J.indptr[0]:J.indptr[1]].tolist() == \
+            list(range(10, 15)) + [HUGE - 9, HUGE - 7, HUGE - 5, HUGE - 1]
+        # (A Hessian pattern's CSR has a row pointer per input: not bounded.)
+        c = t.hessian_colouring()           # sin(x[10:20]), and x[10:15] * x[n-1]
+        assert c.shape == (HUGE, HUGE) and c._compact.nnz == 10 + 2 * 5
+        assert t.jacobian_colouring().n_colours >= 1
+
+    def displays():
+        s = t.to_dot()
+        assert len(s) < 20_000 and 'label="x[10:110]' in s and 'label="x[999999999]' in s
+        assert len(t.listing()) < 20_000 and len(str(t)) < 20_000
+
+    def optimize():
+        assert t.optimize().n_ops == 5
+
+    return dict(patterns=patterns, displays=displays, optimize=optimize)
+
+
+def test_forged_array_tape_is_what_it_claims():
+    n = 200
+    t = forged_arrays(n)
+    x = np.linspace(0.5, 1.5, n)
+    v = np.sin(x[10:110])
+    g = np.concatenate([x[[n - 5, n - 7, n - 9]], (v[:10] * x[-1])[:5]])
+    C = np.linspace(-1.0, 1.0, 16).reshape(8, 2)
+    np.testing.assert_allclose(t.forward(x), np.concatenate([g @ C, [v.reshape(10, 10)[0].sum()]]),
+                               rtol=1e-14)
+    H = t.hessian_sparsity().toarray()
+    assert H.sum() == 20 and H[10:20, 10:20].trace() == 10 and H[10:15, n - 1].all()
+
+
 _SCENARIOS = {"huge": _checks_huge_declared_inputs, "point": _checks_values_at_a_point,
-              "million": _checks_a_million_operations}
+              "million": _checks_a_million_operations,
+              "huge-arrays": _checks_huge_declared_array_inputs}
 
 
 def _limit_address_space():

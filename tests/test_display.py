@@ -17,7 +17,7 @@ import pytest
 
 import wengert as wg
 from wengert import _opcodes as ops
-from wengert import _traces, display
+from wengert import _traces, display, sparsity
 from wengert._opcodes import Kind
 
 X0 = np.array([2.0, 5.0])
@@ -441,3 +441,245 @@ def test_summary_of_a_large_tape_is_short(scalar_entries):
     lines = display.summary(t).splitlines()
     assert len(lines) < 30
     assert lines[-1] == f"... {t.n_ops + 500 + 1 - 20:,} more rows not shown (max_rows=20)"
+
+
+# ---- array entries: one row, one node each, read from the tape itself ----------------------
+
+_MATRIX = np.linspace(-1.0, 1.0, 20).reshape(4, 5)
+
+
+def array_program(v):
+    """Every kind of array entry (map, matmul both ways, where, cumsum, sum,
+    gather) and scalar entries reading single elements of them."""
+    m = (np.sin(v) * v[0]).reshape(3, 4)
+    c = m @ _MATRIX
+    d = wg.where(m > 0.3, m * m, np.cos(m))
+    g = m[::-1, [3, 1, 0, 2]]
+    return (np.sum(c) + np.sum(np.cumsum(d, axis=1)) + v[3] * m[1, 2]
+            + np.sum(m.T @ m) + np.sum(g * np.arange(12.0).reshape(3, 4)))
+
+
+@pytest.fixture(scope="module")
+def arrays():
+    return wg.record(array_program, np.linspace(0.1, 1.2, 12))
+
+
+def no_expansion(monkeypatch):
+    """Make the scalar expansion of array entries fail if anything asks for it."""
+    from wengert import _expand
+
+    def refuse(state):
+        raise AssertionError("the tool expanded the array entries")
+    monkeypatch.setattr(_expand, "expand", refuse)
+
+
+def bracketed(text):
+    """The numbers of an array row's value column ``[a, b, c, ...]``."""
+    inside = text.rsplit("[", 1)[1].split("]")[0]
+    return [float(v) for v in inside.split(", ") if v != "..."]
+
+
+def test_forward_trace_shows_an_array_entry_as_one_row(arrays, monkeypatch, rng):
+    no_expansion(monkeypatch)
+    x, v = rng.uniform(0.1, 1.2, 12), rng.standard_normal(12)
+    text = arrays.trace(x, v)
+    lines = text.splitlines()
+    body = lines[lines.index(next(t for t in lines if t.startswith("Forward primal"))) + 1:-2]
+    assert len(body) == display._n_primal_rows(arrays)
+    # The numbers are the replay's, the first three of each array row.
+    run = arrays._replay(x, np.zeros(0), seeds=v[:, None, None])
+    for e in display._unpack(arrays):
+        label = display._range_name(lambda s: display._slot_namer(12, 12, f"v{DOT}")(s),
+                                    e.slot, e.count)
+        row = next(line for line in body if line.split("\u2502")[1].split()[0] == label)
+        primal, tangent = row.split("\u2502")
+        if e.count == 1:
+            assert float(tangent.rsplit("=", 1)[1]) == pytest.approx(
+                run.tangents[e.slot, 0, 0], rel=1e-5, abs=1e-12)
+            continue
+        np.testing.assert_allclose(bracketed(tangent), run.tangents[e.slot:e.slot + 3, 0, 0],
+                                   rtol=1e-5, atol=1e-12)
+        np.testing.assert_allclose(bracketed(primal), run.values[e.slot:e.slot + 3, 0],
+                                   rtol=1e-5, atol=1e-12)
+    # The rules: elementwise partials, linear calls on the tangents, the product rule.
+    text = re.sub(r" +=", " =", text)               # the columns' alignment
+    assert f"v{DOT}[1:13] = v{DOT}[-11:1] * cos(v[-11:1])   (elementwise)" in text
+    assert f"v{DOT}[13:25] = v{DOT}[1:13] * v[-11] + v{DOT}[-11] * v[1:13]" in text
+    assert f"v{DOT}[13:25] @ [-1, -0.894737, ...]   (3x4 @ 4x5)" in text
+    assert f"v{DOT}[40:52] if v[64:76] else v{DOT}[52:64]   (elementwise)" in text
+    assert f"cumsum of each row of 4 in v{DOT}[76:88]" in text
+    assert f"= sum(v{DOT}[25:40])" in text
+    assert f"gather(v{DOT}[" in text
+    assert f"v{DOT}[13:25]\u1d40 @ v[13:25]" not in text       # a product rule, not an adjoint
+    assert re.search(rf"\) @ v\[13:25\] \+ \(.*\) @ v{DOT}\[13:25\]", text)     # A @ B, A traced
+    # The directional derivative is the jvp's, and the scalar recording's.
+    assert float(lines[-1].rsplit("=", 1)[1]) == pytest.approx(float(arrays.jvp(x, v)), rel=1e-5)
+    from _helpers import scalar_recording
+    monkeypatch.undo()
+    with scalar_recording():
+        scalars = wg.record(array_program, x)
+    assert scalars.trace(x, v).splitlines()[-1] == lines[-1]
+
+
+def test_reverse_trace_shows_an_array_entry_as_one_row(arrays, monkeypatch, rng):
+    no_expansion(monkeypatch)
+    x = rng.uniform(0.1, 1.2, 12)
+    text = arrays.trace(x, 1.0, mode="reverse")
+    table = [line for line in text.split("Reverse adjoint trace")[1].splitlines()
+             if line.startswith((f"v{BAR}[", f"x{BAR}["))]
+    assert len(table) == len(arrays) + 12 + 12          # entries, input slots, x̄ rows
+    run = arrays._replay(x, np.zeros(0), output_seeds=np.ones((1, 1, 1)))
+    name = display._slot_namer(12, 12, f"v{BAR}")
+    labels = [line.split(" = ")[0].strip() for line in table]
+    expected = [display._range_name(name, e.slot, e.count)
+                for e in reversed(display._unpack(arrays))] + [name(s) for s in range(11, -1, -1)]
+    assert labels[:-12] == expected
+    for e in display._unpack(arrays):
+        row = table[expected.index(display._range_name(name, e.slot, e.count))]
+        got = (bracketed(row) if e.count > 1 else [float(row.rsplit("=", 1)[1])])
+        np.testing.assert_allclose(got, run.adjoints[e.slot:e.slot + len(got), 0, 0],
+                                   rtol=1e-5, atol=1e-12)
+    # The rules, in words where an entry works on whole arrays.
+    assert f"v{BAR}[121] broadcast" in text                  # sum
+    assert f"reverse cumsum of v{BAR}[" in text              # cumsum
+    assert f"where not v[64:76]" in text and f"where v[64:76]" in text
+    assert f"@ [-1, -0.894737, ...]\u1d40" in text           # dA = dC B^T, B constant
+    assert f"\u1d40 @ v{BAR}[" in text                       # dB = A^T dC
+    assert f"scattered back" in text                         # gather
+    assert f"v{BAR}[1:13] * cos(v[-11:1]) at v[-8]" in text  # an input read by a map
+    assert "summed over the broadcast" in text               # sin(v) * v[0]
+    assert f" * v[-8] at v[19]" in text                      # a scalar entry reads m[1, 2]
+    gradient = text.split("gradient")[-1]
+    monkeypatch.undo()
+    from _helpers import scalar_recording
+    with scalar_recording():
+        scalars = wg.record(array_program, x)
+    assert scalars.trace(x, 1.0, mode="reverse").split("gradient")[-1] == gradient
+    ascii_text = display.trace_text(arrays, x, 1.0, (), "reverse", ascii=True)
+    assert ascii_text.isascii() and "@ [-1, -0.894737, ...].T" in ascii_text
+
+
+def test_reverse_trace_of_a_vector_output_of_an_array_entry(monkeypatch, rng):
+    no_expansion(monkeypatch)
+    t = wg.record(lambda v: np.sin(v) * 2.0, np.ones(10))
+    x, w = rng.standard_normal(10), rng.standard_normal(10)
+    text = t.trace(x, w, mode="reverse")
+    row = next(line for line in text.splitlines() if line.startswith(f"v{BAR}[11:21]"))
+    assert f"= y{BAR}[0:10]" in row
+    np.testing.assert_allclose(bracketed(row), w[:3], rtol=1e-5)
+    assert re.search(rf"v{BAR}\[1:11\] += v{BAR}\[11:21\] \* 2 ", text)
+    np.testing.assert_allclose([row_value(text, f"x{BAR}[{i}]") for i in range(10)],
+                               t.vjp(x, w), rtol=1e-5)
+
+
+def test_traces_of_array_entries_keep_max_rows(arrays, monkeypatch):
+    no_expansion(monkeypatch)
+    x = np.linspace(0.1, 1.2, 12)
+    total = display._n_primal_rows(arrays)
+    forward = arrays.trace(x, max_rows=15).splitlines()
+    assert forward[-3] == f"... {total - 15:,} more rows not shown (max_rows=15)"
+    assert forward[-4].split("\u2502")[1].startswith(f" v{DOT}[25:40]")
+    reverse = arrays.trace(x, 1.0, mode="reverse", max_rows=3)
+    adjoint = reverse.split("Reverse adjoint trace")[1].split("gradient")[0].splitlines()
+    assert len(adjoint) == 1 + 3 + 1 + 1
+    n_rows = len(arrays) + 24
+    assert adjoint[4] == f"... {n_rows - 3:,} more rows not shown (max_rows=3)"
+    assert arrays.trace(x, max_rows=None).splitlines()[-1] == forward[-1]
+
+
+def graph_nodes(text):
+    return [n for n in dot_nodes(text) if n not in ("graph", "node", "edge")]
+
+
+def test_to_dot_draws_an_array_entry_as_one_node(arrays, monkeypatch):
+    no_expansion(monkeypatch)
+    text = arrays.to_dot()
+    nodes = graph_nodes(text)
+    entries = display._unpack(arrays)
+    # Inputs: x[0] and x[3] are read alone (a broadcast, a scalar entry),
+    # the rest in runs between them; then one node per entry.
+    assert [n for n in nodes if re.fullmatch(r"s\d+", n)] == \
+        ["s0", "s1", "s3", "s4"] + [f"s{e.slot}" for e in entries]
+    assert 's1 [label="x[1:3]\\nv[-10:-8]"' in text and 's4 [label="x[4:12]\\nv[-7:1]"' in text
+    assert 's12 [label="sin\\nv[1:13]\\n12", shape=ellipse, peripheries=2, ' \
+           'tooltip="v[1:13] = sin(v[-11:1])"]' in text
+    assert '"matmul\\nv[25:40]\\n3x4 @ 4x5"' in text and '"sum\\nv[88]\\n15 -> 1"' in text
+    edges = dot_edges(text)
+    assert [a for a, b in edges if b == "s12"] == ["s0", "s1", "s3", "s4"]   # sin(x)
+    assert [a for a, b in edges if b == "s114"] == ["s3", "s24"]             # x[3] * m[1, 2]
+    assert 's24 -> s36 [label="A"];' in text and 'c2_1 -> s36 [label="B"];' in text
+    assert 's75 -> s87 [label="cond", style=dashed];' in text
+    assert 's51 -> s87 [label="true"];' in text and 's63 -> s87 [label="false"];' in text
+    assert 'c5_1 -> s75 [label="2"];' in text                               # m > 0.3
+    assert ("s24", "s134") in edges and ("s159", "y0") in edges             # gather, output
+    assert all(a in nodes and b in nodes for a, b in edges)
+    assert len(nodes) == 4 + len(arrays) + 3 + 1            # and 3 constant operands
+    if shutil.which("dot"):
+        done = subprocess.run(["dot", "-Tplain"], input=text, capture_output=True, text=True,
+                              check=False)
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_to_dot_of_array_entries_keeps_max_nodes(arrays, monkeypatch):
+    no_expansion(monkeypatch)
+    total = 4 + len(arrays) + 1
+    for limit in (0, 1, 5, 6, 9, total - 1):
+        text = arrays.to_dot(max_nodes=limit)
+        drawn = [n for n in graph_nodes(text) if re.fullmatch(r"s\d+|y\d+", n)]
+        assert len(drawn) <= limit
+        assert f"// ... {total - len(drawn):,} more nodes not shown (max_nodes={limit})" in text
+        assert all(a in graph_nodes(text) and b in graph_nodes(text)
+                   for a, b in dot_edges(text))
+    assert arrays.to_dot(max_nodes=total) == arrays.to_dot(max_nodes=None)
+
+
+def test_to_dot_of_a_product_too_large_to_expand():
+    from test_array_entries import Builder, code
+    n = 2**10           # 2**31 scalar operations: the expansion refuses it
+    b = Builder(2 * n * n)
+    C = b.matmul(code("mul", Kind.VV), n, n, n, (0, n, 1), (n * n, n, 1))
+    total = b.sum(1, n * n, (C, 0, 1))
+    t = b.tape([total], ())
+    with pytest.raises(wg.WengertError, match="too many"):
+        t._scalar_form()
+    text = t.to_dot()
+    assert graph_nodes(text) == ["s0", "s1048576", f"s{2 * n * n}", f"s{2 * n * n + n * n}",
+                                 "y0"]
+    assert 'label="x[0:1048576]\\nv[-2097151:-1048575]"' in text
+    assert dot_edges(text) == [("s0", f"s{2 * n * n}"), ("s1048576", f"s{2 * n * n}"),
+                               (f"s{2 * n * n}", f"s{2 * n * n + n * n}"),
+                               (f"s{2 * n * n + n * n}", "y0")]
+
+
+def reaches(edges, source, target):
+    after = {}
+    for a, b in edges:
+        after.setdefault(a, []).append(b)
+    seen, todo = {source}, [source]
+    while todo:
+        for b in after.get(todo.pop(), ()):
+            if b not in seen:
+                seen.add(b)
+                todo.append(b)
+    return target in seen
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30)
+@given(st.data())
+def test_every_input_the_output_depends_on_reaches_it_in_the_graph(data):
+    # Random array programs: the graph of the array tape (entries as nodes)
+    # joins every input the output structurally depends on to the output.
+    from test_array_entries import array_programs, run_program
+    steps = data.draw(array_programs())
+    x = np.linspace(-0.9, 0.8, 12)
+    t = wg.record(lambda v: run_program(steps, v), x)
+    text = t.to_dot(max_nodes=None)
+    edges = dot_edges(text)
+    nodes = display._Nodes(t)
+    column = sparsity.jacobian_sparsity(t).toarray()[0]
+    for i in range(12):
+        assert not column[i] or reaches(edges, f"s{int(nodes.of(i))}", "y0"), i

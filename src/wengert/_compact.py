@@ -19,13 +19,16 @@ and memory linear in the tape's arrays, never in the declared input count.
 When every leading slot is read it is the tape itself.
 
 The operands are decoded by :data:`wengert._opcodes.ROLES`, the table of
-what each operand of every opcode refers to.
+what each operand of every opcode refers to. An array entry reads grids of
+slots through its descriptor: every leading slot between a grid's lowest
+and highest counts as read, so that no slot inside a grid is dropped and
+the grid keeps its strides, moved by one shift.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from wengert._expand import has_array_entries
+from wengert import _opcodes as ops
 from wengert._opcodes import ROLES, Role
 from wengert._records import Param
 from wengert.tape import Tape
@@ -54,13 +57,93 @@ def guard_arrays(guards):
     return codes, args
 
 
+# Descriptor lengths of the array entries (a gather's is its slot count).
+_LAYOUT_SIZE = {op.code(): len(ops.ARRAY_LAYOUTS[op.name]) for op in ops.OPERATIONS
+                if op.arity == ops.ARRAY and op.name != "gather"}
+
+
+def descriptor(aux, code, a0, a1):
+    """The descriptor of the array entry ``(code, a0, a1)`` as a list of ints."""
+    return [int(v) for v in aux[a0:a0 + _LAYOUT_SIZE.get(code, a1)]]
+
+
+def array_parts(code, d):
+    """The operands of the array entry of opcode ``code`` and descriptor
+    ``d`` (see ``_opcodes.ARRAY_LAYOUTS``) as ``(position, role, grid, at)``:
+    ``grid`` is ``(start, n_outer, outer, n_inner, inner)`` and ``at`` the
+    index of its start in ``d``, or a gather's list of source slots (``at``
+    None). A where's positions are 0 (the condition), 1 and 2 (the branches)."""
+    name = ops.split(code)[0].name
+    if name == "gather":
+        return [(0, Role.SLOT, d, None)]
+    if name in ("sum", "cumsum"):
+        return [(0, Role.SLOT, (d[2], d[0], d[3], d[1], d[4]), 2)]
+    if name == "where":
+        return [(p, Role.SLOT, (d[2 + 3 * p], d[0], d[3 + 3 * p], d[1], d[4 + 3 * p]), 2 + 3 * p)
+                for p in range(3)]
+    roles = ROLES[d[0]]
+    if name == "matmul":
+        m, k, n = d[1:4]
+        return [(0, roles[0], (d[4], m, d[5], k, d[6]), 4),
+                (1, roles[1], (d[7], k, d[8], n, d[9]), 7)]
+    return [(p, roles[p], (d[3 + 3 * p], d[1], d[4 + 3 * p], d[2], d[5 + 3 * p]), 3 + 3 * p)
+            for p in range(2) if roles[p] != Role.NONE]
+
+
+def array_grids(opcodes, args, aux):
+    """``(positions, lows, highs)``: where in ``aux`` the start of every slot
+    grid (and every gather source) that the array entries read stands, and
+    the lowest and highest slot of each, as int64 arrays."""
+    codes = np.asarray(opcodes, dtype=np.intp).reshape(-1)
+    args = np.asarray(args).reshape(-1, 2)
+    aux = np.asarray(aux)
+    at, lows, highs = [], [], []
+    for i in np.flatnonzero(ROLES[codes, 0] == Role.ARRAY).tolist():
+        a0, a1 = int(args[i, 0]), int(args[i, 1])
+        for _, role, grid, start in array_parts(int(codes[i]), descriptor(aux, codes[i], a0, a1)):
+            if role != Role.SLOT:
+                continue
+            if start is None:           # a gather: each source on its own
+                at.append(np.arange(a0, a0 + a1, dtype=np.int64))
+                lows.append(np.asarray(grid, dtype=np.int64))
+                highs.append(lows[-1])
+                continue
+            first_slot, n_outer, outer, n_inner, inner = grid
+            steps = ((n_outer - 1) * outer, (n_inner - 1) * inner)
+            at.append(np.array([a0 + start], dtype=np.int64))
+            lows.append(np.array([first_slot + sum(min(0, v) for v in steps)], dtype=np.int64))
+            highs.append(np.array([first_slot + sum(max(0, v) for v in steps)], dtype=np.int64))
+    if not at:
+        return (np.zeros(0, np.int64),) * 3
+    return np.concatenate(at), np.concatenate(lows), np.concatenate(highs)
+
+
+def grid_runs(lows, highs, first):
+    """``(starts, ends)``: the leading slots (below ``first``) that the
+    ranges ``lows[i] .. highs[i]`` (inclusive) cover, as sorted disjoint
+    half-open runs."""
+    keep = lows < first
+    lows, highs = lows[keep], np.minimum(highs[keep] + 1, first)
+    if not lows.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.argsort(lows)
+    lows, highs = lows[order], highs[order]
+    reach = np.maximum.accumulate(highs)
+    new = np.ones(lows.size, dtype=bool)
+    new[1:] = lows[1:] >= reach[:-1]
+    return lows[new], np.append(reach[np.flatnonzero(new)[1:] - 1], reach[-1])
+
+
 def remap(opcodes, args, aux, outputs, guard_codes, guard_args, new_slot):
     """Copies of ``args``, ``aux``, ``outputs`` and ``guard_args`` with every
-    slot operand ``s`` replaced by ``new_slot(s)`` (a vectorised function)."""
+    slot operand ``s`` replaced by ``new_slot(s)`` (a vectorised function;
+    array entries' grids move by the shift of their start)."""
     args = np.array(args, dtype=np.int32).reshape(-1, 2)
     mask = slot_mask(opcodes)
-    args[mask] = new_slot(args[mask])
     aux = np.array(aux, dtype=np.int32).reshape(-1)
+    at = array_grids(opcodes, args, aux)[0]
+    aux[at] = new_slot(aux[at].astype(np.int64))
+    args[mask] = new_slot(args[mask])
     at = select_positions(opcodes, args)
     aux[at] = new_slot(aux[at])
     outputs = np.asarray(new_slot(np.asarray(outputs)), dtype=np.int32).reshape(-1)
@@ -79,6 +162,9 @@ def referenced(state, first):
              state["aux"][select_positions(opcodes, args)],
              guard_args[slot_mask(guard_codes)],
              state["outputs"]]
+    # Every leading slot an array entry's grid spans.
+    starts, ends = grid_runs(*array_grids(opcodes, args, state["aux"])[1:], first)
+    parts += [np.arange(a, b, dtype=np.int64) for a, b in zip(starts.tolist(), ends.tolist())]
     lead = np.concatenate([p[p < first].astype(np.int64) for p in parts])
     if first <= 4 * lead.size + 4096:
         # Few leading slots for the references: a mask is cheaper than a sort.
@@ -116,13 +202,7 @@ class Compact:
     def __init__(self, tape):
         state = tape._state()
         self.old_first = tape.n_inputs + tape.n_params
-        if has_array_entries(state["opcodes"]):
-            # Array entries read slots through descriptors this renumbering
-            # does not rewrite: keep every leading slot. (The tools read an
-            # array tape's scalar form, whose compact tape drops them.)
-            kept = np.arange(self.old_first, dtype=np.int64)
-        else:
-            kept = referenced(state, self.old_first)
+        kept = referenced(state, self.old_first)
         self.kept = kept
         self.first = int(kept.size)
         self.shift = self.old_first - self.first

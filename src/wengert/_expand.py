@@ -1,9 +1,8 @@
 """A tape of scalar entries only, equivalent to one with array entries.
 
 An array entry covers many slots with one entry (``_opcodes.ARRAY_LAYOUTS``).
-The tools that reason slot by slot over a tape's scalar entries -- sparsity
-patterns, traces and the Graphviz graph -- read the *scalar form* built
-here: each map element becomes its scalar entry, each sum a pairwise tree of
+The *scalar form* built here is the test oracle of the tools that read
+array entries natively (sparsity patterns, traces, the Graphviz graph): each map element becomes its scalar entry, each sum a pairwise tree of
 additions (as NumPy sums), a running sum its chain of additions, each matrix
 product its products and sums, each where its selects, and a gather's
 results are its sources (no entry at all). Values and derivatives
@@ -73,9 +72,8 @@ class _Writer:
         if self.next + n > _MAX_ENTRIES:
             raise WengertError(
                 f"this tape's array entries expand to more than {_MAX_ENTRIES:,} scalar "
-                "operations, too many for the tools that read a tape operation by "
-                "operation (sparsity patterns, traces, graphs); use them on a smaller "
-                "problem (replays, gradients and Hessians do not need them)")
+                "operations, too many for its scalar form; use it on a smaller problem "
+                "(replays, gradients, Hessians and sparsity patterns do not need it)")
 
     def emit(self, code, left, right=None):
         """Entries ``code`` over operand arrays; returns their result slots."""

@@ -285,7 +285,7 @@ INTERACTION = ("none", "self", "cross", "div", "all")
 
 
 def operands_class(op: Operation, kind: Kind) -> int:
-    # Array entries reach the sparsity passes expanded into scalar entries.
+    # Array entries: the sparsity passes read their elements (element_operands).
     if op.arity == ARRAY:
         return OPERANDS_NONE
     if op.arity == 3:

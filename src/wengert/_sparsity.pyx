@@ -14,12 +14,23 @@
 # The Hessian pattern then adds, for each operation that can reach an output
 # and is nonlinear, blocks of pairs S(a) x S(b) of its operands' sets; the
 # blocks are expanded row by row at the end.
+#
+# An array entry's elements are read natively, element by element, with
+# the rule of the scalar entries its expansion (wengert._expand) would
+# write: a map element by its opcode's rule, a sum the union of its row, a
+# running sum the union of the previous element and its own operand, a
+# where its two branches, a gather its source, a matrix product element
+# (i, j) the union over l of A[i, l] and B[l, j] (and, for the Hessian, the
+# block S(A[i, l]) x S(B[l, j]) of each product). Array elements are never
+# lazy; they may read lazy scalar slots.
 cimport cython
 from libc.stdlib cimport malloc, realloc, free, qsort
 from libc.string cimport memcpy
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
 import numpy as np
+
+from wengert._errors import WengertError
 cimport numpy as cnp
 
 from wengert._types cimport index_t, opcode_t
@@ -50,6 +61,24 @@ ctypedef struct Ops:
     Py_ssize_t n_ops
     Py_ssize_t first      # slot of operation 0
     Py_ssize_t n_in       # inputs (slots 0 .. n_in-1); parameters follow
+    # With array entries: the first slot of every entry and the entry of
+    # every operation slot (NULL without: entry i writes slot first + i).
+    const int64_t* start
+    const int32_t* entry
+
+
+cdef inline Py_ssize_t entry_of(const Ops* t, Py_ssize_t s) noexcept nogil:
+    """The entry that writes operation slot s."""
+    return s - t.first if t.entry == NULL else t.entry[s - t.first]
+
+
+cdef inline Py_ssize_t start_of(const Ops* t, Py_ssize_t i) noexcept nogil:
+    """The first slot entry i writes."""
+    return t.first + i if t.start == NULL else t.start[i]
+
+
+cdef inline bint is_array(opcode_t code) noexcept nogil:
+    return OP_MAP <= code <= OP_CUMSUM
 
 
 cdef inline int operands(const Ops* t, Py_ssize_t i, index_t* out) noexcept nogil:
@@ -88,7 +117,7 @@ def interaction(int code):
 
 
 cdef Ops _ops_of(engine, const opcode_t[::1] code, const index_t[:, ::1] args,
-                 const index_t[::1] aux):
+                 const index_t[::1] aux, const int64_t[::1] start, const int32_t[::1] entry):
     cdef Ops t
     t.n_ops = code.shape[0]
     t.code = &code[0] if t.n_ops else NULL
@@ -96,7 +125,31 @@ cdef Ops _ops_of(engine, const opcode_t[::1] code, const index_t[:, ::1] args,
     t.aux = &aux[0] if aux.shape[0] else NULL
     t.first = engine.first
     t.n_in = engine.n_inputs
+    t.start = &start[0] if start.shape[0] else NULL
+    t.entry = &entry[0] if entry.shape[0] else NULL
     return t
+
+
+# The most slots the passes take from a tape with array entries (whose few
+# entries may declare many slots): about 30 bytes of work each.
+MAX_SLOTS = 2**28
+
+
+def _slot_maps(engine):
+    """``(start, entry)`` for :func:`_ops_of`: empty without array entries."""
+    if not engine.array_entries.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32)
+    if engine.n_slots > MAX_SLOTS:
+        raise WengertError(
+            f"this tape's array entries write {engine.n_slots - engine.first:,} slots, too "
+            f"many for the sparsity passes (at most {MAX_SLOTS:,}, about 30 bytes of work "
+            "each); use them on a smaller problem (replays, gradients and Hessians do "
+            "not need them)")
+    counts = np.ones(engine.opcodes.size, dtype=np.int64)
+    counts[engine.array_entries] = engine.args[engine.array_entries, 1]
+    start = engine.first + np.cumsum(counts) - counts
+    entry = np.repeat(np.arange(counts.size, dtype=np.int32), counts)
+    return start.astype(np.int64), entry
 
 
 # ---- growable buffers ------------------------------------------------------------
@@ -310,30 +363,47 @@ ctypedef struct Sets:
     Py_ssize_t* cnt
     uint8_t* lazy         # 1: the set is the union of the operands' sets
     index_t* mark         # (n_in,) stamp per input, for de-duplication
-    index_t* stack        # (2 n_slots + 2,) for gathering lazy in-trees
+    Pool stack            # slots still to gather into a lazy in-tree's set
 
 
 cdef int gather(const Ops* t, Sets* S, Py_ssize_t s) except -1 nogil:
     """Materialise slot s's set from its operands, descending through lazy
     operands (each lazy slot has a single consumer, so it is walked once)."""
+    cdef Py_ssize_t i = entry_of(t, s)
+    S.stack.size = 0
+    if is_array(t.code[i]):
+        element_operands(t, i, s - t.start[i], &S.stack)
+    else:
+        push_operands(t, i, &S.stack)
+    return drain(t, S, s)
+
+
+cdef inline int push_operands(const Ops* t, Py_ssize_t i, Pool* out) except -1 nogil:
+    """Append the operands of scalar entry i to ``out``."""
     cdef index_t ops[2]
-    cdef Py_ssize_t top = 0, start, k = 0, j, o, n, u
-    cdef int m
+    cdef int j, m = operands(t, i, ops)
+    reserve(out, 2)
+    for j in range(m):
+        out.data[out.size] = ops[j]
+        out.size += 1
+    return 0
+
+
+cdef int drain(const Ops* t, Sets* S, Py_ssize_t s) except -1 nogil:
+    """Materialise slot s's set as the union of the sets of the slots on
+    ``S.stack`` (emptied), descending through lazy ones."""
+    cdef Py_ssize_t start = S.pool.size, k = 0, j, o, n, u, i
     cdef index_t v
     cdef index_t stamp = <index_t>s
-    m = operands(t, s - t.first, ops)
-    for j in range(m):
-        S.stack[top] = ops[j]
-        top += 1
-    start = S.pool.size
-    while top > 0:
-        top -= 1
-        u = S.stack[top]
+    while S.stack.size > 0:
+        S.stack.size -= 1
+        u = S.stack.data[S.stack.size]
         if S.lazy[u]:
-            m = operands(t, u - t.first, ops)
-            for j in range(m):
-                S.stack[top] = ops[j]
-                top += 1
+            i = entry_of(t, u)
+            if is_array(t.code[i]):
+                element_operands(t, i, u - t.start[i], &S.stack)
+            else:
+                push_operands(t, i, &S.stack)
             continue
         n = S.cnt[u]
         reserve(&S.pool, n)
@@ -354,7 +424,7 @@ cdef int gather(const Ops* t, Sets* S, Py_ssize_t s) except -1 nogil:
 cdef int set_of(const Ops* t, Sets* S, Py_ssize_t s, bint may_lazy) except -1 nogil:
     """Compute slot s's index set from its operands' sets."""
     cdef index_t ops[2]
-    cdef int m = operands(t, s - t.first, ops)
+    cdef int m = operands(t, entry_of(t, s), ops)
     cdef Py_ssize_t a, b
     if m == 0:
         S.cnt[s] = 0
@@ -385,9 +455,113 @@ cdef int set_of(const Ops* t, Sets* S, Py_ssize_t s, bint may_lazy) except -1 no
     return 0
 
 
-cdef void mark_backward(const Ops* t, const index_t* outputs, Py_ssize_t n_out,
-                        bint hessian, uint8_t* live, uint8_t* need, uint8_t* pin,
-                        int32_t* uses) noexcept nogil:
+# ---- array entries, element by element ----------------------------------------------
+
+cdef inline int push(Pool* p, Py_ssize_t v) except -1 nogil:
+    reserve(p, 1)
+    p.data[p.size] = <index_t>v
+    p.size += 1
+    return 0
+
+
+cdef int element_operands(const Ops* t, Py_ssize_t i, Py_ssize_t e, Pool* out) except -1 nogil:
+    """Append to ``out`` the operand slots that element e of array entry i
+    depends on, as its expansion's scalar entries would (a matrix product's
+    as pairs A[i, l], B[l, j] when both are slots); returns how many."""
+    cdef const index_t* d = t.aux + t.args[2 * i]
+    cdef opcode_t code = t.code[i]
+    cdef Py_ssize_t size0 = out.size, o, j, l, n_inner, row, col
+    cdef int which
+    if code == OP_GATHER:
+        push(out, d[e])
+    elif code == OP_SUM:
+        for j in range(d[1]):
+            push(out, d[2] + e * d[3] + j * d[4])
+    elif code == OP_CUMSUM:
+        n_inner = d[1]
+        o = e // n_inner
+        j = e - o * n_inner
+        if j:                  # the running sum so far, then this element
+            push(out, start_of(t, i) + e - 1)
+        push(out, d[2] + o * d[3] + j * d[4])
+    elif code == OP_WHERE:     # the branches, not the condition
+        o = e // d[1]
+        j = e - o * d[1]
+        push(out, d[5] + o * d[6] + j * d[7])
+        push(out, d[8] + o * d[9] + j * d[10])
+    elif code == OP_MAP:
+        o = e // d[2]
+        j = e - o * d[2]
+        which = WG_OPERANDS[d[0]]
+        if which == OPERANDS_FIRST or which == OPERANDS_BOTH:
+            push(out, d[3] + o * d[4] + j * d[5])
+        if which == OPERANDS_SECOND or which == OPERANDS_BOTH:
+            push(out, d[6] + o * d[7] + j * d[8])
+    elif code == OP_MATMUL:
+        row = e // d[3]
+        col = e - row * d[3]
+        which = WG_OPERANDS[d[0]]
+        for l in range(d[2]):
+            if which == OPERANDS_FIRST or which == OPERANDS_BOTH:
+                push(out, d[4] + row * d[5] + l * d[6])
+            if which == OPERANDS_SECOND or which == OPERANDS_BOTH:
+                push(out, d[7] + l * d[8] + col * d[9])
+    return <int>(out.size - size0)
+
+
+cdef int element_set(const Ops* t, Sets* S, Py_ssize_t s, Py_ssize_t i, Py_ssize_t e,
+                     bint may_lazy) except -1 nogil:
+    """Compute slot s, element e of array entry i, from its operands' sets,
+    as set_of does for a scalar entry (lazy when it may be)."""
+    cdef Py_ssize_t a, b, m
+    S.stack.size = 0
+    element_operands(t, i, e, &S.stack)
+    m = S.stack.size
+    if m == 0:
+        S.off[s] = 0
+        S.cnt[s] = 0
+        return 0
+    a = S.stack.data[0]
+    if m == 1 and not S.lazy[a]:
+        S.off[s] = S.off[a]
+        S.cnt[s] = S.cnt[a]
+        return 0
+    if m == 2:
+        b = S.stack.data[1]
+        if not S.lazy[a] and not S.lazy[b]:
+            if cheap_union(&S.pool, S.off[a], S.cnt[a], S.off[b], S.cnt[b], &S.off[s],
+                           &S.cnt[s]):
+                return 0
+            if not may_lazy:
+                merge_union(&S.pool, S.off[a], S.cnt[a], S.off[b], S.cnt[b], &S.off[s],
+                            &S.cnt[s])
+                return 0
+    if may_lazy:
+        S.lazy[s] = 1
+        return 0
+    return drain(t, S, s)
+
+
+cdef int element_blocks(const Ops* t, Sets* S, Py_ssize_t i, const Pool* ops,
+                        Blocks* B) except -1 nogil:
+    """The interaction blocks of a live element of array entry i, whose
+    operands (runs) are ``ops``: a map element's by its opcode, a matrix
+    product's S(A[i, l]) x S(B[l, j]) for each l; the rest are linear."""
+    cdef const index_t* d = t.aux + t.args[2 * i]
+    cdef Py_ssize_t l, a, b
+    if t.code[i] == OP_MAP:
+        return pair_blocks(S, nonlinearity(d[0]), ops.data, <int>ops.size, B)
+    if t.code[i] == OP_MATMUL and nonlinearity(d[0]) != NL_NONE:
+        for l in range(0, ops.size, 2):
+            a = ops.data[l]
+            b = ops.data[l + 1]
+            add_block(B, S.off[a], S.cnt[a], S.off[b], S.cnt[b])
+    return 0
+
+
+cdef int mark_backward(const Ops* t, const index_t* outputs, Py_ssize_t n_out,
+                       bint hessian, uint8_t* live, uint8_t* need, uint8_t* pin,
+                       int32_t* uses, Pool* buf) except -1 nogil:
     """One reverse pass: ``live`` slots can carry a nonzero adjoint (they
     reach an output through differentiable edges); ``need`` slots must have
     their index set computed; ``pin`` slots need it as a run (outputs for the
@@ -402,7 +576,10 @@ cdef void mark_backward(const Ops* t, const index_t* outputs, Py_ssize_t n_out,
             need[outputs[j]] = 1
             pin[outputs[j]] = 1
     for i in range(t.n_ops - 1, -1, -1):
-        s = t.first + i
+        if is_array(t.code[i]):
+            mark_elements(t, i, hessian, live, need, pin, uses, buf)
+            continue
+        s = t.first + i if t.start == NULL else t.start[i]
         if not live[s] and not need[s]:
             continue
         m = operands(t, i, ops)
@@ -418,13 +595,40 @@ cdef void mark_backward(const Ops* t, const index_t* outputs, Py_ssize_t n_out,
             if need[s]:
                 need[ops[j]] = 1
                 uses[ops[j]] += 1
+    return 0
 
 
-cdef int emit_blocks(const Ops* t, Sets* S, Py_ssize_t i, Blocks* B) except -1 nogil:
-    """The interaction blocks of live operation i (operand sets are runs)."""
-    cdef index_t ops[2]
-    cdef int m = operands(t, i, ops)
-    cdef int nl = nonlinearity(t.code[i])
+cdef int mark_elements(const Ops* t, Py_ssize_t i, bint hessian, uint8_t* live,
+                       uint8_t* need, uint8_t* pin, int32_t* uses, Pool* buf) except -1 nogil:
+    """mark_backward over the elements of array entry i, last first (a
+    running sum's element reads the one before it)."""
+    cdef const index_t* d = t.aux + t.args[2 * i]
+    cdef Py_ssize_t e, s, j, u, first_slot = t.start[i]
+    cdef bint nonlinear = False
+    if t.code[i] == OP_MAP or t.code[i] == OP_MATMUL:
+        nonlinear = nonlinearity(d[0]) != NL_NONE
+    for e in range(t.args[2 * i + 1] - 1, -1, -1):
+        s = first_slot + e
+        if not live[s] and not need[s]:
+            continue
+        buf.size = 0
+        element_operands(t, i, e, buf)
+        for j in range(buf.size):
+            u = buf.data[j]
+            if hessian and live[s] and nonlinear:
+                need[u] = 1
+                pin[u] = 1
+            if live[s]:
+                live[u] = 1
+            if need[s]:
+                need[u] = 1
+                uses[u] += 1
+    return 0
+
+
+cdef int pair_blocks(Sets* S, int nl, const index_t* ops, int m, Blocks* B) except -1 nogil:
+    """The interaction blocks of an operation of class ``nl`` whose operand
+    slots (runs) are ``ops[:m]``."""
     cdef Py_ssize_t a, b
     if nl == NL_NONE or m == 0:
         return 0
@@ -441,10 +645,18 @@ cdef int emit_blocks(const Ops* t, Sets* S, Py_ssize_t i, Blocks* B) except -1 n
     return 0
 
 
+cdef int emit_blocks(const Ops* t, Sets* S, Py_ssize_t i, Blocks* B) except -1 nogil:
+    """The interaction blocks of live operation i (operand sets are runs)."""
+    cdef index_t ops[2]
+    cdef int m = operands(t, i, ops)
+    return pair_blocks(S, nonlinearity(t.code[i]), ops, m, B)
+
+
 cdef class _Work:
     """Owns the buffers of one pattern computation (freed on any exit)."""
     cdef Sets S
     cdef Blocks B
+    cdef Pool buf             # an array element's operand slots
     cdef uint8_t* flags       # live, need, pin: 3 * n_slots
     cdef int32_t* uses
 
@@ -454,7 +666,9 @@ cdef class _Work:
         self.S.cnt = <Py_ssize_t*>malloc((n_slots + 1) * sizeof(Py_ssize_t))
         self.S.lazy = <uint8_t*>malloc(n_slots + 1)
         self.S.mark = <index_t*>malloc((n_in + 1) * sizeof(index_t))
-        self.S.stack = <index_t*>malloc((2 * n_slots + 2) * sizeof(index_t))
+        self.S.stack.data = NULL
+        self.S.stack.size = 0
+        self.S.stack.cap = 0
         self.flags = <uint8_t*>malloc(3 * n_slots + 1)
         self.uses = <int32_t*>malloc((n_slots + 1) * sizeof(int32_t))
         self.S.pool.data = NULL
@@ -463,8 +677,11 @@ cdef class _Work:
         self.B.data = NULL
         self.B.count = 0
         self.B.cap = 0
+        self.buf.data = NULL
+        self.buf.size = 0
+        self.buf.cap = 0
         if (self.S.off == NULL or self.S.cnt == NULL or self.S.lazy == NULL
-                or self.S.mark == NULL or self.S.stack == NULL or self.flags == NULL
+                or self.S.mark == NULL or self.flags == NULL
                 or self.uses == NULL):
             raise MemoryError("sparsity pattern: out of memory")
         for i in range(n_slots):
@@ -482,23 +699,24 @@ cdef class _Work:
         free(self.S.cnt)
         free(self.S.lazy)
         free(self.S.mark)
-        free(self.S.stack)
+        free(self.S.stack.data)
         free(self.S.pool.data)
         free(self.flags)
         free(self.uses)
         free(self.B.data)
+        free(self.buf.data)
 
 
 cdef int propagate(const Ops* t, Sets* S, Blocks* B, uint8_t* flags, int32_t* uses,
                    const index_t* outputs, Py_ssize_t n_out, Py_ssize_t n_slots,
-                   bint hessian) except -1 nogil:
+                   bint hessian, Pool* buf) except -1 nogil:
     """Mark, then compute the needed index sets in tape order (and, for the
     Hessian, the interaction blocks of every live nonlinear operation)."""
     cdef uint8_t* live = flags
     cdef uint8_t* need = flags + n_slots
     cdef uint8_t* pin = flags + 2 * n_slots
-    cdef Py_ssize_t i, s
-    mark_backward(t, outputs, n_out, hessian, live, need, pin, uses)
+    cdef Py_ssize_t i, s, e
+    mark_backward(t, outputs, n_out, hessian, live, need, pin, uses, buf)
     reserve(&S.pool, t.n_in)
     for i in range(t.n_in):
         S.pool.data[i] = <index_t>i
@@ -506,7 +724,17 @@ cdef int propagate(const Ops* t, Sets* S, Blocks* B, uint8_t* flags, int32_t* us
         S.cnt[i] = 1
     S.pool.size = t.n_in
     for i in range(t.n_ops):
-        s = t.first + i
+        if is_array(t.code[i]):
+            for e in range(t.args[2 * i + 1]):
+                s = t.start[i] + e
+                if hessian and live[s]:
+                    buf.size = 0
+                    element_operands(t, i, e, buf)
+                    element_blocks(t, S, i, buf, B)
+                if need[s]:
+                    element_set(t, S, s, i, e, uses[s] == 1 and not pin[s])
+            continue
+        s = t.first + i if t.start == NULL else t.start[i]
         if need[s]:
             set_of(t, S, s, uses[s] == 1 and not pin[s])
         if hessian and live[s]:
@@ -522,12 +750,15 @@ def jacobian_pattern(engine):
     cdef const index_t[:, ::1] args = engine.args
     cdef const index_t[::1] aux = engine.aux
     cdef const index_t[::1] outputs = engine.outputs
-    cdef Ops t = _ops_of(engine, code, args, aux)
+    start_a, entry_a = _slot_maps(engine)
+    cdef const int64_t[::1] start = start_a
+    cdef const int32_t[::1] entry = entry_a
+    cdef Ops t = _ops_of(engine, code, args, aux, start, entry)
     cdef Py_ssize_t n_slots = engine.n_slots, n_out = outputs.shape[0], j, total = 0
     cdef _Work w = _Work(n_slots, t.n_in)
     with nogil:
         propagate(&t, &w.S, &w.B, w.flags, w.uses, &outputs[0] if n_out else NULL,
-                  n_out, n_slots, False)
+                  n_out, n_slots, False, &w.buf)
     for j in range(n_out):
         total += w.S.cnt[outputs[j]]
     indptr = np.empty(n_out + 1, dtype=np.int64)
@@ -554,12 +785,15 @@ def hessian_pattern(engine):
     cdef const index_t[:, ::1] args = engine.args
     cdef const index_t[::1] aux = engine.aux
     cdef const index_t[::1] outputs = engine.outputs
-    cdef Ops t = _ops_of(engine, code, args, aux)
+    start_a, entry_a = _slot_maps(engine)
+    cdef const int64_t[::1] start = start_a
+    cdef const int32_t[::1] entry = entry_a
+    cdef Ops t = _ops_of(engine, code, args, aux, start, entry)
     cdef Py_ssize_t n_slots = engine.n_slots, n_out = outputs.shape[0]
     cdef _Work w = _Work(n_slots, t.n_in)
     with nogil:
         propagate(&t, &w.S, &w.B, w.flags, w.uses, &outputs[0] if n_out else NULL,
-                  n_out, n_slots, True)
+                  n_out, n_slots, True, &w.buf)
     return _expand_blocks(&w.S.pool, &w.B, t.n_in)
 
 

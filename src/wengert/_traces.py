@@ -17,10 +17,11 @@ from wengert._arguments import check_choice, real_array
 from wengert._compact import compact
 from wengert._errors import ShapeError
 from wengert._opcodes import Role
-from wengert.display import (_ASCII, _UNICODE, MAX_ROWS, _const_text, _first, _leading_values,
-                             _left_out, _limit, _n_primal_rows, _number, _one_point,
-                             _output_label, _pad, _primal_rows, _slot_namer, _Slots,
-                             _sparse_vector, _unpack, _value, _vector, _width)
+from wengert.display import (_ASCII, _UNICODE, MAX_ROWS, _array_expression, _array_parts,
+                             _const_text, _entry_rows, _first, _leading_values, _left_out,
+                             _limit, _n_primal_rows, _number, _one_point, _output_label, _pad,
+                             _part_slots, _part_text, _range_name, _slot_namer, _Slots,
+                             _sparse_vector, _unpack, _value, _values_text, _vector, _width)
 from wengert.tape import Tape
 
 
@@ -112,6 +113,108 @@ def _tangent_rule(entry, primal, dotted, val, constant=()):
     return _sum_text([t for t in terms if t is not None])
 
 
+# ---- array entries: one rule over all their elements ---------------------------------
+#
+# An array entry is one row: its rule names the operand grids as the listing
+# prints them (``v̇[-99:1] * cos(v[-99:1])``), applied element by element,
+# or says in words what the entry does with whole arrays.
+
+def _map_partials(e, primal, consts):
+    """The partials of map entry ``e``'s elements with respect to each slot
+    operand, ``{position: text}``, with operand grids for names."""
+    inner = ops.split(e.array[0])[0]
+    parts = _array_parts(e)
+    text = {pos: _group(_part_text(primal, consts, role, grid)) for pos, role, grid in parts}
+    slots = [pos for pos, role, _ in parts if role == Role.SLOT]
+    if not inner.differentiable:
+        return {pos: "0" for pos in slots}
+    a, b = text[0], text.get(1)
+    if inner.name in ("minimum", "maximum"):
+        # The side taken, half each at a tie (Iverson brackets, elementwise).
+        lt = "<" if inner.name == "minimum" else ">"
+        tie = f"[{a} == {b}] / 2"
+        both = (f"([{a} {lt} {b}] + {tie})", f"([{b} {lt} {a}] + {tie})")
+        return {pos: both[pos] for pos in slots}
+    fill = dict(r=_range_name(primal, e.slot, e.count), a=a)
+    if b is not None:
+        fill["b"] = b
+    return {pos: _PARTIALS[inner.name][pos].format(**fill) for pos in slots}
+
+
+def _elementwise(e):
+    n_outer, n_inner = e.array[1], e.array[2]
+    if e.op.name == "where":
+        n_outer, n_inner = e.array[0], e.array[1]
+    return f"   (elementwise{f', {n_outer}x{n_inner}' if n_outer > 1 else ''})"
+
+
+def _group(text):
+    """An operand grid's text, parenthesised where it has spaces (so that
+    it reads as one operand inside a formula)."""
+    plain = " " not in text or (text.startswith("[") and text.endswith("]"))
+    return text if plain else f"({text})"
+
+
+def _transposed(text, style):
+    return _group(text) + style["T"]
+
+
+def _array_tangent_rule(e, primal, dotted, consts, style):
+    """The tangent rule of array entry ``e``, e.g. ``v̇[-99:1] * cos(v[-99:1])``
+    for a map (elementwise), ``sum(v̇[1:101])``, ``v̇A @ B + A @ v̇B``."""
+    name = e.op.name
+    if name in ("sum", "cumsum", "gather"):       # linear: the same call on the tangents
+        return _array_expression(e.op.code(), e.array, consts, dotted)
+    parts = _array_parts(e)
+    if name == "where":
+        cond, a, b = (_part_text(n, consts, role, grid)
+                      for n, (_, role, grid) in zip((primal, dotted, dotted), parts))
+        return f"{a} if {cond} else {b}{_elementwise(e)}"
+    if name == "matmul":
+        (_, ra, ga), (_, rb, gb) = parts
+        A, B, dA, dB = (_group(_part_text(n, consts, r, g))
+                        for n, r, g in ((primal, ra, ga), (primal, rb, gb),
+                                        (dotted, ra, ga), (dotted, rb, gb)))
+        terms = [f"{dA} @ {B}"] if ra == Role.SLOT else []
+        if rb == Role.SLOT:
+            terms.append(f"{A} @ {dB}")
+        m, k, n = e.array[1:4]
+        return f"{_sum_text(terms)}   ({m}x{k} @ {k}x{n})"
+    partials = _map_partials(e, primal, consts)
+    terms = [_term(_part_text(dotted, consts, role, grid), partials[pos])
+             for pos, role, grid in parts if role == Role.SLOT]
+    return _sum_text([t for t in terms if t is not None]) + _elementwise(e)
+
+
+def _array_adjoint_term(e, pos, grid, primal, barred, consts, style):
+    """What array entry ``e`` adds to the adjoints of its operand ``pos``
+    (whose grid is ``grid``) as text, e.g. ``v̄[1:101] * cos(v[-99:1])``;
+    None if nothing."""
+    bar = _range_name(barred, e.slot, e.count)
+    name = e.op.name
+    if name == "sum":
+        return f"{bar} broadcast"
+    if name == "cumsum":
+        return f"reverse cumsum of {bar}"
+    if name == "gather":
+        return f"{bar} scattered back"
+    parts = {p: (role, g) for p, role, g in _array_parts(e)}
+    if name == "where":
+        if pos == 0:
+            return None                   # the condition: no derivative
+        cond = _part_text(primal, consts, *parts[0])
+        return f"{bar} where {'' if pos == 1 else 'not '}{cond}"
+    if name == "matmul":
+        if pos == 0:
+            return f"{bar} @ {_transposed(_part_text(primal, consts, *parts[1]), style)}"
+        return f"{_transposed(_part_text(primal, consts, *parts[0]), style)} @ {bar}"
+    term = _term(bar, _map_partials(e, primal, consts)[pos])
+    start, n_outer, outer, n_inner, inner = grid
+    if term is not None and ((n_outer > 1 and outer == 0) or (n_inner > 1 and inner == 0)):
+        term += " summed over the broadcast"
+    return term
+
+
 # ---- the edge tape: every local partial from one compiled sweep ---------------------
 
 def _edge_partials(tape, entries, val, seeds):
@@ -124,28 +227,28 @@ def _edge_partials(tape, entries, val, seeds):
     d result / d operand and the contribution ``seed * partial`` the real
     reverse sweep adds to that operand's adjoint.
 
-    ``entries`` is :func:`_unpack` of consecutive operations of the tape
-    (the edge tape holds those only); ``val`` holds every slot's value and
+    ``entries`` is :func:`_unpack` of operations of the tape (the edge tape
+    holds their scalar entries only); ``val`` holds every slot's value and
     ``seeds`` every slot's final adjoint (indexed by slot arrays). Returns
     ``{(op index, position): (partial, contribution)}``.
     """
+    entries = [e for e in entries if e.array is None]
     if not entries:
         return {}
     state = tape._state()
-    start, stop = entries[0].index, entries[-1].index + 1
-    codes = state["opcodes"][start:stop]
-    args = state["args"][start:stop].copy()
+    index = np.array([e.index for e in entries], dtype=np.int64)
+    codes = state["opcodes"][index]
+    args = state["args"][index].copy()
     roles = ops.ROLES[codes]
     aux = []
     inputs = []         # original slot of each fresh input
     where = {}          # (op index, position) -> fresh input
-    for e in entries:
+    for i, e in enumerate(entries):
         fresh = []
         for pos, s in e.operands:
             where[(e.index, pos)] = len(inputs)
             fresh.append(len(inputs))
             inputs.append(s)
-        i = e.index - start
         if roles[i, 1] == Role.AUX:
             # select: the branches' fresh inputs go to the side table, and
             # the condition is one more fresh input.
@@ -155,14 +258,14 @@ def _edge_partials(tape, entries, val, seeds):
         else:
             args[i, roles[i] == Role.SLOT] = fresh      # in operand order, as _unpack lists them
     n = len(inputs)       # the operations now read fresh inputs only; op i writes slot n + i
-    k = stop - start
+    k = len(entries)
     edge = Tape(opcodes=codes, args=args, consts=state["consts"],
                 aux=np.array(aux, dtype=np.int32), outputs=np.arange(n, n + k, dtype=np.int32),
                 in_shape=(n,), out_shape=(k,))
     # Every result is an output, seeded with 1 and with its real adjoint.
     output_seeds = np.empty((k, 1, 2))
     output_seeds[:, 0, 0] = 1.0
-    output_seeds[:, 0, 1] = seeds[_first(tape) + np.arange(start, stop)]
+    output_seeds[:, 0, 1] = seeds[np.array([e.slot for e in entries], dtype=np.int64)]
     X = val[np.array(inputs, dtype=np.intp)] if n else np.zeros(0)
     bar = edge._replay(X, np.zeros(0), output_seeds=output_seeds).adjoints
     return {key: (float(bar[i, 0, 0]), float(bar[i, 0, 1])) for key, i in where.items()}
@@ -183,6 +286,14 @@ def trace_text(tape, x, direction=None, args=(), mode="forward", *, ascii=False,
     slot's adjoint from the output back to the inputs (each the sum of its
     consumers' adjoints times the local partials), ending with ``w @ J``
     (the gradient for a scalar output and ``w = 1``).
+
+    An array entry (one NumPy call over many elements) is one row over its
+    slots, ``v̇[1:101] = v̇[-99:1] * cos(v[-99:1])   (elementwise)``, with its
+    first three numbers; its rule names whole operand grids: a map's
+    elementwise partials, a sum's or gather's call on the tangents, a
+    matrix product's ``Ȧ @ B + A @ Ḃ``; in reverse, what each consumer
+    sends back (``v̄[101] broadcast`` for a sum, ``v̄[C] @ Bᵀ`` for a
+    product, ``reverse cumsum``, ``scattered back``, ``where``).
 
     All numbers come from the compiled sweeps (one direction); the rules are
     printed for the reader. Values have 6 significant digits. Each table
@@ -223,7 +334,6 @@ def trace_text(tape, x, direction=None, args=(), mode="forward", *, ascii=False,
     >>> print(tape.trace([2.0, 5.0], 1.0, mode="reverse").splitlines()[-1])
     gradient x̄ = [5.5, 1.71634]
     """
-    tape = tape._scalar_form()
     check_choice(mode, "mode", ("forward", "reverse"))
     max_rows = _limit(max_rows, "max_rows")
     style = _ASCII if ascii else _UNICODE
@@ -286,15 +396,15 @@ def _names(tape, style):
 
 
 def _primal_column(tape, name, val, stop=None):
-    """The primal trace: the first ``stop`` rows of the listing, with values."""
-    rows = _primal_rows(tape, name, stop)
+    """The primal trace: the first ``stop`` rows of the listing, with values
+    (an array entry's first three)."""
+    rows = _entry_rows(tape, name, stop)
     if not rows:
         return []
-    values = val[np.array([r[2] for r in rows], dtype=np.int64)]
     wl = max(len(r[0]) for r in rows)
     we = max(len(r[1]) for r in rows)
-    return [f"{label:<{wl}} = {expr:<{we}} = {_value(v)}"
-            for (label, expr, _), v in zip(rows, values)]
+    return [f"{label:<{wl}} = {expr:<{we}} = {_values_text(val, slot, count)}"
+            for label, expr, slot, count in rows]
 
 
 def _align(rows):
@@ -305,27 +415,29 @@ def _align(rows):
 
 
 def _forward_text(tape, X, seed_text, val, dot, style, max_rows=None):
-    first, outputs = _first(tape), tape._state()["outputs"]
+    state = tape._state()
+    first, outputs, consts = _first(tape), state["outputs"], state["consts"]
     primal, dotted, _ = _names(tape, style)
     d = style["dot"]
     total = _n_primal_rows(tape)
     shown = total if max_rows is None else min(total, max_rows)
-    rows, slots = [], []
+    rows, spans = [], []        # (label, rule) and (first slot, slots) of each row
     for s in range(min(first, shown)):
         rows.append((dotted(s), f"x{d}[{s}]" if s < tape.n_inputs else "0"))
-        slots.append(s)
+        spans.append((s, 1))
     entries = _unpack(tape, 0, max(0, min(shown - first, tape.n_ops)))
     constant = range(tape.n_inputs, first)
     for e in entries:
-        rows.append((dotted(e.slot), _tangent_rule(e, primal, dotted, val, constant)))
-        slots.append(e.slot)
+        rule = (_tangent_rule(e, primal, dotted, val, constant) if e.array is None else
+                _array_tangent_rule(e, primal, dotted, consts, style))
+        rows.append((_range_name(dotted, e.slot, e.count), rule))
+        spans.append((e.slot, e.count))
     k = max(0, shown - len(rows))
     for j, s in enumerate(outputs[:k].tolist()):
         rows.append((_output_label(tape, j, "y" + d), dotted(s)))
-        slots.append(s)
-    numbers = dot[np.array(slots, dtype=np.int64)]
+        spans.append((s, 1))
     left = _primal_column(tape, primal, val, shown)
-    right = _align([(a, b, _value(v)) for (a, b), v in zip(rows, numbers)])
+    right = _align([(a, b, _values_text(dot, *span)) for (a, b), span in zip(rows, spans)])
     wl = max((_width(t) for t in left), default=0)
     lines = [f"Forward mode at x = {_vector(X.reshape(tape.in_shape))} along "
              f"x{d} = {seed_text}", ""]
@@ -341,51 +453,95 @@ def _forward_text(tape, X, seed_text, val, dot, style, max_rows=None):
 _MAX_TERMS = 8      # terms shown in one adjoint row; a heavily used slot is summarised
 
 
+def _outputs_term(tape, js, outputs, primal, y):
+    """The output weights ``js`` (an increasing array) that land in one row
+    over an array entry's slots, as one term."""
+    j0 = int(js[0])
+    if js.size == 1:
+        return f"{_output_label(tape, j0, y)} at {primal(int(outputs[j0]))}"
+    if js[-1] - j0 == js.size - 1:
+        return f"{y}[{j0}:{int(js[-1]) + 1}]"
+    return f"{y}[{j0}], ... ({js.size} outputs)"
+
+
 def _reverse_text(tape, X, seed, val, bar, style, max_rows=None, grad_text=None):
-    first = _first(tape)
+    state = tape._state()
+    first, n_ops, consts = _first(tape), tape.n_ops, state["consts"]
     primal, _, barred = _names(tape, style)
     b = style["bar"]
-    n_slots = first + tape.n_ops
-    # Adjoint rows: every slot from the last back to the first, then every
-    # input; the first `shown` of them, i.e. slots lowest .. n_slots-1.
-    total = n_slots + tape.n_inputs
+    # Adjoint rows: every entry from the last back to the first (an array
+    # entry is one row over its slots), then every leading slot, then every
+    # input; the first `shown` of them.
+    total = n_ops + first + tape.n_inputs
     shown = total if max_rows is None else min(total, max_rows)
-    lowest = n_slots - min(shown, n_slots)
-    # Consumers of the slots shown are operations after them: only those
-    # operations are unpacked and sent through the edge tape.
-    entries = _unpack(tape, max(0, lowest - first), None)
+    n_entry_rows = min(shown, n_ops)
+    n_lead_rows = min(shown - n_entry_rows, first)
+    # Consumers of the slots shown are entries after them: only those
+    # entries are unpacked, and their scalar ones sent through the edge tape.
+    entries = _unpack(tape, n_ops - n_entry_rows, None)
+    spans = ([(e.slot, e.count) for e in reversed(entries)]
+             + [(s, 1) for s in range(first - 1, first - 1 - n_lead_rows, -1)])
+    starts = np.array([s for s, _ in reversed(spans)], dtype=np.int64)
+    lowest = int(starts[0]) if spans else tape._n_slots
+
+    def rows_of(slots):
+        """The row (index into spans) of each slot, all >= lowest."""
+        return len(spans) - np.searchsorted(starts, slots, side="right")
+
     edges = _edge_partials(tape, entries, val, bar)
-    consumers = {}
+    uses = [[] for _ in spans]      # per row: (term, number or None, slot read, array consumer)
     for e in entries:
-        if not e.op.differentiable:
+        if e.array is None:
+            if not e.op.differentiable:
+                continue
+            partials = _partials_at(e, primal, val)
+            for pos, s in e.operands:
+                if partials[pos] != "0" and s >= lowest:
+                    uses[int(rows_of(s))].append((_term(barred(e.slot), partials[pos]),
+                                                  edges[(e.index, pos)][1], s, False))
             continue
-        partials = _partials_at(e, primal, val)
-        for pos, s in e.operands:
-            if partials[pos] != "0":
-                consumers.setdefault(s, []).append((e, pos, partials[pos]))
-    outputs = tape._state()["outputs"]
+        for pos, role, grid in _array_parts(e):
+            if role != Role.SLOT:
+                continue
+            term = _array_adjoint_term(e, pos, grid, primal, barred, consts, style)
+            read = _part_slots(grid)
+            read = read[read >= lowest]
+            if term is None or not read.size:
+                continue
+            hit, at = np.unique(rows_of(read), return_index=True)
+            for r, i in zip(hit.tolist(), at.tolist()):
+                uses[r].append((term, None, int(read[i]), True))
+    outputs = state["outputs"]
+    landing = np.flatnonzero(outputs >= lowest)
     seeds = {}
-    for j in np.flatnonzero(outputs >= lowest).tolist():
-        seeds.setdefault(int(outputs[j]), []).append(j)
-    bars = bar[np.arange(n_slots - 1, lowest - 1, -1)]
+    if landing.size:
+        for r, j in zip(rows_of(outputs[landing]).tolist(), landing.tolist()):
+            seeds.setdefault(r, []).append(j)
     rows = []
-    for s, bar_s in zip(range(n_slots - 1, lowest - 1, -1), bars.tolist()):
+    for r, (s, count) in enumerate(spans):
         terms, numbers = [], []
-        for j in seeds.get(s, ()):
-            terms.append(_output_label(tape, j, "y" + b))
-            numbers.append(float(seed[j]))
-        uses = consumers.get(s, [])
-        for e, pos, partial in uses[:_MAX_TERMS]:
-            terms.append(_term(barred(e.slot), partial))
-            numbers.append(edges[(e.index, pos)][1])
+        js = seeds.get(r, [])
+        if count == 1:
+            for j in js:
+                terms.append(_output_label(tape, j, "y" + b))
+                numbers.append(float(seed[j]))
+        elif js:
+            terms.append(_outputs_term(tape, np.array(js), outputs, primal, "y" + b))
+            numbers.append(None)
+        for term, number, read, array in uses[r][:_MAX_TERMS]:
+            # A term that reaches only part of the row says which element.
+            terms.append(f"{term} at {primal(read)}" if array == (count == 1) else term)
+            numbers.append(number)
         rule = _sum_text(terms)
-        if len(uses) > _MAX_TERMS:
-            rule += f" + ... ({len(uses) - _MAX_TERMS} more)"
-        value = _value(bar_s)
-        if 1 < len(numbers) and len(uses) <= _MAX_TERMS:
+        if len(uses[r]) > _MAX_TERMS:
+            rule += f" + ... ({len(uses[r]) - _MAX_TERMS} more)"
+        value = _values_text(bar, s, count)
+        if (count == 1 and 1 < len(numbers) and len(uses[r]) <= _MAX_TERMS
+                and None not in numbers):
+            bar_s = bar[s]
             value = f"{_sum_text([_number(v) for v in numbers])} = {_number(bar_s)}"
             value = value if bar_s < 0 or np.isnan(bar_s) else " " + value
-        rows.append((barred(s), rule, value))
+        rows.append((_range_name(barred, s, count), rule, value))
     k = shown - len(rows)
     if k > 0:
         for i, bar_i in enumerate(bar[np.arange(k)].tolist()):

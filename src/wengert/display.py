@@ -19,9 +19,10 @@ import unicodedata
 import numpy as np
 
 from wengert import _opcodes as ops
-from wengert._compact import compact, guard_arrays, slot_mask
+from wengert._compact import (array_grids, array_parts, compact, descriptor, grid_runs,
+                              guard_arrays, slot_mask)
 from wengert._errors import ArgumentError, ShapeError, WengertError
-from wengert._expand import elementwise_count
+from wengert._expand import _grid, elementwise_count
 from wengert._opcodes import Kind, Role
 
 __all__ = ["listing", "trace_text", "to_dot", "render", "stats", "summary",
@@ -34,8 +35,8 @@ class GraphvizNotFoundError(WengertError, RuntimeError):
 
 # ---- names and text helpers ---------------------------------------------------------
 
-_UNICODE = dict(dot="\u0307", bar="\u0304", sep=" \u2502 ")
-_ASCII = dict(dot="_dot", bar="_bar", sep=" | ")
+_UNICODE = dict(dot="\u0307", bar="\u0304", sep=" \u2502 ", T="\u1d40")
+_ASCII = dict(dot="_dot", bar="_bar", sep=" | ", T=".T")
 
 
 def _slot_namer(n_inputs, first, v="v", p="p"):
@@ -51,9 +52,6 @@ def _slot_namer(n_inputs, first, v="v", p="p"):
 
 
 _INFIX = {op.name: op.symbol for op in ops.OPERATIONS if op.symbol}
-# Descriptor lengths of the array entries (a gather's is its slot count).
-_ARRAY_LAYOUT_SIZE = {op.code(): len(ops.ARRAY_LAYOUTS[op.name]) for op in ops.OPERATIONS
-                      if op.arity == ops.ARRAY and op.name != "gather"}
 # ops.ROLES as lists of ints, for decoding one entry at a time in Python loops.
 _ROLE_ROWS = ops.ROLES.tolist()
 
@@ -180,6 +178,15 @@ def _vector(a):
 
 
 _EDGE = 4          # elements shown at each end of a long axis (array2string's edgeitems)
+
+
+def _values_text(numbers, slot, count):
+    """The value column of a row over ``count`` slots from ``slot`` (numbers
+    indexed by slot): one value, or an array entry's first three."""
+    if count == 1:
+        return _value(numbers[slot])
+    shown = numbers[np.arange(slot, slot + min(count, 3))]
+    return "[" + ", ".join(_number(v) for v in shown) + ", ...]"
 
 
 def _sparse_vector(shape, index, values):
@@ -321,9 +328,9 @@ def _entry_rows(tape, name, stop=None):
     slot = first
     for code, (a0, a1) in zip(state["opcodes"][:k].tolist(), state["args"][:k].tolist()):
         if _ROLE_ROWS[code][0] == Role.ARRAY:
-            descriptor = aux[a0:a0 + _ARRAY_LAYOUT_SIZE.get(code, a1)]
             rows.append((_range_name(name, slot, a1),
-                         _array_expression(code, descriptor, consts, name), slot, a1))
+                         _array_expression(code, descriptor(aux, code, a0, a1), consts, name),
+                         slot, a1))
             slot += a1
         else:
             rows.append((name(slot), _expression(code, a0, a1, consts, aux, name), slot, 1))
@@ -332,12 +339,6 @@ def _entry_rows(tape, name, stop=None):
     for j, s in enumerate(state["outputs"][:k].tolist()):
         rows.append((_output_label(tape, j), name(s), s, 1))
     return rows
-
-
-def _primal_rows(tape, name, stop=None):
-    """``(label, expression, slot)`` for every slot of a tape of scalar
-    entries and every output, in that order; only the first ``stop``."""
-    return [row[:3] for row in _entry_rows(tape, name, stop)]
 
 
 def _output_label(tape, j, y="y"):
@@ -416,11 +417,7 @@ def listing(tape, x=None, *args, max_rows=MAX_ROWS, max_lines=_UNSET):
     for label, expr, slot, count in rows:
         text = f"{label:<{width_l}} = {expr:<{width_e}}"
         if values is not None:
-            if count == 1:
-                text += f" = {_value(values[slot])}"
-            else:       # an array entry: its first values
-                shown = values[np.arange(slot, slot + min(count, 3))]
-                text += " = [" + ", ".join(_number(v) for v in shown) + ", ...]"
+            text += f" = {_values_text(values, slot, count)}"
         lines.append(text.rstrip())
     for expr, note in guards:
         lines.append(f"{'guard':<{width_l}} : {expr:<{width_e}}   {note}")
@@ -433,29 +430,43 @@ def listing(tape, x=None, *args, max_rows=MAX_ROWS, max_lines=_UNSET):
 # ---- tape entries, unpacked (read by the graph and by the traces) -------------------
 
 class _Op:
-    """One tape entry, unpacked: its operation, operand slots and constants."""
+    """One tape entry, unpacked: its operation, operand slots and constants.
+    An array entry has no scalar operands: ``count`` slots from ``slot`` and
+    its descriptor ``array`` (a list of ints, see ``_opcodes.ARRAY_LAYOUTS``)."""
 
-    __slots__ = ("index", "slot", "op", "operands", "consts", "cond")
+    __slots__ = ("index", "slot", "op", "operands", "consts", "cond", "count", "array")
 
-    def __init__(self, index, slot, op, operands, consts, cond):
+    def __init__(self, index, slot, op, operands, consts, cond, count=1, array=None):
         self.index, self.slot, self.op = index, slot, op
         self.operands = operands      # [(position, slot)]: the slot operands
         self.consts = consts          # {position: value}: the constant operands
         self.cond = cond              # select: the condition slot
+        self.count, self.array = count, array
+
+
+def _slots_written(state):
+    """Slots each entry writes: 1, or an array entry's count (its arg1)."""
+    codes = state["opcodes"]
+    return np.where(ops.ROLES[codes][:, 0] == Role.ARRAY, state["args"][:, 1], 1)
 
 
 def _unpack(tape, start=0, stop=None):
-    """The operations ``start .. stop-1`` of the tape (default: all) as
+    """The entries ``start .. stop-1`` of the tape (default: all) as
     :class:`_Op`, in tape order."""
     state = tape._state()
     consts, aux, first = state["consts"], state["aux"], _first(tape)
     codes = state["opcodes"][start:stop]
+    slot = first + int(_slots_written(state)[:start].sum())
     result = []
     for i, (code, (a0, a1), (role0, role1)) in enumerate(
             zip(codes.tolist(), state["args"][start:stop].tolist(), ops.ROLES[codes].tolist()),
             start):
         op = ops.split(code)[0]
         cond = None
+        if role0 == Role.ARRAY:
+            result.append(_Op(i, slot, op, [], {}, None, a1, descriptor(aux, code, a0, a1)))
+            slot += a1
+            continue
         if role1 == Role.AUX:         # select: condition a0, branches in the side table
             operands, cs, cond = [(0, int(aux[a1])), (1, int(aux[a1 + 1]))], {}, a0
         elif role1 == Role.NONE and role0 == Role.CONST:
@@ -464,8 +475,28 @@ def _unpack(tape, start=0, stop=None):
             pairs = ((0, role0, a0), (1, role1, a1))
             operands = [(pos, a) for pos, role, a in pairs if role == Role.SLOT]
             cs = {pos: float(consts[a]) for pos, role, a in pairs if role == Role.CONST}
-        result.append(_Op(i, first + i, op, operands, cs, cond))
+        result.append(_Op(i, slot, op, operands, cs, cond))
+        slot += 1
     return result
+
+
+def _array_parts(e):
+    """The operands of array entry ``e`` (an :class:`_Op`) as ``(position,
+    role, grid)`` (see ``_compact.array_parts``)."""
+    return [part[:3] for part in array_parts(e.op.code(), e.array)]
+
+
+def _part_text(name, consts, role, grid):
+    """An operand of an array entry (from :func:`_array_parts`) as text."""
+    if isinstance(grid, list):
+        shown = ", ".join(name(s) for s in grid[:3])
+        return shown + (", ..." if len(grid) > 3 else "")
+    return _grid_text(name, consts, role, *grid)
+
+
+def _part_slots(grid):
+    """The slots an operand of an array entry reads, in element order."""
+    return np.asarray(grid, dtype=np.int64) if isinstance(grid, list) else _grid(*grid)
 
 
 # ---- the graph ---------------------------------------------------------------------------
@@ -477,19 +508,108 @@ def _dot_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _dot_leading(tape, s, slot_name):
-    """The node of an input or parameter slot."""
+class _Nodes:
+    """The graph's nodes over the slots: one per scalar entry, one per array
+    entry (over its slots) and one per leading slot -- except that leading
+    slots an array entry reads as a grid are one node per run between the
+    ends of such grids and the slots read one at a time (``x[1:3]``), so
+    that an array entry over many inputs has a few edges, not one per
+    input. A node is named ``s`` and its first slot. Nothing here grows
+    with the leading slots no entry reads."""
+
+    def __init__(self, tape):
+        state = tape._state()
+        first = self.first = _first(tape)
+        codes = state["opcodes"]
+        is_array = ops.ROLES[codes][:, 0] == Role.ARRAY
+        self.identity = not is_array.any()
+        self.n_leading = first
+        if self.identity:
+            return
+        counts = _slots_written(state)
+        self.entry_starts = first + np.concatenate([[0], np.cumsum(counts[:-1])])
+        # The runs of leading slots that array operands read as grids.
+        _, lows, highs = array_grids(codes, state["args"], state["aux"])
+        self.union_lo, self.union_hi = grid_runs(lows, highs, first)
+        aux = state["aux"]
+        # Cuts: the extents' ends, the inputs' end, and around every leading
+        # slot read one at a time (by a scalar entry, an output or a guard).
+        single = [state["outputs"]]
+        roles = ops.ROLES[codes]
+        for k in range(2):
+            single.append(state["args"][roles[:, k] == Role.SLOT, k])
+            at = state["args"][roles[:, k] == Role.AUX, k]
+            single += [aux[at], aux[at + 1]]        # select branches
+        if tape.n_guards:
+            guard_codes, guard_args = guard_arrays(state["guards"])
+            single.append(guard_args[slot_mask(guard_codes)])
+        single = np.concatenate(single).astype(np.int64)
+        single = single[single < first]
+        cuts = np.unique(np.concatenate([lows, highs + 1, single, single + 1, [tape.n_inputs]]))
+        self.cuts = cuts[self._in_union(cuts)]
+        covered = int((self.union_hi - self.union_lo).sum())
+        self.n_leading = self.cuts.size + first - covered
+
+    def _in_union(self, slots):
+        """Whether each of ``slots`` lies in a run of leading slots read as a grid."""
+        if not self.union_lo.size:
+            return np.zeros(np.shape(slots), dtype=bool)
+        at = np.searchsorted(self.union_lo, slots, side="right") - 1
+        return (at >= 0) & (slots < self.union_hi[np.maximum(at, 0)])
+
+    def of(self, slots):
+        """The node (its first slot) of each of ``slots``."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if self.identity:
+            return slots
+        out = self.entry_starts[np.maximum(
+            np.searchsorted(self.entry_starts, slots, side="right") - 1, 0)]
+        lead = slots < self.first
+        grouped = lead & self._in_union(slots)
+        out = np.where(lead, slots, out)
+        return np.where(grouped, self.cuts[np.searchsorted(self.cuts, slots, side="right") - 1],
+                        out)
+
+    def name(self, slot):
+        return f"s{slot}" if self.identity else f"s{int(self.of(slot))}"
+
+    def count(self, start):
+        """Slots of the leading node that starts at ``start``."""
+        if self.identity or not self._in_union(np.array([start]))[0]:
+            return 1
+        # Up to the next cut or the end of the run of grids, whichever is first.
+        end = self.union_hi[np.searchsorted(self.union_lo, start, side="right") - 1]
+        at = np.searchsorted(self.cuts, start, side="right")
+        if at < self.cuts.size:
+            end = min(end, self.cuts[at])
+        return int(end - start)
+
+    def leading_nodes(self):
+        """``(start, count)`` of every leading node, in order."""
+        s = 0
+        while s < self.first:
+            count = self.count(s)
+            yield s, count
+            s += count
+
+
+def _dot_leading(tape, s, slot_name, count=1):
+    """The node of an input or parameter slot (of ``count`` of them from ``s``)."""
     if s < tape.n_inputs:
-        label, fill = f"x[{s}]\n{slot_name(s)}", "#cfe2f3"
+        label, fill = f"{_range_name(lambda i: f'x[{i}]', s, count)}\n" \
+                      f"{_range_name(slot_name, s, count)}", "#cfe2f3"
     else:
-        label, fill = f"p[{s - tape.n_inputs}]", "#fff2cc"
+        label, fill = _range_name(lambda i: f"p[{i - tape.n_inputs}]", s, count), "#fff2cc"
     return (f"  s{s} [label={_dot_string(label)}, shape=box, "
             f'style="rounded,filled", fillcolor="{fill}"];')
 
 
-def _dot_operation(state, e, slot_name, out, edges):
+def _dot_operation(state, e, slot_name, out, edges, nodes):
     """The node of operation ``e`` (an :class:`_Op`) of the tape whose
-    ``_state()`` is ``state``, and its edges."""
+    ``_state()`` is ``state``, and its edges (from the :class:`_Nodes`)."""
+    if e.array is not None:
+        return _dot_array(state, e, slot_name, out, edges, nodes)
+    node = nodes.name
     consts, aux = state["consts"], state["aux"]
     code, (a0, a1) = int(state["opcodes"][e.index]), state["args"][e.index].tolist()
     expr = f"{slot_name(e.slot)} = {_expression(code, a0, a1, consts, aux, slot_name)}"
@@ -502,13 +622,13 @@ def _dot_operation(state, e, slot_name, out, edges):
         attrs = f"label={_dot_string(label)}, shape={shape}"
     out.append(f"  s{e.slot} [{attrs}, tooltip={_dot_string(expr)}];")
     if opname == "select":
-        edges.append(f'  s{e.cond} -> s{e.slot} [label="cond", style=dashed];')
+        edges.append(f'  {node(e.cond)} -> s{e.slot} [label="cond", style=dashed];')
         (_, t), (_, f) = e.operands
-        edges.append(f'  s{t} -> s{e.slot} [label="true"];')
-        edges.append(f'  s{f} -> s{e.slot} [label="false"];')
+        edges.append(f'  {node(t)} -> s{e.slot} [label="true"];')
+        edges.append(f'  {node(f)} -> s{e.slot} [label="false"];')
         return
     ordered = ops.is_binary(e.op) and opname not in _COMMUTATIVE
-    sources = sorted([(pos, f"s{s}") for pos, s in e.operands]
+    sources = sorted([(pos, node(s)) for pos, s in e.operands]
                      + [(pos, f"c{e.index}_{pos}") for pos in e.consts])
     for pos, c in e.consts.items():
         out.append(f"  c{e.index}_{pos} [label={_dot_string(f'{c:g}')}, shape=plaintext];")
@@ -517,14 +637,61 @@ def _dot_operation(state, e, slot_name, out, edges):
         edges.append(f"  {src} -> s{e.slot}{label};")
 
 
-def _dot_output(tape, j, s, out, edges):
+def _array_shape(e):
+    """An array entry's shape as text: ``3x4``, ``3x4 -> 3``, ``3x4 @ 4x5``."""
+    d, name = e.array, e.op.name
+    if name == "gather":
+        return str(e.count)
+    if name == "matmul":
+        return f"{d[1]}x{d[2]} @ {d[2]}x{d[3]}"
+    n_outer, n_inner = (d[1], d[2]) if name == "map" else (d[0], d[1])
+    shape = f"{n_outer}x{n_inner}" if n_outer > 1 else str(n_inner)
+    return f"{shape} -> {n_outer}" if name == "sum" else shape
+
+
+# Edge labels of the operands of array entries whose operand order matters.
+_ARRAY_EDGE_LABELS = {"where": ("cond", "true", "false"), "matmul": ("A", "B")}
+
+
+def _dot_array(state, e, slot_name, out, edges, nodes):
+    """The node of array entry ``e`` (one for all its slots) and its edges:
+    one from each node any of its operands reads."""
+    consts = state["consts"]
+    name = e.op.name
+    opname = ops.split(e.array[0])[0].name if name == "map" else name
+    expr = (f"{_range_name(slot_name, e.slot, e.count)} = "
+            f"{_array_expression(e.op.code(), e.array, consts, slot_name)}")
+    label = f"{opname}\n{_range_name(slot_name, e.slot, e.count)}\n{_array_shape(e)}"
+    out.append(f"  s{e.slot} [label={_dot_string(label)}, shape=ellipse, peripheries=2, "
+               f"tooltip={_dot_string(expr)}];")
+    parts = _array_parts(e)
+    labels = _ARRAY_EDGE_LABELS.get(name)
+    if name == "map" and ops.is_binary(ops.split(e.array[0])[0]) and opname not in _COMMUTATIVE:
+        labels = ("1", "2")
+    for pos, role, grid in parts:
+        attrs = []
+        if labels:
+            attrs.append(f'label="{labels[pos]}"')
+        if name == "where" and pos == 0:
+            attrs.append("style=dashed")
+        attrs = f" [{', '.join(attrs)}]" if attrs else ""
+        if role == Role.CONST:
+            text = _part_text(slot_name, consts, role, grid)
+            out.append(f"  c{e.index}_{pos} [label={_dot_string(text)}, shape=plaintext];")
+            edges.append(f"  c{e.index}_{pos} -> s{e.slot}{attrs};")
+            continue
+        for source in np.unique(nodes.of(_part_slots(grid))).tolist():
+            edges.append(f"  s{source} -> s{e.slot}{attrs};")
+
+
+def _dot_output(tape, j, s, out, edges, nodes):
     label = _output_label(tape, j)
     out.append(f"  y{j} [label={_dot_string(label)}, shape=box, "
                'style="rounded,filled,bold", fillcolor="#d9ead3"];')
-    edges.append(f"  s{s} -> y{j};")
+    edges.append(f"  {nodes.name(s)} -> y{j};")
 
 
-def _dot_guard(state, g, out, edges):
+def _dot_guard(state, g, out, edges, nodes):
     """The node of guard ``g`` of the tape whose ``_state()`` is ``state``,
     and its edges."""
     guard, consts = state["guards"][g], state["consts"]
@@ -536,11 +703,15 @@ def _dot_guard(state, g, out, edges):
                        "shape=plaintext];")
             edges.append(f"  g{g}_c{pos} -> g{g} [style=dashed];")
         else:
-            edges.append(f"  s{arg} -> g{g} [style=dashed];")
+            edges.append(f"  {nodes.name(arg)} -> g{g} [style=dashed];")
 
 
 def _operand_slots(e):
-    """Every slot operation ``e`` reads (a select's condition included)."""
+    """Every slot operation ``e`` reads (a select's condition included; an
+    array entry's every operand slot)."""
+    if e.array is not None:
+        return np.concatenate([_part_slots(grid) for _, role, grid in _array_parts(e)
+                               if role == Role.SLOT] or [np.zeros(0, np.int64)])
     slots = [s for _, s in e.operands]
     return slots if e.cond is None else slots + [e.cond]
 
@@ -557,6 +728,13 @@ def to_dot(tape, *, name="wengert", max_nodes=MAX_NODES):
     operand; an operation whose operand order matters labels its edges
     ``1`` and ``2``, and a select labels its condition (dashed), ``true``
     and ``false`` branches.
+
+    An array entry (one NumPy call over many elements) is one node for all
+    its slots (a double ellipse labelled with its operation, slot range and
+    shape, e.g. ``sin``, ``v[1:101]``, ``100``) with one edge from each node
+    it reads; inputs it reads as a grid are one node per run
+    (``x[0:100]``). A where labels its edges ``cond``, ``true`` and
+    ``false``, a matrix product ``A`` and ``B``.
 
     A graph of more than ``max_nodes`` slot, output and guard nodes is cut:
     the operations in tape order with the inputs and parameters they read,
@@ -588,71 +766,75 @@ def to_dot(tape, *, name="wengert", max_nodes=MAX_NODES):
     >>> tape.to_dot(max_nodes=3).splitlines()[-2]
     '  // ... 3 more nodes not shown (max_nodes=3)'
     """
-    tape = tape._scalar_form()
     max_nodes = _limit(max_nodes, "max_nodes")
     state = tape._state()
     first = _first(tape)
     slot_name = _slot_namer(tape.n_inputs, first)
+    nodes = _Nodes(tape)
     out = [f"digraph {_dot_string(name) if not name.isidentifier() else name} {{",
            '  graph [rankdir=LR, fontname="Helvetica"];',
            '  node [fontname="Helvetica", fontsize=11];',
            '  edge [arrowsize=0.7, fontname="Helvetica", fontsize=10];']
     edges = []
-    total = first + tape.n_ops + tape.n_outputs + tape.n_guards
+    total = nodes.n_leading + tape.n_ops + tape.n_outputs + tape.n_guards
     if max_nodes is None or total <= max_nodes:
-        for s in range(first):
-            out.append(_dot_leading(tape, s, slot_name))
+        for s, count in nodes.leading_nodes():
+            out.append(_dot_leading(tape, s, slot_name, count))
         for e in _unpack(tape):
-            _dot_operation(state, e, slot_name, out, edges)
+            _dot_operation(state, e, slot_name, out, edges, nodes)
         for j, s in enumerate(state["outputs"].tolist()):
-            _dot_output(tape, j, s, out, edges)
+            _dot_output(tape, j, s, out, edges, nodes)
         for g in range(tape.n_guards):
-            _dot_guard(state, g, out, edges)
+            _dot_guard(state, g, out, edges, nodes)
         return "\n".join(out + edges + ["}"]) + "\n"
-    # Cut: operations in order, each with the leading slots it reads, while
+    # Cut: operations in order, each with the leading nodes it reads, while
     # they fit; then the outputs and guards whose operands are all drawn.
-    shown = set()                    # leading slots drawn
+    shown = set()                    # leading nodes drawn
     used = k = 0                     # nodes drawn, operations drawn
+    end = first                      # the slots below `end` are drawn or leading
+
+    def new_leading(slots):
+        slots = np.asarray(slots, dtype=np.int64)
+        return sorted(set(nodes.of(slots[slots < first]).tolist()) - shown)
+
+    def draw_leading(new):
+        for s in new:
+            out.append(_dot_leading(tape, s, slot_name, nodes.count(s)))
+        shown.update(new)
+
     for e in _unpack(tape, 0, min(tape.n_ops, max_nodes)):
-        new = sorted({s for s in _operand_slots(e) if s < first and s not in shown})
+        new = new_leading(_operand_slots(e))
         if used + len(new) + 1 > max_nodes:
             break
-        for s in new:
-            out.append(_dot_leading(tape, s, slot_name))
-        shown.update(new)
-        _dot_operation(state, e, slot_name, out, edges)
+        draw_leading(new)
+        _dot_operation(state, e, slot_name, out, edges, nodes)
         used += len(new) + 1
         k += 1
-
-    def drawable(slots):
-        """Slots drawn or drawable on demand: operations drawn, leading slots."""
-        slots = np.asarray(slots, dtype=np.int64)
-        return slots < first + k
+        end = e.slot + e.count
 
     def fits(slots):
-        """Draw the leading ``slots`` not drawn yet if they and one more node fit."""
+        """Draw the leading nodes of ``slots`` not drawn yet if they and one
+        more node fit."""
         nonlocal used
-        new = sorted({s for s in slots if s < first and s not in shown})
+        new = new_leading(slots)
         if used + len(new) + 1 > max_nodes:
             return False
-        for s in new:
-            out.append(_dot_leading(tape, s, slot_name))
-        shown.update(new)
+        draw_leading(new)
         used += len(new) + 1
         return True
 
     outputs = state["outputs"]
-    for j in np.flatnonzero(drawable(outputs)).tolist():
+    for j in np.flatnonzero(outputs < end).tolist():
         if used >= max_nodes or not fits([int(outputs[j])]):
             break
-        _dot_output(tape, j, int(outputs[j]), out, edges)
+        _dot_output(tape, j, int(outputs[j]), out, edges, nodes)
     if tape.n_guards:
         guard_codes, guard_args = guard_arrays(state["guards"])
         gmask = slot_mask(guard_codes)
-        for g in np.flatnonzero((drawable(guard_args) | ~gmask).all(axis=1)).tolist():
+        for g in np.flatnonzero(((guard_args < end) | ~gmask).all(axis=1)).tolist():
             if used >= max_nodes or not fits(guard_args[g][gmask[g]].tolist()):
                 break
-            _dot_guard(state, g, out, edges)
+            _dot_guard(state, g, out, edges, nodes)
     note = _left_out(total - used, "nodes", "max_nodes", max_nodes)
     out.append(f"  more [label={_dot_string(note)}, shape=note];")
     return "\n".join(out + edges + [f"  // {note}", "}"]) + "\n"
@@ -701,7 +883,6 @@ def render(tape, path, format=None, *, program="dot", max_nodes=MAX_NODES):
     >>> render(tape, "graph.svg")                # doctest: +SKIP
     PosixPath('graph.svg')
     """
-    tape = tape._scalar_form()
     import pathlib
     path = pathlib.Path(os.fspath(path))
     if format is None:

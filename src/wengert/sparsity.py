@@ -347,7 +347,6 @@ def jacobian_sparsity(tape):
     >>> jacobian_sparsity(tape).toarray().astype(int).tolist()
     [[1, 1, 0], [0, 0, 1]]
     """
-    tape = tape._scalar_form()
     return _jacobian_pattern(tape).csr()
 
 
@@ -380,7 +379,6 @@ def hessian_sparsity(tape):
     >>> hessian_sparsity(tape).toarray().astype(int).tolist()
     [[0, 1, 0], [1, 0, 0], [0, 0, 1]]
     """
-    tape = tape._scalar_form()
     return _hessian_pattern(tape).csr()
 
 
@@ -455,7 +453,6 @@ def jacobian_colouring(tape, mode="auto"):
     >>> jacobian_colouring(wg.record(f, np.ones(10))).n_colours
     3
     """
-    tape = tape._scalar_form()
     check_choice(mode, "mode", ("auto", "forward", "reverse"))
     return _cache(tape).get(("jacobian", mode), lambda: _make_jacobian_colouring(tape, mode))
 
@@ -519,7 +516,6 @@ def hessian_colouring(tape, method="star"):
     >>> hessian_colouring(wg.record(rosenbrock, np.ones(10))).n_colours
     3
     """
-    tape = tape._scalar_form()
     check_choice(method, "method", ("star", "distance2"))
     return _cache(tape).get(("hessian", method), lambda: _make_hessian_colouring(
         _compact_hessian(tape), method,
@@ -598,7 +594,6 @@ def sparse_jacobian(tape, x, *args, mode="auto"):
     >>> sparse_jacobian(tape, [1.0, 2.0, 3.0, 4.0]).toarray().tolist()
     [[2.0, 1.0, 0.0, 0.0], [0.0, 3.0, 2.0, 0.0], [0.0, 0.0, 4.0, 3.0]]
     """
-    tape = tape._scalar_form()
     x = _one_point(tape, x, "sparse_jacobian")
     colouring = jacobian_colouring(tape, mode)
     p = colouring.n_colours
@@ -655,7 +650,6 @@ def sparse_hessian(tape, x, *args, w=None, method="star"):
     >>> sparse_hessian(tape, [1.0, 2.0, 3.0]).toarray().tolist()
     [[4.0, 2.0, 0.0], [2.0, 6.0, 4.0], [0.0, 4.0, 0.0]]
     """
-    tape = tape._scalar_form()
     x = _one_point(tape, x, "sparse_hessian")
     colouring = hessian_colouring(tape, method)
     p = colouring.n_colours

@@ -439,8 +439,8 @@ class Tape:
 
     def _scalar_form(self):
         """This tape, or when it holds array entries an equivalent tape of
-        scalar entries only (built once): what the tools that reason entry
-        by entry -- sparsity, traces, the graph -- read (``wengert._expand``)."""
+        scalar entries only (built once, ``wengert._expand``): the oracle
+        the tests hold the tools' native reading of array entries to."""
         if not self._engine.array_entries.size:
             return self
 
