@@ -299,10 +299,11 @@ def test_tools_read_an_array_tape(rng):
                                tape.hessian(x), rtol=1e-14)
     np.testing.assert_allclose(sparsity.sparse_jacobian(tape, x).toarray()[0],
                                tape.gradient(x), rtol=1e-14)
-    # The listing and the traces show each array entry as one row.
+    # The listing and the traces show the inputs and each array entry as one row.
     rows = tape.listing(x).splitlines()
-    assert len(rows) == n + len(tape) + 1
-    assert rows[n].startswith("v[1:7]") and "square(v[-5:1])" in rows[n]
+    assert len(rows) == 1 + len(tape) + 1
+    assert rows[0].startswith(f"v[{1 - n}:1]") and "= x " in rows[0]
+    assert rows[1].startswith("v[1:7]") and "square(v[-5:1])" in rows[1]
     assert "sum(v[9:11])" in rows[-2]
     assert "gradient" in tape.trace(x, 1.0, mode="reverse")
     small = tape.optimize()

@@ -18,8 +18,9 @@ from wengert._compact import compact
 from wengert._errors import ShapeError
 from wengert._opcodes import Role
 from wengert.display import (_ASCII, _UNICODE, MAX_ROWS, _array_expression, _array_parts,
-                             _const_text, _entry_rows, _first, _leading_values, _left_out,
-                             _limit, _n_primal_rows, _number, _one_point, _output_label, _pad,
+                             _const_text, _entry_rows, _first, _leading_rows, _leading_values,
+                             _left_out, _limit, _n_primal_rows, _number, _one_point,
+                             _output_label, _pad,
                              _part_slots, _part_text, _range_name, _slot_namer, _Slots,
                              _sparse_vector, _unpack, _value, _values_text, _vector, _width)
 from wengert.tape import Tape
@@ -422,10 +423,11 @@ def _forward_text(tape, X, seed_text, val, dot, style, max_rows=None):
     total = _n_primal_rows(tape)
     shown = total if max_rows is None else min(total, max_rows)
     rows, spans = [], []        # (label, rule) and (first slot, slots) of each row
-    for s in range(min(first, shown)):
-        rows.append((dotted(s), f"x{d}[{s}]" if s < tape.n_inputs else "0"))
-        spans.append((s, 1))
-    entries = _unpack(tape, 0, max(0, min(shown - first, tape.n_ops)))
+    for s, count, source in _leading_rows(tape, shown):
+        rows.append((_range_name(dotted, s, count),
+                     "0" if s >= tape.n_inputs else source.replace("x", "x" + d, 1)))
+        spans.append((s, count))
+    entries = _unpack(tape, 0, max(0, min(shown - len(rows), tape.n_ops)))
     constant = range(tape.n_inputs, first)
     for e in entries:
         rule = (_tangent_rule(e, primal, dotted, val, constant) if e.array is None else

@@ -22,7 +22,7 @@ from wengert import _opcodes as ops
 from wengert._compact import (array_grids, array_parts, compact, descriptor, grid_runs,
                               guard_arrays, slot_mask)
 from wengert._errors import ArgumentError, ShapeError, WengertError
-from wengert._expand import _grid, elementwise_count
+from wengert._expand import _grid, elementwise_count, has_array_entries
 from wengert._opcodes import Kind, Role
 
 __all__ = ["listing", "trace_text", "to_dot", "render", "stats", "summary",
@@ -308,8 +308,31 @@ def _point_values(tape, X, args):
     return _Slots(c, values[:, 0], _leading_values(tape, X, params))
 
 
+def _has_array_entries(tape):
+    return tape._cached("has_array_entries",
+                        lambda: has_array_entries(tape._state()["opcodes"]))
+
+
+def _n_leading_rows(tape):
+    if _has_array_entries(tape):
+        return (tape.n_inputs > 0) + (tape.n_params > 0)
+    return _first(tape)
+
+
+def _leading_rows(tape, stop=None):
+    """``(first slot, slots, source)`` of the rows before the entries (the
+    first ``stop``): one per input and parameter slot, as in the survey's
+    tables, or, on a tape of array entries (whose inputs are arrays), one
+    for all the inputs and one for all the parameters."""
+    n_in, n_par = tape.n_inputs, tape.n_params
+    stop = _n_leading_rows(tape) if stop is None else min(stop, _n_leading_rows(tape))
+    if _has_array_entries(tape):
+        return [row for row in ((0, n_in, "x"), (n_in, n_par, "p")) if row[1]][:stop]
+    return [(s, 1, f"x[{s}]" if s < n_in else f"p[{s - n_in}]") for s in range(stop)]
+
+
 def _n_primal_rows(tape):
-    return _first(tape) + tape.n_ops + tape.n_outputs
+    return _n_leading_rows(tape) + tape.n_ops + tape.n_outputs
 
 
 def _entry_rows(tape, name, stop=None):
@@ -319,11 +342,10 @@ def _entry_rows(tape, name, stop=None):
     state = tape._state()
     first, n_ops = _first(tape), tape.n_ops
     stop = _n_primal_rows(tape) if stop is None else min(stop, _n_primal_rows(tape))
-    rows = []
-    for s in range(min(first, stop)):
-        source = f"x[{s}]" if s < tape.n_inputs else f"p[{s - tape.n_inputs}]"
-        rows.append((name(s), source, s, 1))
-    k = max(0, min(stop - first, n_ops))
+    rows = [(_range_name(name, s, count), source, s, count)
+            for s, count, source in _leading_rows(tape, stop)]
+    n_lead = _n_leading_rows(tape)
+    k = max(0, min(stop - n_lead, n_ops))
     consts, aux = state["consts"], state["aux"]
     slot = first
     for code, (a0, a1) in zip(state["opcodes"][:k].tolist(), state["args"][:k].tolist()):
@@ -335,7 +357,7 @@ def _entry_rows(tape, name, stop=None):
         else:
             rows.append((name(slot), _expression(code, a0, a1, consts, aux, name), slot, 1))
             slot += 1
-    k = max(0, min(stop - first - n_ops, tape.n_outputs))
+    k = max(0, min(stop - n_lead - n_ops, tape.n_outputs))
     for j, s in enumerate(state["outputs"][:k].tolist()):
         rows.append((_output_label(tape, j), name(s), s, 1))
     return rows
@@ -363,7 +385,8 @@ def listing(tape, x=None, *args, max_rows=MAX_ROWS, max_lines=_UNSET):
     and operations ``v[1] ..``, as in the survey by Baydin et al.; values are
     shown with 6 significant digits. An array entry (one NumPy call over many
     elements) is one row over its slots, ``v[1:101] = sin(v[-99:1])``, with
-    its first values. Guards (comparisons that steered Python control flow
+    its first values; on such a tape the inputs are one row too,
+    ``v[-99:1] = x`` (and the parameters ``p[0:k] = p``). Guards (comparisons that steered Python control flow
     while recording) follow the outputs.
 
     Time and memory are bounded by the rows shown (plus, with ``x``, one
