@@ -4,6 +4,7 @@ count the comparison's 0/1 indicator (one map and one sum entry) and
 compare the count, so ``bool()`` records one guard however many elements
 the comparison has. Python's builtin ``all(x > 0)`` iterates and records
 one guard per element."""
+import builtins
 import pickle
 import re
 
@@ -360,3 +361,29 @@ def test_guard_texts_and_outcomes_follow_numpy(condition, text, rng):
             with pytest.raises(wg.BranchChangedError):
                 tape.forward(z)
     assert outcomes == {True, False}
+
+
+@pytest.mark.parametrize("combine, x0", [
+    # & with an int array multiplies: 2 where true, so a count of 2s can
+    # reach n with half the elements false (all was True here, NumPy False).
+    (lambda c, x: c & np.full(4, 2), [1.0, 1.0, -1.0, -1.0]),
+    (lambda c, x: c & x, [1.0, -1.0, 2.0, 3.0]),              # a traced operand
+    (lambda c, x: c | (x - 1.0), [0.5, 1.0, -3.0, 0.25]),      # maximum: any value
+    (lambda c, x: ~(c & (2.0 * x)), [0.25, 1.0, 0.5, 2.0]),
+    (lambda c, x: c | x, [np.nan, -1.0, -2.0, -3.0]),         # NaN: true, as != 0
+])
+@pytest.mark.parametrize("which", ["all", "any"])
+def test_all_and_any_of_a_condition_with_a_non_condition_operand_use_its_truth(
+        combine, x0, which):
+    """Such a condition is true where its value is != 0, element by element
+    (bool() of an element); all and any must agree with those elements."""
+    x0 = np.array(x0)
+    seen = []
+
+    def f(x):
+        c = combine(x > 0, x)
+        seen.append([bool(c[i]) for i in range(4)])
+        return x[1] + (1.0 if getattr(np, which)(c) else -1.0)
+    tape = wg.record(f, x0)
+    expected = getattr(builtins, which)(seen[-1])
+    assert tape.forward(x0) == x0[1] + (1.0 if expected else -1.0)

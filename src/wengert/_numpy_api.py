@@ -100,6 +100,10 @@ def all_any(which, a, axis=None, out=None, keepdims=False, where=True):
     if rec is None:
         return getattr(np, which)(a, axis=axis, keepdims=keepdims)
     cond = a if isinstance(a, Comparison) else compare("ne", asarray(a, rec), 0.0)
+    shown_cond = cond
+    if not cond._zero_one:
+        # (x > 0) & m with m = 2 holds 2 where true: count its truth, != 0.
+        cond = compare("ne", cond._as_value(), 0.0)
     axes = normalize_axes(axis, cond.ndim)
     keep = _flag(keepdims, "keepdims")
     if cond.ndim == 0:
@@ -113,7 +117,7 @@ def all_any(which, a, axis=None, out=None, keepdims=False, where=True):
     counts = _raw(reduce("add", wrap(rec, cond.indicator_slots()), axes, keep))
     name, bound = ("eq", float(length)) if which == "all" else ("gt", 0.0)
     shown = "" if axis is None else f", axis={axis!r}"
-    label = f"{which}({cond._text()}{shown})"
+    label = f"{which}({shown_cond._text()}{shown})"
     return Comparison(rec, name, Kind.VC, counts, _constant_indices(rec, np.array(bound),
                                                                      counts.shape),
                       counts.shape, label=label)

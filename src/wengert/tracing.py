@@ -268,6 +268,8 @@ class Comparison:
     """
 
     __array_priority__ = 100
+    # Whether indicator_slots() hold only 0.0 and 1.0 (a comparison's do).
+    _zero_one = True
 
     def __init__(self, rec, name, kind, a, b, shape, label=None):
         self.recorder = rec
@@ -356,14 +358,18 @@ class Comparison:
     def __invert__(self):
         # Under NaN, not(a < b) differs from a >= b; an indicator keeps IEEE meaning.
         return _IndicatorCondition(self.recorder, apply_binary("sub", 1.0, self._as_value()),
-                                   f"~({self._text()})")
+                                   f"~({self._text()})", self._zero_one)
 
     def _combined(self, name, symbol, other):
         """``self & other`` and the like: ``name`` of the two indicators."""
         value = apply_binary(name, self._as_value(), _condition_value(other))
         label = (f"({self._text()}) {symbol} ({other._text()})" if isinstance(other, Comparison)
                  else None)
-        return _IndicatorCondition(self.recorder, value, label)
+        # Two 0/1 operands give 0/1; another operand (a number, a traced
+        # value) can give any value, whose truth is != 0.
+        zero_one = self._zero_one and (other._zero_one if isinstance(other, Comparison)
+                                       else _is_boolean(other))
+        return _IndicatorCondition(self.recorder, value, label, zero_one)
 
     def __and__(self, other): return self._combined("mul", "&", other)
     def __or__(self, other): return self._combined("maximum", "|", other)
@@ -431,12 +437,14 @@ class Comparison:
 
 
 class _IndicatorCondition(Comparison):
-    """A condition already held as 0/1 indicator slots (from ~, &, |)."""
+    """A condition already held as indicator slots (from ~, &, |), true
+    where != 0: 0/1 values unless an operand was not a condition or bool."""
 
-    def __init__(self, rec, value, label=None):
+    def __init__(self, rec, value, label=None, zero_one=True):
         slots = _raw(value)
         super().__init__(rec, "ne", Kind.VC, slots, None, slots.shape, label)
         self._indicator = slots
+        self._zero_one = zero_one
 
     def __getitem__(self, index):
         _refuse_traced_index(index)
@@ -444,7 +452,8 @@ class _IndicatorCondition(Comparison):
             part = self._indicator[index]
         except _NUMPY_ERRORS as exc:
             raise _library_error(exc, "indexing a comparison") from None
-        result = _IndicatorCondition(self.recorder, wrap(self.recorder, part))
+        result = _IndicatorCondition(self.recorder, wrap(self.recorder, part),
+                                     zero_one=self._zero_one)
         self._label_part(result, index)
         return result
 
@@ -467,6 +476,11 @@ def _condition_value(c):
     if isinstance(c, Comparison):
         return c._as_value()
     return c
+
+
+def _is_boolean(x):
+    """Whether ``x`` is a bool or an array of bools (0/1 as an operand)."""
+    return isinstance(x, (bool, np.bool_)) or (isinstance(x, np.ndarray) and x.dtype == np.bool_)
 
 
 def _is_condition_operand(x):
