@@ -562,6 +562,27 @@ def test_the_compact_tape_of_an_array_tape_keeps_the_inputs_its_descriptors_read
     np.testing.assert_allclose(tape.sparse_jacobian(x).toarray()[0], tape.gradient(x))
 
 
+@pytest.mark.parametrize("kind", ["sum", "cumsum", "matmul"])
+def test_a_tape_reading_one_input_many_times_has_sparsity_patterns(kind, rng):
+    # Valid: 8 reads of input 1 (stride 0) in a tape of 12 inputs. Its
+    # compact tape, input 1 alone, would read 8 elements of 1 slot, which a
+    # tape refuses: the patterns raised TapeFormatError on this valid tape.
+    b = Builder(12, consts=np.linspace(0.5, 1.5, 8))
+    if kind == "sum":
+        s = b.sum(1, 8, (1, 0, 0))
+    elif kind == "cumsum":
+        s = b.entry(ops.code_of("cumsum"), [1, 8, 1, 0, 0], 8) + 7
+    else:
+        s = b.matmul(code("mul", K.VC), 1, 8, 1, (1, 0, 0), (0, 1, 0))
+    tape = b.tape([s], (1,))
+    x = rng.uniform(0.2, 0.9, 12)
+    scalars = tape._scalar_form()
+    for pattern in ("jacobian_sparsity", "hessian_sparsity"):
+        assert (getattr(tape, pattern)() != getattr(scalars, pattern)()).nnz == 0
+    assert tape.jacobian_sparsity().nnz == 1
+    np.testing.assert_allclose(tape.sparse_jacobian(x).toarray(), tape.jacobian(x))
+
+
 @settings(max_examples=60)
 @given(steps=array_programs(), offset=st.integers(0, 30), seed=st.integers(0, 2**16))
 def test_the_compact_tape_of_an_array_tape_gives_the_same_derivatives(steps, offset, seed):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from wengert import _opcodes as ops
+from wengert._errors import TapeFormatError
 from wengert._opcodes import ROLES, Role
 from wengert._records import Param
 from wengert.tape import Tape
@@ -210,15 +211,31 @@ class Compact:
         self.inputs = kept[:self.n_inputs]
         self.params = kept[self.n_inputs:] - tape.n_inputs
         self.identity = self.shift == 0
-        if self.identity:
-            self.tape = tape
-            return
-        small = map_state(state, self.to_new)
-        n_params = self.first - self.n_inputs
-        small.update(in_shape=(self.n_inputs,), n_params=n_params,
-                     param_specs=[Param((n_params,), self.n_inputs, np.zeros(n_params))]
-                     if n_params else [])
-        self.tape = Tape._from_state(small)
+        if not self.identity:
+            small = map_state(state, self.to_new)
+            n_params = self.first - self.n_inputs
+            small.update(in_shape=(self.n_inputs,), n_params=n_params,
+                         param_specs=[Param((n_params,), self.n_inputs, np.zeros(n_params))]
+                         if n_params else [])
+            try:
+                self.tape = Tape._from_state(small)
+                return
+            except TapeFormatError:
+                # A (forged) sum or product that reads a slot many times
+                # (stride 0) may read more elements than the compact tape
+                # has slots, which a tape refuses: keep every leading slot.
+                pass
+        self._keep_all(tape)
+
+    def _keep_all(self, tape):
+        self.kept = np.arange(self.old_first, dtype=np.int64)
+        self.first = self.old_first
+        self.shift = 0
+        self.n_inputs = tape.n_inputs
+        self.inputs = self.kept[:self.n_inputs]
+        self.params = self.kept[self.n_inputs:] - tape.n_inputs
+        self.identity = True
+        self.tape = tape
 
     def to_new(self, slots):
         """The compact slots of original slots (-1 for a leading slot dropped)."""
