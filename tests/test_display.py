@@ -653,6 +653,22 @@ def test_to_dot_of_a_product_too_large_to_expand():
                                (f"s{2 * n * n + n * n}", "y0")]
 
 
+@pytest.mark.parametrize("f, shown", [
+    # A 1x1 constant matrix is the last constant: its stride along an axis
+    # of one element points past the pool (listing, trace, to_dot and str
+    # raised IndexError).
+    (lambda x: np.array([[2.0]]) @ x.reshape(1, 8), "= 2 @ v[-7:1]"),
+    (lambda x: x.reshape(8, 1) @ np.array([[3.0]]), " @ 3   (8x1 @ 1x1)"),
+])
+def test_a_product_with_a_one_element_constant_matrix_is_shown(f, shown):
+    x = np.linspace(0.5, 1.5, 8)
+    tape = wg.record(f, x)
+    assert shown in tape.listing(x)
+    str(tape)
+    assert shown in tape.trace(x)
+    assert "@" in tape.to_dot()
+
+
 def reaches(edges, source, target):
     after = {}
     for a, b in edges:

@@ -92,9 +92,11 @@ def _grid_text(name, consts, role, start, n_outer, outer, n_inner, inner):
     """An array entry's operand grid, start + o * outer + j * inner, as
     text: a slot range, one slot broadcast, a strided run, or constants."""
     if role == Role.CONST:
-        if outer == inner == 0:
+        # The second constant read, along an axis of more than one element
+        # (a stride along an axis of one reads nothing: it may point past the pool).
+        step = (inner if n_inner > 1 else 0) or (outer if n_outer > 1 else 0)
+        if step == 0:
             return f"{consts[start]:g}"
-        step = inner if n_inner > 1 else outer
         return f"[{consts[start]:g}, {consts[start + step]:g}, ...]"
     if outer == inner == 0 or n_outer * n_inner == 1:
         return name(start)
