@@ -276,6 +276,18 @@ cdef class Layout:
         return out_arr
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def array_entry_count(const opcode_t[::1] code):
+    """How many entries of ``code`` are array entries (a loop: NumPy's
+    lookup-table version took ~1.4 ms of optimize's time at 8*10^5 entries)."""
+    cdef Py_ssize_t i, count = 0
+    with nogil:
+        for i in range(code.shape[0]):
+            count += is_array_entry(code[i])
+    return count
+
+
 cdef const int64_t* _int64_ptr(cnp.ndarray a):
     return <const int64_t*>cnp.PyArray_DATA(a) if a.size else NULL
 
@@ -652,7 +664,10 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
     imm_arr = np.zeros(n, np.float64)
     aux_arr = np.array(aux, dtype=np.int32, copy=True)
     # Every entry its own representative to begin with.
-    rep_arr = np.array(layout.arrays[0], dtype=np.int32)
+    if S.n_arrays == 0:
+        rep_arr = np.arange(S.first, S.first + n, dtype=np.int32)
+    else:
+        rep_arr = np.array(layout.arrays[0], dtype=np.int32)
     fate_arr = np.zeros(n, np.uint8)
     flags_arr = np.zeros(n, np.uint8)
     constant_arr = np.zeros(n, np.uint8)

@@ -69,7 +69,7 @@ from wengert._expand import _IS_ARRAY
 from wengert.tape import Tape
 
 # The compiled passes; "_optimize" is built by setup.py with the sweeps.
-from wengert._optimize import Layout, live_entries, renumber, simplify
+from wengert._optimize import Layout, array_entry_count, live_entries, renumber, simplify
 
 # Fates of an operation in ``_optimize.simplify`` (its enum, mirrored).
 _KEPT, _MERGED, _ALIASED = 0, 1, 2
@@ -334,13 +334,13 @@ def _layout(opcodes, args, aux, consts, first):
     Linear in the entries and the descriptors, never in the elements."""
     n = opcodes.size
     args = np.asarray(args, dtype=np.int32).reshape(-1, 2)
-    is_array = _IS_ARRAY[opcodes]
     nothing = np.zeros(0, np.int64)
-    if not is_array.any():
+    if not array_entry_count(opcodes):
         start = np.arange(first, first + n, dtype=np.int64)
         one = np.zeros(min(n, 1), np.int64)
         return (Layout(first, start, start[:1], one, one, np.zeros(1, np.int64), nothing,
                        nothing, nothing, nothing, np.zeros(n, np.uint8)), args, aux)
+    is_array = _IS_ARRAY[opcodes]
     count = np.where(is_array, args[:, 1], 1).astype(np.int64)
     start = first + np.concatenate([[0], np.cumsum(count[:-1])])
     d_len = np.zeros(n, np.int64)
