@@ -4,7 +4,9 @@
   beside saving it.
 * ``tape.optimize()`` on the benchmark problems (no duplicates: nothing to
   remove) and on code that computes subexpressions more than once, with the
-  reduction in the figures.
+  reduction in the figures; and at about 10^6 scalar entries, where the
+  passes' own loops, not Python, take the time (optimize's array-entry
+  benchmarks are in test_arrays.py).
 """
 import os
 
@@ -17,6 +19,7 @@ from benchmarks._support import annotate, record_scalar
 
 GROUP_FILES = "tape files 10^7 operations"
 GROUP_OPTIMIZE = "optimize n=10^4"
+GROUP_OPTIMIZE_LARGE = "optimize n=10^5, scalar entries"
 
 
 def _big(x):
@@ -89,3 +92,15 @@ def _optimize_case(name, f):
 
 for _name, _f in OPTIMIZE_CASES:
     globals()[f"test_optimize_{_name}"] = _optimize_case(_name, _f)
+
+
+@pytest.mark.parametrize("name", ["rosenbrock", "repeated"])
+def test_optimize_scalar_entries_n1e5(benchmark, name):
+    # 8*10^5 and 1.6*10^6 scalar entries: tapes without array entries take
+    # the passes' scalar-only loops.
+    benchmark.group = GROUP_OPTIMIZE_LARGE
+    x = P.point(name, 10**5) if name in P.BY_NAME else np.linspace(0.1, 1.0, 10**5)
+    tape = record_scalar(dict(OPTIMIZE_CASES)[name], x)
+    small = benchmark.pedantic(tape.optimize, rounds=5, warmup_rounds=1)
+    assert np.array_equal(np.asarray(small.forward(x)), np.asarray(tape.forward(x)))
+    annotate(benchmark, n_ops=len(tape), ops_after=len(small))

@@ -29,7 +29,7 @@ import wengert as wg
 from wengert import _opcodes as ops
 from wengert.optimize import OptimizeReport, optimize_tape
 
-from _helpers import recorded_ops
+from _helpers import recorded_ops, scalar_recording
 
 # Reverse-mode Jacobians after merging: relative to the largest |entry|.
 # Reassociating a sum of k adjoint contributions moves it by about
@@ -282,6 +282,28 @@ def test_inexact_identities_are_kept(name, expression, witness):
     assert len(small) == len(tape) == 1
     for x in (witness, [1.5], [-0.0], [np.inf], [np.nan]):
         assert_same_bits(small.forward(x), tape.forward(x))
+
+
+@pytest.mark.parametrize("arrays", [False, True], ids=["scalar entries", "with array entries"])
+def test_an_identity_on_the_first_entry_reads_through_to_its_operand(arrays):
+    # The first entry is the edge of the passes' branch-free slot lookups
+    # (compiled apart for tapes of scalar entries only): its readers must
+    # read x[0], not the slot of the entry that goes.
+    def f(x):
+        y = x[0] * 1.0
+        return y * x[1] + y + np.sum(np.sin(x[1:]))
+
+    x0 = np.linspace(0.5, 1.5, 9)
+    if arrays:
+        tape = wg.record(f, x0)
+    else:
+        with scalar_recording():
+            tape = wg.record(f, x0)
+    assert names(tape)[0] == "mul" and ("map" in names(tape)) == arrays
+    small = tape.optimize()
+    assert small.optimize_report.simplified == 1
+    assert len(small) == len(tape) - 1
+    assert_equivalent(tape, small, [x0, -x0, np.resize(SPECIAL_POINTS[1], 9)])
 
 
 def test_only_negation_cancels_negation():

@@ -123,6 +123,22 @@ ctypedef struct Space:
     const uint8_t* pinned      # (n,) entries some grid over several entries reads
 
 
+# Each pass and the lookups it makes are compiled twice: for tapes of scalar
+# entries only, where entry e writes slot first + e (no lookups, no branches
+# for array entries), and for any tape. The passes pick one by the layout.
+cdef struct _scalar_only:
+    char unused
+cdef struct _any_entries:
+    char unused
+ctypedef fused entries_t:
+    _scalar_only
+    _any_entries
+
+# For the lookups of the Layout's methods, which serve any tape.
+cdef _any_entries any_entries
+cdef _scalar_only scalar_only
+
+
 cdef inline Py_ssize_t _entry_of(Space S, Py_ssize_t s, Py_ssize_t* offset) noexcept nogil:
     """The entry that writes slot s (s >= first); ``offset`` is s's place
     among an array entry's results, -1 for a scalar entry."""
@@ -142,31 +158,34 @@ cdef inline Py_ssize_t _entry_of(Space S, Py_ssize_t s, Py_ssize_t* offset) noex
     return S.seg_entry[low] + (s - S.seg_slot[low])
 
 
-cdef inline Py_ssize_t _rep_of(Space S, const index_t* rep, Py_ssize_t s) noexcept nogil:
+cdef inline Py_ssize_t _rep_of(entries_t* entries, Space S, const index_t* rep,
+                              Py_ssize_t s) noexcept nogil:
     """The representative of slot s: ``rep`` holds each entry's first
     result's representative (an array entry's results move together)."""
     cdef Py_ssize_t offset, e = s - S.first
-    if S.n_arrays == 0:
+    if entries_t is _scalar_only:
         # Without a branch on e: inputs and results alternate as operands,
         # and mispredicting which cost a third of simplify's time.
         offset = rep[e if e > 0 else 0]
         return offset if e >= 0 else s
-    if s < S.first:
-        return s
-    e = _entry_of(S, s, &offset)
-    return rep[e] + offset if offset >= 0 else rep[e]
+    else:
+        if s < S.first:
+            return s
+        e = _entry_of(S, s, &offset)
+        return rep[e] + offset if offset >= 0 else rep[e]
 
 
-cdef inline Py_ssize_t _scalar_entry(Space S, Py_ssize_t s) noexcept nogil:
+cdef inline Py_ssize_t _scalar_entry(entries_t* entries, Space S, Py_ssize_t s) noexcept nogil:
     """The scalar entry that writes slot s, or -1 (an input, a parameter or
     an array entry's result)."""
+    cdef Py_ssize_t offset, e
     if s < S.first:
         return -1
-    if S.n_arrays == 0:
+    if entries_t is _scalar_only:
         return s - S.first
-    cdef Py_ssize_t offset
-    cdef Py_ssize_t e = _entry_of(S, s, &offset)
-    return e if offset < 0 else -1
+    else:
+        e = _entry_of(S, s, &offset)
+        return e if offset < 0 else -1
 
 
 cdef class Layout:
@@ -231,9 +250,9 @@ cdef class Layout:
         for k in range(out.shape[0]):
             if out[k] < 0:
                 continue
-            s = _rep_of(self.S, &rep[0], out[k])
+            s = _rep_of(&any_entries, self.S, &rep[0], out[k])
             out[k] = s
-            e = _scalar_entry(self.S, s)
+            e = _scalar_entry(&any_entries, self.S, s)
             if e >= 0 and constant[e]:
                 is_const[k] = 1
                 value[k] = values[e]
@@ -251,10 +270,22 @@ cdef class Layout:
         if self.n_ops == 0:
             return out_arr
         for k in range(out.shape[0]):
-            out[k] = _new_slot_of(self.S, &new_start[0], out[k])
+            out[k] = _new_slot_of(&any_entries, self.S, &new_start[0], out[k])
             if out[k] < 0:
                 raise ValueError("internal error: a slot in use was removed")
         return out_arr
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def array_entry_count(const opcode_t[::1] code):
+    """How many entries of ``code`` are array entries (a loop: NumPy's
+    lookup-table version took ~1.4 ms of optimize's time at 8*10^5 entries)."""
+    cdef Py_ssize_t i, count = 0
+    with nogil:
+        for i in range(code.shape[0]):
+            count += is_array_entry(code[i])
+    return count
 
 
 cdef const int64_t* _int64_ptr(cnp.ndarray a):
@@ -265,20 +296,21 @@ cdef const uint8_t* _uint8_ptr(cnp.ndarray a):
     return <const uint8_t*>cnp.PyArray_DATA(a) if a.size else NULL
 
 
-cdef inline Py_ssize_t _new_slot_of(Space S, const int64_t* new_start,
+cdef inline Py_ssize_t _new_slot_of(entries_t* entries, Space S, const int64_t* new_start,
                                     Py_ssize_t s) noexcept nogil:
     """Slot s after renumbering (new_start: each entry's first new slot, -1
     if it is gone), -1 if its entry is gone."""
     cdef Py_ssize_t offset, e = s - S.first
-    if S.n_arrays == 0:
+    if entries_t is _scalar_only:
         offset = new_start[e if e > 0 else 0]      # without a branch, as in _rep_of
         return offset if e >= 0 else s
-    if s < S.first:
-        return s
-    e = _entry_of(S, s, &offset)
-    if new_start[e] < 0:
-        return -1
-    return new_start[e] + offset if offset >= 0 else new_start[e]
+    else:
+        if s < S.first:
+            return s
+        e = _entry_of(S, s, &offset)
+        if new_start[e] < 0:
+            return -1
+        return new_start[e] + offset if offset >= 0 else new_start[e]
 
 
 # ---- value numbering ------------------------------------------------------------------
@@ -300,12 +332,13 @@ cdef inline uint64_t _descriptor_hash(const Pass* p, Py_ssize_t i) noexcept nogi
     return h
 
 
-cdef inline void _key(const Pass* p, Py_ssize_t i, uint64_t* k1, uint64_t* k2) noexcept nogil:
+cdef inline void _key(entries_t* entries, const Pass* p, Py_ssize_t i, uint64_t* k1,
+                      uint64_t* k2) noexcept nogil:
     """The operands that identify operation i beside its opcode: slots as
     themselves, an immediate constant by its bits, a select's branches as
     one pair; an array entry's descriptor by its hash, and its size."""
     cdef int code = p.code[i]
-    if is_array_entry(code):
+    if entries_t is _any_entries and is_array_entry(code):
         k1[0] = _descriptor_hash(p, i)
         k2[0] = <uint64_t>p.args[2 * i + 1]
         return
@@ -335,8 +368,8 @@ cdef inline bint _same_descriptor(const Pass* p, Py_ssize_t i, Py_ssize_t j) noe
     return True
 
 
-cdef Py_ssize_t _find_or_insert(const Pass* p, uint64_t* table, uint64_t mask,
-                                Py_ssize_t i) noexcept nogil:
+cdef Py_ssize_t _find_or_insert(entries_t* entries, const Pass* p, uint64_t* table,
+                                uint64_t mask, Py_ssize_t i) noexcept nogil:
     """Index of an earlier operation identical to i, or -1 after inserting i.
 
     Open addressing with linear probing, at most two thirds full. An entry
@@ -347,7 +380,7 @@ cdef Py_ssize_t _find_or_insert(const Pass* p, uint64_t* table, uint64_t mask,
     """
     cdef uint64_t k1, k2, j1, j2, entry
     cdef int code = p.code[i]
-    _key(p, i, &k1, &k2)
+    _key(entries, p, i, &k1, &k2)
     cdef uint64_t h = _hash(code, k1, k2)
     cdef uint64_t finger = h >> 32
     cdef uint64_t at = h & mask
@@ -360,14 +393,15 @@ cdef Py_ssize_t _find_or_insert(const Pass* p, uint64_t* table, uint64_t mask,
         if (entry >> 32) == finger:
             j = <Py_ssize_t>(entry & 0xffffffffULL) - 1
             if p.code[j] == code:
-                _key(p, j, &j1, &j2)
-                if j1 == k1 and j2 == k2 and (not is_array_entry(code)
+                _key(entries, p, j, &j1, &j2)
+                if j1 == k1 and j2 == k2 and (entries_t is _scalar_only
+                                              or not is_array_entry(code)
                                               or _same_descriptor(p, i, j)):
                     return j
         at = (at + 1) & mask
 
 
-cdef inline uint64_t _guess_hash(const opcode_t* opcodes, const index_t* args,
+cdef inline uint64_t _guess_hash(entries_t* entries, const opcode_t* opcodes, const index_t* args,
                                 const real_t* consts, const index_t* aux,
                                 Space S, const index_t* rep, Py_ssize_t i) noexcept nogil:
     """The hash operation i will have if no rule rewrites it (the common
@@ -376,19 +410,19 @@ cdef inline uint64_t _guess_hash(const opcode_t* opcodes, const index_t* args,
     simplify (a + b ordered, c + x as x + c). Operands not yet numbered
     read as themselves (rep starts as the identity)."""
     cdef int code = opcodes[i], base = code & BASE_MASK
-    if is_array_entry(code):
+    if entries_t is _any_entries and is_array_entry(code):
         return 0
     cdef int role0 = operand_role(code, 0), role1 = operand_role(code, 1)
     cdef index_t a0 = args[2 * i], a1 = args[2 * i + 1]
     cdef uint64_t k1, k2, swap
-    k1 = _bits(consts[a0]) if role0 == ROLE_CONST else <uint64_t>_rep_of(S, rep, a0)
+    k1 = _bits(consts[a0]) if role0 == ROLE_CONST else <uint64_t>_rep_of(entries, S, rep, a0)
     if role1 == ROLE_SLOT:
-        k2 = <uint64_t>_rep_of(S, rep, a1)
+        k2 = <uint64_t>_rep_of(entries, S, rep, a1)
     elif role1 == ROLE_CONST:
         k2 = _bits(consts[a1])
     elif role1 == ROLE_AUX:
-        k2 = ((<uint64_t><uint32_t>_rep_of(S, rep, aux[a1]) << 32)
-              | <uint64_t><uint32_t>_rep_of(S, rep, aux[a1 + 1]))
+        k2 = ((<uint64_t><uint32_t>_rep_of(entries, S, rep, aux[a1]) << 32)
+              | <uint64_t><uint32_t>_rep_of(entries, S, rep, aux[a1 + 1]))
     else:
         k2 = 0
     if base == OP_ADD or base == OP_MUL:
@@ -434,6 +468,177 @@ cdef real_t _fold(int code, index_t a0, index_t a1, real_t v0, real_t v1,
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
+cdef void _simplify(entries_t* entries, Space S, const Pass* p, const opcode_t[::1] opcodes,
+                    const index_t[:, ::1] args, const index_t[::1] aux, const real_t* pool,
+                    const index_t* side, opcode_t[::1] new_code, index_t[:, ::1] new_args,
+                    real_t[::1] imm, index_t[::1] aux2, index_t[::1] rep, uint8_t[::1] fate,
+                    uint8_t[::1] flags, uint8_t[::1] constant, real_t[::1] val,
+                    int64_t[::1] g_delta, uint64_t[::1] table, uint64_t mask) noexcept nogil:
+    """simplify()'s loop, for tapes of scalar entries only or for any tape."""
+    cdef Py_ssize_t n = opcodes.shape[0]
+    cdef Py_ssize_t i, j, g, target, ai = 0, e
+    cdef int code, base, kind, role0, role1
+    cdef index_t a0, a1, x, y, b0, b1
+    cdef real_t c = 0.0
+    cdef index_t src = -1
+    cdef uint64_t cb
+    cdef bint fold, own = False
+    for i in range(n):
+        # The table is far larger than the caches: fetching the entry
+        # of a later operation now overlaps its miss with this work
+        # (simplify twice as fast at 10^7 operations: 0.43 s, not 0.91 s).
+        if i + PREFETCH_AHEAD < n:
+            WG_PREFETCH(&table[_guess_hash(entries, &opcodes[0], &args[0, 0], pool, side, S,
+                                           &rep[0], i + PREFETCH_AHEAD) & mask])
+        code = opcodes[i]
+        # A pinned entry lies inside a grid that reads several entries:
+        # it keeps its own slot, so no alias and no merge.
+        if entries_t is _any_entries:
+            own = S.pinned[i]
+        if entries_t is _any_entries and is_array_entry(code):
+            # Each grid moves with its slots' representatives: by 0 for a
+            # grid over several (pinned) entries, to the representative
+            # of the one slot or array entry it reads otherwise.
+            for g in range(S.g_ptr[ai], S.g_ptr[ai + 1]):
+                g_delta[g] = _rep_of(entries, S, &rep[0], S.g_lo[g]) - S.g_lo[g]
+                aux2[S.g_pos[g]] = <index_t>(aux[S.g_pos[g]] + g_delta[g])
+            ai += 1
+            new_code[i] = code
+            new_args[i, 0] = args[i, 0]
+            new_args[i, 1] = args[i, 1]
+            j = _find_or_insert(entries, p, &table[0], mask, i)
+            if j >= 0 and not own:
+                rep[i] = rep[j]
+                fate[i] = MERGED
+            continue
+        base = code & BASE_MASK
+        kind = code >> KIND_SHIFT      # rewritten below when an operand is inlined
+        role0 = operand_role(code, 0)
+        role1 = operand_role(code, 1)
+        a0 = args[i, 0]
+        a1 = args[i, 1]
+        target = -1
+        fold = False
+        x = 0
+        y = 0
+        # -- 1. operands in representatives; fold, alias or rewrite ---------
+        if role1 == ROLE_NONE and role0 == ROLE_CONST:      # const
+            fold = True
+        elif role1 == ROLE_AUX:                             # select
+            x = <index_t>_rep_of(entries, S, &rep[0], a0)
+            b0 = <index_t>_rep_of(entries, S, &rep[0], aux[a1])
+            b1 = <index_t>_rep_of(entries, S, &rep[0], aux[a1 + 1])
+            aux2[a1] = b0
+            aux2[a1 + 1] = b1
+            if not own and _constant(entries, S, &constant[0], x):
+                # The same test as the sweep's select.
+                target = b0 if _value(entries, S, &val[0], x) != 0.0 else b1
+            elif not own and b0 == b1:
+                target = b0
+            else:
+                new_code[i] = code
+                new_args[i, 0] = x
+                new_args[i, 1] = a1
+        elif role1 == ROLE_NONE:                            # unary
+            x = <index_t>_rep_of(entries, S, &rep[0], a0)
+            e = _scalar_entry(entries, S, x) if base == OP_NEG else -1
+            if _constant(entries, S, &constant[0], x):
+                fold = True
+            elif (not own and e >= 0 and fate[e] == KEPT
+                  and new_code[e] == CODE_NEG):
+                # -(-x) == x bit for bit (negation flips the sign bit only),
+                # and the two -1 partials multiply to exactly 1.
+                target = new_args[e, 0]
+            else:
+                new_code[i] = code
+                new_args[i, 0] = x
+                new_args[i, 1] = 0
+        else:                                               # binary
+            if role0 == ROLE_SLOT and role1 == ROLE_SLOT:
+                x = <index_t>_rep_of(entries, S, &rep[0], a0)
+                y = <index_t>_rep_of(entries, S, &rep[0], a1)
+                if _constant(entries, S, &constant[0], x) and _constant(entries, S, &constant[0], y):
+                    fold = True
+                elif _constant(entries, S, &constant[0], x):
+                    kind = KIND_CV
+                    c = _value(entries, S, &val[0], x)
+                    src = -1
+                    flags[i] |= INLINED
+                elif _constant(entries, S, &constant[0], y):
+                    kind = KIND_VC
+                    c = _value(entries, S, &val[0], y)
+                    src = -1
+                    flags[i] |= INLINED
+                elif (base == OP_ADD or base == OP_MUL) and x > y:
+                    # a+b and a*b are the same bits as b+a and b*a.
+                    x, y = y, x
+            elif role1 == ROLE_CONST:
+                x = <index_t>_rep_of(entries, S, &rep[0], a0)
+                y = 0
+                c = pool[a1]
+                src = a1
+                fold = _constant(entries, S, &constant[0], x)
+            else:
+                x = 0
+                y = <index_t>_rep_of(entries, S, &rep[0], a1)
+                c = pool[a0]
+                src = a0
+                fold = _constant(entries, S, &constant[0], y)
+            if not fold:
+                if kind == KIND_CV and (base == OP_ADD or base == OP_MUL):
+                    kind = KIND_VC
+                    x = y
+                    y = 0
+                if kind == KIND_VC and not own:
+                    cb = _bits(c)
+                    # Exact identities only. x + (-0.0) == x for every x
+                    # (also -0.0), but x + 0.0 is +0.0 at x = -0.0; x - 0.0
+                    # == x, x * 1 == x and x / 1 == x, each with partial
+                    # exactly 1. Not x * 0 -> 0 (inf * 0 and NaN * 0 are
+                    # NaN), not x - x -> 0 (inf - inf is NaN), not
+                    # x * -1 -> -x (the sign of a NaN result differs).
+                    if ((base == OP_ADD and cb == NEG_ZERO_BITS)
+                            or (base == OP_SUB and cb == POS_ZERO_BITS)
+                            or ((base == OP_MUL or base == OP_DIV) and c == 1.0)):
+                        target = x
+                if target < 0:
+                    new_code[i] = <opcode_t>((kind << KIND_SHIFT) | base)
+                    # An immediate's column holds its index in the
+                    # original pool, or -1 for a value computed here.
+                    new_args[i, 0] = x if kind != KIND_CV else src
+                    new_args[i, 1] = y if kind != KIND_VC else src
+                    if kind != KIND_VV:
+                        imm[i] = c
+        if fold:
+            # Every operand is constant: evaluate the original operation
+            # with the replay's own compiled code.
+            constant[i] = 1
+            val[i] = _fold(code, a0, a1,
+                           _value(entries, S, &val[0], x) if operand_role(code, 0) == ROLE_SLOT else 0.0,
+                           _value(entries, S, &val[0], y) if operand_role(code, 1) == ROLE_SLOT else 0.0,
+                           pool)
+            new_code[i] = CODE_CONST
+            new_args[i, 0] = a0 if code == CODE_CONST else -1
+            new_args[i, 1] = 0
+            imm[i] = val[i]
+            if new_args[i, 0] < 0:
+                flags[i] |= EVALUATED
+        # -- 2. alias or merge ----------------------------------------------
+        if target >= 0:
+            rep[i] = <index_t>target
+            fate[i] = ALIASED
+            if _constant(entries, S, &constant[0], target):
+                constant[i] = 1
+                val[i] = _value(entries, S, &val[0], target)
+            continue
+        j = _find_or_insert(entries, p, &table[0], mask, i)
+        if j >= 0 and not own:
+            rep[i] = rep[j]
+            fate[i] = MERGED
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
              const real_t[::1] consts, const index_t[::1] aux, Layout layout):
     """One forward pass: fold, alias, canonicalise and merge.
@@ -449,16 +654,8 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
     ``values`` (the value of each constant scalar entry; the rest is
     uninitialised); and ``g_delta``, how far each array grid moved.
     """
-    cdef Space S = layout.S      # a local copy: its fields stay in registers
-    cdef Py_ssize_t n = opcodes.shape[0]
-    cdef Py_ssize_t i, j, g, target, n_aux = aux.shape[0], ai = 0, e
-    cdef Py_ssize_t first = S.first
-    cdef int code, base, kind, role0, role1
-    cdef index_t a0, a1, x, y, b0, b1
-    cdef real_t c = 0.0
-    cdef index_t src = -1
-    cdef uint64_t cb
-    cdef bint fold, own
+    cdef Space S = layout.S
+    cdef Py_ssize_t n = opcodes.shape[0], n_aux = aux.shape[0]
 
     if n != layout.n_ops or args.shape[0] != n:
         raise ValueError("internal error: the layout is not this tape's")
@@ -467,7 +664,10 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
     imm_arr = np.zeros(n, np.float64)
     aux_arr = np.array(aux, dtype=np.int32, copy=True)
     # Every entry its own representative to begin with.
-    rep_arr = np.array(layout.arrays[0], dtype=np.int32)
+    if S.n_arrays == 0:
+        rep_arr = np.arange(S.first, S.first + n, dtype=np.int32)
+    else:
+        rep_arr = np.array(layout.arrays[0], dtype=np.int32)
     fate_arr = np.zeros(n, np.uint8)
     flags_arr = np.zeros(n, np.uint8)
     constant_arr = np.zeros(n, np.uint8)
@@ -503,181 +703,43 @@ def simplify(const opcode_t[::1] opcodes, const index_t[:, ::1] args,
     p.d_len = S.d_len
 
     with nogil:
-        for i in range(n):
-            # The table is far larger than the caches: fetching the entry
-            # of a later operation now overlaps its miss with this work
-            # (simplify twice as fast at 10^7 operations: 0.43 s, not 0.91 s).
-            if i + PREFETCH_AHEAD < n:
-                WG_PREFETCH(&table[_guess_hash(&opcodes[0], &args[0, 0], pool, side, S,
-                                               &rep[0], i + PREFETCH_AHEAD) & mask])
-            code = opcodes[i]
-            # A pinned entry lies inside a grid that reads several entries:
-            # it keeps its own slot, so no alias and no merge.
-            own = S.pinned[i]
-            if is_array_entry(code):
-                # Each grid moves with its slots' representatives: by 0 for a
-                # grid over several (pinned) entries, to the representative
-                # of the one slot or array entry it reads otherwise.
-                for g in range(S.g_ptr[ai], S.g_ptr[ai + 1]):
-                    g_delta[g] = _rep_of(S, &rep[0], S.g_lo[g]) - S.g_lo[g]
-                    aux2[S.g_pos[g]] = <index_t>(aux[S.g_pos[g]] + g_delta[g])
-                ai += 1
-                new_code[i] = code
-                new_args[i, 0] = args[i, 0]
-                new_args[i, 1] = args[i, 1]
-                j = _find_or_insert(&p, &table[0], mask, i)
-                if j >= 0 and not own:
-                    rep[i] = rep[j]
-                    fate[i] = MERGED
-                continue
-            base = code & BASE_MASK
-            kind = code >> KIND_SHIFT      # rewritten below when an operand is inlined
-            role0 = operand_role(code, 0)
-            role1 = operand_role(code, 1)
-            a0 = args[i, 0]
-            a1 = args[i, 1]
-            target = -1
-            fold = False
-            x = 0
-            y = 0
-            # -- 1. operands in representatives; fold, alias or rewrite ---------
-            if role1 == ROLE_NONE and role0 == ROLE_CONST:      # const
-                fold = True
-            elif role1 == ROLE_AUX:                             # select
-                x = <index_t>_rep_of(S, &rep[0], a0)
-                b0 = <index_t>_rep_of(S, &rep[0], aux[a1])
-                b1 = <index_t>_rep_of(S, &rep[0], aux[a1 + 1])
-                aux2[a1] = b0
-                aux2[a1 + 1] = b1
-                if not own and _constant(S, &constant[0], x):
-                    # The same test as the sweep's select.
-                    target = b0 if _value(S, &val[0], x) != 0.0 else b1
-                elif not own and b0 == b1:
-                    target = b0
-                else:
-                    new_code[i] = code
-                    new_args[i, 0] = x
-                    new_args[i, 1] = a1
-            elif role1 == ROLE_NONE:                            # unary
-                x = <index_t>_rep_of(S, &rep[0], a0)
-                e = _scalar_entry(S, x) if base == OP_NEG else -1
-                if _constant(S, &constant[0], x):
-                    fold = True
-                elif (not own and e >= 0 and fate[e] == KEPT
-                      and new_code[e] == CODE_NEG):
-                    # -(-x) == x bit for bit (negation flips the sign bit only),
-                    # and the two -1 partials multiply to exactly 1.
-                    target = new_args[e, 0]
-                else:
-                    new_code[i] = code
-                    new_args[i, 0] = x
-                    new_args[i, 1] = 0
-            else:                                               # binary
-                if role0 == ROLE_SLOT and role1 == ROLE_SLOT:
-                    x = <index_t>_rep_of(S, &rep[0], a0)
-                    y = <index_t>_rep_of(S, &rep[0], a1)
-                    if _constant(S, &constant[0], x) and _constant(S, &constant[0], y):
-                        fold = True
-                    elif _constant(S, &constant[0], x):
-                        kind = KIND_CV
-                        c = _value(S, &val[0], x)
-                        src = -1
-                        flags[i] |= INLINED
-                    elif _constant(S, &constant[0], y):
-                        kind = KIND_VC
-                        c = _value(S, &val[0], y)
-                        src = -1
-                        flags[i] |= INLINED
-                    elif (base == OP_ADD or base == OP_MUL) and x > y:
-                        # a+b and a*b are the same bits as b+a and b*a.
-                        x, y = y, x
-                elif role1 == ROLE_CONST:
-                    x = <index_t>_rep_of(S, &rep[0], a0)
-                    y = 0
-                    c = consts[a1]
-                    src = a1
-                    fold = _constant(S, &constant[0], x)
-                else:
-                    x = 0
-                    y = <index_t>_rep_of(S, &rep[0], a1)
-                    c = consts[a0]
-                    src = a0
-                    fold = _constant(S, &constant[0], y)
-                if not fold:
-                    if kind == KIND_CV and (base == OP_ADD or base == OP_MUL):
-                        kind = KIND_VC
-                        x = y
-                        y = 0
-                    if kind == KIND_VC and not own:
-                        cb = _bits(c)
-                        # Exact identities only. x + (-0.0) == x for every x
-                        # (also -0.0), but x + 0.0 is +0.0 at x = -0.0; x - 0.0
-                        # == x, x * 1 == x and x / 1 == x, each with partial
-                        # exactly 1. Not x * 0 -> 0 (inf * 0 and NaN * 0 are
-                        # NaN), not x - x -> 0 (inf - inf is NaN), not
-                        # x * -1 -> -x (the sign of a NaN result differs).
-                        if ((base == OP_ADD and cb == NEG_ZERO_BITS)
-                                or (base == OP_SUB and cb == POS_ZERO_BITS)
-                                or ((base == OP_MUL or base == OP_DIV) and c == 1.0)):
-                            target = x
-                    if target < 0:
-                        new_code[i] = <opcode_t>((kind << KIND_SHIFT) | base)
-                        # An immediate's column holds its index in the
-                        # original pool, or -1 for a value computed here.
-                        new_args[i, 0] = x if kind != KIND_CV else src
-                        new_args[i, 1] = y if kind != KIND_VC else src
-                        if kind != KIND_VV:
-                            imm[i] = c
-            if fold:
-                # Every operand is constant: evaluate the original operation
-                # with the replay's own compiled code.
-                constant[i] = 1
-                val[i] = _fold(code, a0, a1,
-                               _value(S, &val[0], x) if operand_role(code, 0) == ROLE_SLOT else 0.0,
-                               _value(S, &val[0], y) if operand_role(code, 1) == ROLE_SLOT else 0.0,
-                               pool)
-                new_code[i] = CODE_CONST
-                new_args[i, 0] = a0 if code == CODE_CONST else -1
-                new_args[i, 1] = 0
-                imm[i] = val[i]
-                if new_args[i, 0] < 0:
-                    flags[i] |= EVALUATED
-            # -- 2. alias or merge ----------------------------------------------
-            if target >= 0:
-                rep[i] = <index_t>target
-                fate[i] = ALIASED
-                if _constant(S, &constant[0], target):
-                    constant[i] = 1
-                    val[i] = _value(S, &val[0], target)
-                continue
-            j = _find_or_insert(&p, &table[0], mask, i)
-            if j >= 0 and not own:
-                rep[i] = rep[j]
-                fate[i] = MERGED
+        if S.n_arrays == 0:
+            _simplify(&scalar_only, S, &p, opcodes, args, aux, pool, side, new_code, new_args,
+                      imm, aux2, rep, fate, flags, constant, val, g_delta, table, mask)
+        else:
+            _simplify(&any_entries, S, &p, opcodes, args, aux, pool, side, new_code, new_args,
+                      imm, aux2, rep, fate, flags, constant, val, g_delta, table, mask)
     return dict(code=new_code_arr, args=new_args_arr, imm=imm_arr, aux=aux_arr,
                 rep=rep_arr, fate=fate_arr, flags=flags_arr,
                 constant=constant_arr.view(bool), values=values_arr, g_delta=g_delta_arr)
 
 
-cdef inline bint _constant(Space S, const uint8_t* constant, Py_ssize_t s) noexcept nogil:
+cdef inline bint _constant(entries_t* entries, Space S, const uint8_t* constant,
+                          Py_ssize_t s) noexcept nogil:
     """Whether slot s (a representative) holds a constant."""
     cdef Py_ssize_t e
-    if S.n_arrays == 0:
+    if entries_t is _scalar_only:
         e = s - S.first       # without a branch, as in _rep_of
         return (e >= 0) & constant[e if e > 0 else 0]
-    e = _scalar_entry(S, s)
-    return e >= 0 and constant[e]
+    else:
+        e = _scalar_entry(entries, S, s)
+        return e >= 0 and constant[e]
 
 
-cdef inline real_t _value(Space S, const real_t* val, Py_ssize_t s) noexcept nogil:
+cdef inline real_t _value(entries_t* entries, Space S, const real_t* val, Py_ssize_t s) noexcept nogil:
     """The value of constant slot s."""
-    return val[_scalar_entry(S, s)]
+    return val[_scalar_entry(entries, S, s)]
 
 
-cdef inline void _read(Space S, uint8_t* live, Py_ssize_t s) noexcept nogil:
+cdef inline void _read(entries_t* entries, Space S, uint8_t* live, Py_ssize_t s) noexcept nogil:
     """Record that slot s is read: the entry that writes it is live."""
     cdef Py_ssize_t offset
-    if s >= S.first:
+    cdef Py_ssize_t e = s - S.first
+    if entries_t is _scalar_only:
+        # Without a branch, as in _rep_of: an input or a parameter marks
+        # the spare byte before entry 0 (live[-1]).
+        live[e if e >= 0 else -1] = 1
+    elif s >= S.first:
         live[_entry_of(S, s, &offset)] = 1
 
 
@@ -706,50 +768,67 @@ def live_entries(const opcode_t[::1] code, const index_t[:, ::1] args,
     were merged or aliased are skipped (nothing refers to them).
     """
     cdef Space S = layout.S      # a local copy: its fields stay in registers
-    cdef Py_ssize_t n = code.shape[0], i, g, lowest = n, ai = layout.n_arrays
-    cdef Py_ssize_t lo, hi
-    live_arr = np.zeros(n, np.uint8)
+    cdef Py_ssize_t n = code.shape[0]
+    # Without array entries, a spare byte before entry 0 (see _read).
+    cdef Py_ssize_t before = 1 if S.n_arrays == 0 else 0
+    live_arr = np.zeros(before + n, np.uint8)
     # Spans over several slots come from array entries only.
-    cdef bint spans = ai > 0
-    low_at_arr = np.full(n if spans else 1, n, np.int64)
+    low_at_arr = np.full(n if S.n_arrays else 1, n, np.int64)
     cdef uint8_t[::1] live = live_arr
     cdef int64_t[::1] low_at = low_at_arr
+    with nogil:
+        if S.n_arrays == 0:
+            _live(&scalar_only, S, code, args, aux, fate, g_delta, roots, &live[0] + before,
+                  &low_at[0])
+        else:
+            _live(&any_entries, S, code, args, aux, fate, g_delta, roots, &live[0], &low_at[0])
+    return live_arr[before:].view(bool)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _live(entries_t* entries, Space S, const opcode_t[::1] code,
+                const index_t[:, ::1] args, const index_t[::1] aux, const uint8_t[::1] fate,
+                const int64_t[::1] g_delta, const int64_t[::1] roots, uint8_t* live,
+                int64_t* low_at) noexcept nogil:
+    """live_entries()'s loop, for tapes of scalar entries only or for any tape."""
+    cdef Py_ssize_t n = code.shape[0], i, g, lowest = n, ai = S.n_arrays
+    cdef Py_ssize_t lo, hi
     cdef int c, k, role
     cdef index_t a
-    with nogil:
-        for i in range(roots.shape[0]):
-            _read(S, &live[0], roots[i])
-        for i in range(n - 1, -1, -1):
+    for i in range(roots.shape[0]):
+        _read(entries, S, live, roots[i])
+    for i in range(n - 1, -1, -1):
+        c = code[i]
+        if entries_t is _any_entries:
             # The spans recorded so far end at i or later: i is live if one
             # of them reaches down to it.
-            if spans and low_at[i] < lowest:
+            if low_at[i] < lowest:
                 lowest = low_at[i]
             # (Every array entry keeps its opcode in ``code``, merged too.)
-            c = code[i]
             if is_array_entry(c):
                 ai -= 1
-            if fate[i] != KEPT or not (live[i] or lowest <= i):
-                live[i] = 0
-                continue
-            live[i] = 1
-            if is_array_entry(c):
-                for g in range(S.g_ptr[ai], S.g_ptr[ai + 1]):
-                    lo = S.g_lo[g] + g_delta[g]
-                    hi = S.g_hi[g] + g_delta[g]
-                    if lo == hi:
-                        _read(S, &live[0], lo)
-                    else:
-                        _read_span(S, &low_at[0], lo, hi)
-                continue
-            for k in range(2):
-                role = operand_role(c, k)
-                a = args[i, k]
-                if role == ROLE_SLOT:
-                    _read(S, &live[0], a)
-                elif role == ROLE_AUX:
-                    _read(S, &live[0], aux[a])
-                    _read(S, &live[0], aux[a + 1])
-    return live_arr.view(bool)
+        if fate[i] != KEPT or not (live[i] or (entries_t is _any_entries and lowest <= i)):
+            live[i] = 0
+            continue
+        live[i] = 1
+        if entries_t is _any_entries and is_array_entry(c):
+            for g in range(S.g_ptr[ai], S.g_ptr[ai + 1]):
+                lo = S.g_lo[g] + g_delta[g]
+                hi = S.g_hi[g] + g_delta[g]
+                if lo == hi:
+                    _read(entries, S, live, lo)
+                else:
+                    _read_span(S, low_at, lo, hi)
+            continue
+        for k in range(2):
+            role = operand_role(c, k)
+            a = args[i, k]
+            if role == ROLE_SLOT:
+                _read(entries, S, live, a)
+            elif role == ROLE_AUX:
+                _read(entries, S, live, aux[a])
+                _read(entries, S, live, aux[a + 1])
 
 
 @cython.boundscheck(False)
@@ -770,15 +849,50 @@ def renumber(const opcode_t[::1] code, const index_t[:, ::1] args, const real_t[
     and each array entry's descriptor, its grids moved with their slots.
     """
     cdef Space S = layout.S      # a local copy: its fields stay in registers
-    cdef Py_ssize_t n = code.shape[0], i, k, g, t, n_kept = 0, n_imm = 0, n_new = 0
-    cdef Py_ssize_t n_out_aux = 0, at = 0, ai = 0, d, lo
-    cdef int64_t next_slot = S.first
-    cdef int c, col, role
-    cdef index_t a
+    cdef Py_ssize_t n = code.shape[0]
+    cdef Py_ssize_t sizes[3]     # kept entries, immediates, side-table length
     new_start_arr = np.full(n, -1, np.int64)
     cdef int64_t[::1] new_start = new_start_arr
+    cdef int64_t* starts = &new_start[0] if n else NULL
+    if S.n_arrays == 0:
+        _first_slots(&scalar_only, S, code, args, keep, starts, sizes)
+    else:
+        _first_slots(&any_entries, S, code, args, keep, starts, sizes)
+    out_code_arr = np.empty(sizes[0], np.uint8)
+    out_args_arr = np.zeros((sizes[0], 2), np.int32)
+    out_aux_arr = np.empty(sizes[2], np.int32)
+    where_arr = np.empty(sizes[1], np.int64)
+    new_values_arr = np.empty(sizes[1], np.float64)
+    cdef opcode_t[::1] out_code = out_code_arr
+    cdef index_t[:, ::1] out_args = out_args_arr
+    cdef index_t[::1] out_aux = out_aux_arr
+    cdef int64_t[::1] where = where_arr
+    cdef real_t[::1] new_values = new_values_arr
+    cdef Py_ssize_t n_new
+    with nogil:
+        if S.n_arrays == 0:
+            n_new = _renumber(&scalar_only, S, code, args, imm, aux, keep, g_delta, starts,
+                              n_consts, out_code, out_args, out_aux, where, new_values)
+        else:
+            n_new = _renumber(&any_entries, S, code, args, imm, aux, keep, g_delta, starts,
+                              n_consts, out_code, out_args, out_aux, where, new_values)
+    return (out_code_arr, out_args_arr, out_aux_arr, new_start_arr, where_arr,
+            new_values_arr[:n_new].copy())
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _first_slots(entries_t* entries, Space S, const opcode_t[::1] code,
+                       const index_t[:, ::1] args, const uint8_t[::1] keep, int64_t* new_start,
+                       Py_ssize_t* sizes) noexcept nogil:
+    """Each kept entry's first new slot into ``new_start``; the number of
+    kept entries, of immediate operands and the side table's new length
+    into ``sizes``."""
+    cdef Py_ssize_t n = code.shape[0], i, n_kept = 0, n_imm = 0, n_out_aux = 0
+    cdef int64_t next_slot = S.first
+    cdef int c, col, role
     for i in range(n):
-        if is_array_entry(code[i]):
+        if entries_t is _any_entries and is_array_entry(code[i]):
             if keep[i]:
                 n_out_aux += S.d_len[i]
             continue
@@ -794,64 +908,73 @@ def renumber(const opcode_t[::1] code, const index_t[:, ::1] args, const real_t[
         if keep[i]:
             n_kept += 1
             new_start[i] = next_slot
-            next_slot += args[i, 1] if is_array_entry(code[i]) else 1
-    out_code_arr = np.empty(n_kept, np.uint8)
-    out_args_arr = np.zeros((n_kept, 2), np.int32)
-    out_aux_arr = np.empty(n_out_aux, np.int32)
-    where_arr = np.empty(n_imm, np.int64)
-    new_values_arr = np.empty(n_imm, np.float64)
-    cdef opcode_t[::1] out_code = out_code_arr
-    cdef index_t[:, ::1] out_args = out_args_arr
-    cdef index_t[::1] out_aux = out_aux_arr
-    cdef int64_t[::1] where = where_arr
-    cdef real_t[::1] new_values = new_values_arr
-    with nogil:
-        k = 0
-        n_imm = 0
-        for i in range(n):
-            if is_array_entry(code[i]):
-                ai += 1
-                if not keep[i]:
-                    continue
-                # The descriptor, each grid moved by the shift of its slots
-                # (the same for every slot of a grid: what it spans is kept).
-                d = args[i, 0]
-                for t in range(S.d_len[i]):
-                    out_aux[at + t] = aux[d + t]
-                for g in range(S.g_ptr[ai - 1], S.g_ptr[ai]):
-                    lo = S.g_lo[g] + g_delta[g]
-                    out_aux[at + S.g_pos[g] - d] += <index_t>(
-                        _new_slot_of(S, &new_start[0], lo) - lo)
-                out_code[k] = code[i]
-                out_args[k, 0] = <index_t>at
-                out_args[k, 1] = args[i, 1]
-                at += S.d_len[i]
-                k += 1
-                continue
+            if entries_t is _any_entries and is_array_entry(code[i]):
+                next_slot += args[i, 1]
+            else:
+                next_slot += 1
+    sizes[0] = n_kept
+    sizes[1] = n_imm
+    sizes[2] = n_out_aux
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t _renumber(entries_t* entries, Space S, const opcode_t[::1] code,
+                          const index_t[:, ::1] args, const real_t[::1] imm,
+                          const index_t[::1] aux, const uint8_t[::1] keep,
+                          const int64_t[::1] g_delta, const int64_t* new_start,
+                          Py_ssize_t n_consts, opcode_t[::1] out_code, index_t[:, ::1] out_args,
+                          index_t[::1] out_aux, int64_t[::1] where,
+                          real_t[::1] new_values) noexcept nogil:
+    """renumber()'s loop, for tapes of scalar entries only or for any tape;
+    returns the number of new values."""
+    cdef Py_ssize_t n = code.shape[0], i, k = 0, g, t, n_imm = 0, n_new = 0
+    cdef Py_ssize_t at = 0, ai = 0, d, lo
+    cdef int c, col, role
+    cdef index_t a
+    for i in range(n):
+        if entries_t is _any_entries and is_array_entry(code[i]):
+            ai += 1
             if not keep[i]:
                 continue
-            c = code[i]
-            out_code[k] = <opcode_t>c
-            for col in range(2):
-                role = operand_role(c, col)
-                a = args[i, col]
-                if role == ROLE_SLOT:
-                    out_args[k, col] = <index_t>_new_slot_of(S, &new_start[0], a)
-                elif role == ROLE_AUX:
-                    out_args[k, col] = <index_t>at
-                    out_aux[at] = <index_t>_new_slot_of(S, &new_start[0], aux[a])
-                    out_aux[at + 1] = <index_t>_new_slot_of(S, &new_start[0], aux[a + 1])
-                    at += 2
-                elif role == ROLE_CONST:
-                    # a is the old pool index, or -1 for a value computed here.
-                    if a >= 0:
-                        out_args[k, col] = a
-                    else:
-                        new_values[n_new] = imm[i]
-                        out_args[k, col] = <index_t>(n_consts + n_new)
-                        n_new += 1
-                    where[n_imm] = 2 * k + col
-                    n_imm += 1
+            # The descriptor, each grid moved by the shift of its slots
+            # (the same for every slot of a grid: what it spans is kept).
+            d = args[i, 0]
+            for t in range(S.d_len[i]):
+                out_aux[at + t] = aux[d + t]
+            for g in range(S.g_ptr[ai - 1], S.g_ptr[ai]):
+                lo = S.g_lo[g] + g_delta[g]
+                out_aux[at + S.g_pos[g] - d] += <index_t>(
+                    _new_slot_of(entries, S, new_start, lo) - lo)
+            out_code[k] = code[i]
+            out_args[k, 0] = <index_t>at
+            out_args[k, 1] = args[i, 1]
+            at += S.d_len[i]
             k += 1
-    return (out_code_arr, out_args_arr, out_aux_arr, new_start_arr, where_arr,
-            new_values_arr[:n_new].copy())
+            continue
+        if not keep[i]:
+            continue
+        c = code[i]
+        out_code[k] = <opcode_t>c
+        for col in range(2):
+            role = operand_role(c, col)
+            a = args[i, col]
+            if role == ROLE_SLOT:
+                out_args[k, col] = <index_t>_new_slot_of(entries, S, new_start, a)
+            elif role == ROLE_AUX:
+                out_args[k, col] = <index_t>at
+                out_aux[at] = <index_t>_new_slot_of(entries, S, new_start, aux[a])
+                out_aux[at + 1] = <index_t>_new_slot_of(entries, S, new_start, aux[a + 1])
+                at += 2
+            elif role == ROLE_CONST:
+                # a is the old pool index, or -1 for a value computed here.
+                if a >= 0:
+                    out_args[k, col] = a
+                else:
+                    new_values[n_new] = imm[i]
+                    out_args[k, col] = <index_t>(n_consts + n_new)
+                    n_new += 1
+                where[n_imm] = 2 * k + col
+                n_imm += 1
+        k += 1
+    return n_new

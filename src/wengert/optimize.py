@@ -69,7 +69,7 @@ from wengert._expand import _IS_ARRAY
 from wengert.tape import Tape
 
 # The compiled passes; "_optimize" is built by setup.py with the sweeps.
-from wengert._optimize import Layout, live_entries, renumber, simplify
+from wengert._optimize import Layout, array_entry_count, live_entries, renumber, simplify
 
 # Fates of an operation in ``_optimize.simplify`` (its enum, mirrored).
 _KEPT, _MERGED, _ALIASED = 0, 1, 2
@@ -334,13 +334,13 @@ def _layout(opcodes, args, aux, consts, first):
     Linear in the entries and the descriptors, never in the elements."""
     n = opcodes.size
     args = np.asarray(args, dtype=np.int32).reshape(-1, 2)
-    is_array = _IS_ARRAY[opcodes]
     nothing = np.zeros(0, np.int64)
-    if not is_array.any():
+    if not array_entry_count(opcodes):
         start = np.arange(first, first + n, dtype=np.int64)
         one = np.zeros(min(n, 1), np.int64)
         return (Layout(first, start, start[:1], one, one, np.zeros(1, np.int64), nothing,
                        nothing, nothing, nothing, np.zeros(n, np.uint8)), args, aux)
+    is_array = _IS_ARRAY[opcodes]
     count = np.where(is_array, args[:, 1], 1).astype(np.int64)
     start = first + np.concatenate([[0], np.cumsum(count[:-1])])
     d_len = np.zeros(n, np.int64)
@@ -428,16 +428,22 @@ def _pool(candidates, ids, kept=0):
     """The new constant pool: the first ``kept`` candidates where they are
     (array entries read the old pool by position, through grids), then each
     other bit pattern among ``candidates[ids]`` once, in candidate order;
-    and each id's index into it. Costs the ids, and a copy of the kept."""
+    and each id's index into it. Costs the ids, the candidates after the
+    kept (a flag each: no sort of the ids) and a copy of the kept."""
     ids = np.asarray(ids, dtype=np.int64)
-    old = ids < kept
-    fresh = ids[~old]
-    used_at = np.unique(fresh)
-    bits = np.ascontiguousarray(candidates[used_at]).view(np.uint64)
+    # Without kept candidates (a tape without array entries) every id is new.
+    new = ids >= kept if kept else slice(None)
+    fresh = ids[new] - kept if kept else ids
+    used = np.zeros(candidates.size - kept, dtype=bool)
+    used[fresh] = True
+    used_at = np.flatnonzero(used)
+    bits = np.ascontiguousarray(candidates[kept:][used_at]).view(np.uint64)
     unique, first_seen, inverse = np.unique(bits, return_index=True, return_inverse=True)
     order = np.argsort(first_seen, kind="stable")
     rank = np.empty(order.size, dtype=np.int32)
     rank[order] = np.arange(kept, kept + order.size, dtype=np.int32)
+    at = np.empty(used.size, dtype=np.int32)
+    at[used_at] = rank[inverse.reshape(-1)]
     position = ids.astype(np.int32)
-    position[~old] = rank[inverse.reshape(-1)][np.searchsorted(used_at, fresh)]
+    position[new] = at[fresh]
     return np.concatenate([candidates[:kept], unique[order].view(np.float64)]), position
