@@ -99,6 +99,20 @@ FUNCTIONS = [
     ("wg.prod", wg.prod, 5),
     ("np.mean", np.mean, 6), ("np.mean axis=0", lambda x: np.mean(x, axis=0), 6),
     ("x.mean(axis=1)", lambda x: x.mean(axis=1), 6),
+    ("np.var", np.var, None), ("np.var axis=0 ddof=1", lambda x: np.var(x, axis=0, ddof=1), None),
+    ("np.var correction keepdims", lambda x: np.var(x, axis=1, correction=1, keepdims=True),
+     None),
+    ("x.var()", lambda x: x.var(), None), ("np.std", np.std, None),
+    ("np.std axis=(0, 1)", lambda x: np.std(x, axis=(0, 1)), None),
+    ("x.std(axis=1, ddof=1)", lambda x: x.std(axis=1, ddof=1), None),
+    ("np.average", np.average, None),
+    ("np.average weights", lambda x: np.average(x, weights=A ** 2), None),
+    ("np.average weights along axis", lambda x: np.average(x, axis=1, weights=[1.0, 2.0, 3.0]),
+     None),
+    ("np.average traced weights", lambda x: np.average(x[0], weights=x[1]), None),
+    ("np.average traced weights along axis keepdims",
+     lambda x: np.average(x, axis=0, weights=x[0, :2] * 1.5, keepdims=True), None),
+    ("np.ptp", np.ptp, None), ("np.ptp axis=1 keepdims", lambda x: np.ptp(x, 1, keepdims=True), None),
     ("np.linalg.norm", np.linalg.norm, 12),
     ("np.linalg.norm axis=1", lambda x: np.linalg.norm(x, axis=1), 6 + 4 + 2),
     ("np.dot vectors", lambda x: np.dot(x[0], x[1]), 5),
@@ -549,3 +563,28 @@ def test_len_and_counts():
     assert len(tape) == tape.n_ops == 12
     assert tape.n_inputs == 6 and tape.n_params == 3 and tape.n_outputs == 6
     assert tape.in_shape == (2, 3) and tape.out_shape == (2, 3)
+
+
+@pytest.mark.parametrize("call, error", [
+    (lambda x: np.var(x, ddof="1"), wg.ArgumentTypeError),
+    (lambda x: np.std(x, ddof=True), wg.ArgumentTypeError),
+    (lambda x: np.var(x, axis=2), wg.AxisError),
+    (lambda x: np.var(x, out=np.empty(())), wg.TracingError),
+    (lambda x: np.ptp(x, out=np.empty(())), wg.TracingError),
+    (lambda x: np.average(x, weights=[1.0, 2.0]), wg.ShapeError),
+    (lambda x: np.average(x, axis=1, weights=[1.0, 2.0]), wg.ShapeError),
+    (lambda x: np.average(x, weights=np.zeros((2, 3))), wg.ArgumentError),
+    (lambda x: np.average(x, weights=np.full((2, 3), 1j)), wg.ArgumentTypeError),
+    (lambda x: np.average(x, weights="abc"), wg.ArgumentTypeError),
+], ids=["ddof str", "ddof bool", "axis", "var out", "ptp out", "weights shape",
+        "weights along axis", "weights sum to zero", "complex weights", "str weights"])
+def test_statistics_refuse_what_numpy_refuses(call, error):
+    with pytest.raises(error):
+        wg.record(call, np.ones((2, 3)))
+
+
+def test_variance_with_no_degrees_of_freedom_divides_by_zero_as_numpy():
+    tape = wg.record(lambda x: np.var(x, ddof=3), np.arange(3.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert tape.forward(np.arange(3.0)) == np.inf
+        assert np.isnan(tape.forward(np.ones(3)))

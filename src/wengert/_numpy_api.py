@@ -18,6 +18,7 @@ import numpy as np
 
 from wengert import _array_recording
 from wengert import _opcodes as ops
+from wengert._arguments import real_array
 from wengert._errors import (ArgumentError, ArgumentTypeError, AxisError, ShapeError,
                              TracingError)
 from wengert._opcodes import Kind
@@ -139,6 +140,76 @@ def mean(x, axis=None, keepdims=False):
     shape = np.shape(_raw(x))
     count = math.prod(shape[a] for a in normalize_axes(axis, len(shape)))
     return apply_binary("div", reduce("add", x, axis, keepdims), float(count))
+
+
+def _refuse_out(name, out):
+    if out is not None:
+        raise TracingError(f"np.{name}(..., out=) is not supported on traced values: "
+                           "use the array it returns")
+
+
+def var(x, axis=None, ddof=0, keepdims=False):
+    """``np.var``: the mean of the squared deviations from the mean (two
+    passes, as NumPy), divided by ``n - ddof``."""
+    rec = _recorder_of([x])
+    if rec is None:
+        return np.var(x, axis=axis, ddof=ddof, keepdims=keepdims)
+    if isinstance(ddof, (bool, np.bool_)) or not isinstance(ddof, (int, float, np.integer,
+                                                                   np.floating)):
+        raise ArgumentTypeError(f"np.var: ddof must be a number, not {type(ddof).__name__}")
+    x = asarray(x, rec)
+    shape = np.shape(_raw(x))
+    axes = normalize_axes(axis, len(shape))
+    count = math.prod(shape[a] for a in axes)
+    deviation = apply_binary("sub", x, mean(x, axes, keepdims=True))
+    squares = reduce("add", apply_unary("square", deviation), axes, _flag(keepdims, "keepdims"))
+    # As NumPy: no degrees of freedom left divides by 0 (inf or nan).
+    return apply_binary("div", squares, float(max(count - ddof, 0)))
+
+
+def std(x, axis=None, ddof=0, keepdims=False):
+    """``np.std``: the square root of :func:`var` (its derivative is
+    infinite where the variance is 0, as the square root's)."""
+    if _recorder_of([x]) is None:
+        return np.std(x, axis=axis, ddof=ddof, keepdims=keepdims)
+    return apply_unary("sqrt", var(x, axis, ddof, keepdims))
+
+
+def average(a, axis=None, weights=None, returned=False, keepdims=False):
+    """``np.average``: the mean, or ``sum(a * w) / sum(w)`` along ``axis``
+    with weights of ``a``'s shape or, along one axis, of its length."""
+    rec = _recorder_of([a, weights])
+    if rec is None:
+        return np.average(a, axis=axis, weights=weights, returned=returned, keepdims=keepdims)
+    a = asarray(a, rec)
+    shape = np.shape(_raw(a))
+    keep = _flag(keepdims, "keepdims")
+    axes = normalize_axes(axis, len(shape))
+    if weights is None:
+        result = mean(a, axes, keep)
+        total = np.full(np.shape(_raw(result)), float(math.prod(shape[d] for d in axes)))
+        return (result, total[()] if total.ndim == 0 else total) if returned else result
+    w = weights if isinstance(weights, TracedArray) else real_array(weights, "np.average weights")
+    w_shape = np.shape(_raw(w)) if isinstance(w, TracedArray) else w.shape
+    if w_shape != shape:
+        if axis is None or len(axes) != 1 or w_shape != (shape[axes[0]],):
+            raise ShapeError("np.average: weights must have the shape of a, or be 1-d of the "
+                             f"length of a along axis; got {w_shape} for a of {shape}")
+        along = [-1 if d == axes[0] else 1 for d in range(len(shape))]
+        w = np.broadcast_to(np.reshape(w, along), shape)
+    total = np.sum(w, axis=axes, keepdims=keep)
+    if not isinstance(total, (TracedArray, Active)) and np.any(total == 0.0):
+        raise ArgumentError("np.average: weights sum to zero, can't be normalized")
+    result = apply_binary("div", reduce("add", apply_binary("mul", a, w), axes, keep), total)
+    return (result, total) if returned else result
+
+
+def ptp(a, axis=None, keepdims=False):
+    """``np.ptp``: max - min along ``axis``."""
+    if _recorder_of([a]) is None:
+        return np.ptp(a, axis=axis, keepdims=keepdims)
+    keep = _flag(keepdims, "keepdims")
+    return apply_binary("sub", reduce("maximum", a, axis, keep), reduce("minimum", a, axis, keep))
 
 
 def normalize_axes(axis, ndim):
@@ -448,6 +519,21 @@ def _mean(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
     return mean(a, axis, keepdims)
 
 
+def _var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, correction=None, **kw):
+    _refuse_out("var", out)
+    return var(a, axis, ddof if correction is None else correction, keepdims)
+
+
+def _std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, correction=None, **kw):
+    _refuse_out("std", out)
+    return std(a, axis, ddof if correction is None else correction, keepdims)
+
+
+def _ptp(a, axis=None, out=None, keepdims=False):
+    _refuse_out("ptp", out)
+    return ptp(a, axis, keepdims)
+
+
 def _norm(x, ord=None, axis=None, keepdims=False):
     two_norm = ord is None or (isinstance(ord, (int, float, np.number)) and ord == 2)
     if not (two_norm or (isinstance(ord, str) and ord == "fro" and axis is None)):
@@ -521,6 +607,7 @@ def _shape(a):
 
 _HANDLED = {
     np.sum: _sum, np.prod: _prod, np.mean: _mean, np.max: _max, np.min: _min,
+    np.var: _var, np.std: _std, np.average: average, np.ptp: _ptp,
     np.amax: _max, np.amin: _min, np.all: functools.partial(all_any, "all"),
     np.any: functools.partial(all_any, "any"),
     np.dot: lambda a, b, out=None: dot(a, b), np.matmul: lambda a, b, **kw: matmul(a, b),

@@ -697,6 +697,12 @@ class TracedArray:
     def mean(self, axis=None, keepdims=False):
         return _numpy_api.mean(self, axis, keepdims)
 
+    def var(self, axis=None, ddof=0, keepdims=False):
+        return _numpy_api.var(self, axis, ddof, keepdims)
+
+    def std(self, axis=None, ddof=0, keepdims=False):
+        return _numpy_api.std(self, axis, ddof, keepdims)
+
     all = _truth_method("all")
     any = _truth_method("any")
 
