@@ -22,6 +22,7 @@ MODES_RTOL = 1e-13       # forward-mode vs reverse-mode Jacobians
 
 A = np.array([[1.0, 2.0, -1.0], [0.5, -3.0, 2.0]])
 C = np.array([1.5, -2.0, 0.25])
+TRAPEZOID = getattr(np, "trapezoid", getattr(np, "trapz", None))   # NumPy 2.0 renamed it
 
 
 def _inplace_array(x):
@@ -113,6 +114,16 @@ FUNCTIONS = [
     ("np.average traced weights along axis keepdims",
      lambda x: np.average(x, axis=0, weights=x[0, :2] * 1.5, keepdims=True), None),
     ("np.ptp", np.ptp, None), ("np.ptp axis=1 keepdims", lambda x: np.ptp(x, 1, keepdims=True), None),
+    ("np.cumprod", np.cumprod, None), ("np.cumprod axis=1", lambda x: np.cumprod(x, axis=1), None),
+    ("np.cumprod axis=0", lambda x: np.cumprod(x, axis=0), None),
+    ("np.cumprod of one element", lambda x: np.cumprod(x[0, 1]), None),
+    ("np.trapezoid", lambda x: TRAPEZOID(x), None),
+    ("np.trapezoid axis=0 dx", lambda x: TRAPEZOID(x, dx=0.5, axis=0), None),
+    ("np.trapezoid constant x", lambda x: TRAPEZOID(x, x=[0.0, 1.0, 3.0]), None),
+    ("np.trapezoid traced x", lambda x: TRAPEZOID(x[0], x=x[1]), None),
+    ("np.trapezoid traced 2-d x", lambda x: TRAPEZOID(A, x=x, axis=1), None),
+    ("np.kron", lambda x: np.kron(x, x), None), ("np.kron constant", lambda x: np.kron(A, x[0]), None),
+    ("np.kron vectors", lambda x: np.kron(x[0], x[1]), None),
     ("np.linalg.norm", np.linalg.norm, 12),
     ("np.linalg.norm axis=1", lambda x: np.linalg.norm(x, axis=1), 6 + 4 + 2),
     ("np.dot vectors", lambda x: np.dot(x[0], x[1]), 5),
@@ -588,3 +599,24 @@ def test_variance_with_no_degrees_of_freedom_divides_by_zero_as_numpy():
     with np.errstate(divide="ignore", invalid="ignore"):
         assert tape.forward(np.arange(3.0)) == np.inf
         assert np.isnan(tape.forward(np.ones(3)))
+
+
+@pytest.mark.parametrize("axis", [0, 1, None])
+def test_cumprod_over_long_rows_records_array_entries(axis, rng):
+    x = rng.uniform(0.5, 1.5, (9, 12))
+    tape = wg.record(lambda v: np.cumprod(v, axis=axis), x)
+    if axis is not None:                       # each step covers 9 or 12 elements
+        assert len(tape) < x.size
+    assert_rel(tape.forward(x), np.cumprod(x, axis=axis), 1e-14)
+    check_grads(lambda v: np.cumprod(v, axis=axis), x)
+
+
+@pytest.mark.parametrize("call, error", [
+    (lambda x: np.cumprod(x, out=np.empty(6)), wg.TracingError),
+    (lambda x: np.cumprod(x, axis=3), wg.AxisError),
+    (lambda x: TRAPEZOID(x, x=[0.0, 1.0]), wg.ShapeError),
+    (lambda x: TRAPEZOID(x, axis=-3), wg.AxisError),
+], ids=["cumprod out", "cumprod axis", "trapezoid points", "trapezoid axis"])
+def test_array_functions_refuse_what_numpy_refuses(call, error):
+    with pytest.raises(error):
+        wg.record(call, np.ones((2, 3)))

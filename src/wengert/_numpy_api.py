@@ -578,6 +578,58 @@ def _cumsum(a, axis=None, dtype=None, out=None):
     return wrap(rec, np.moveaxis(moved, -1, axis))
 
 
+def _cumprod(a, axis=None, dtype=None, out=None):
+    """``np.cumprod``: a chain of products along ``axis``, one multiply per
+    element (an array entry per step where a step covers 8 elements)."""
+    _refuse_out("cumprod", out)
+    rec = _recorder_of([a])
+    slots = _raw(asarray(a, rec))
+    if axis is None:
+        slots, axis = slots.reshape(-1), 0
+    (axis,) = normalize_axes(axis, slots.ndim)
+    if slots.shape[axis] == 0:
+        return wrap(rec, slots.copy())
+    moved = np.moveaxis(wrap(rec, slots), axis, 0)
+    steps = [_fresh(moved[0])]
+    for k in range(1, moved.shape[0]):
+        steps.append(apply_binary("mul", steps[-1], moved[k]))
+    return np.moveaxis(np.stack(steps), 0, axis)
+
+
+def _trapezoid(y, x=None, dx=1.0, axis=-1):
+    """``np.trapezoid``: sum((y[1:] + y[:-1]) / 2 * diff(x)) along ``axis``."""
+    rec = _recorder_of([y, x, dx])
+    y = asarray(y, rec)
+    (axis,) = normalize_axes(axis, y.ndim)
+    n = y.shape[axis]
+    upper = np.take(y, np.arange(1, n), axis=axis)
+    lower = np.take(y, np.arange(0, max(n - 1, 0)), axis=axis)
+    if x is None:
+        width = dx
+    else:
+        x = asarray(x, rec) if _recorder_of([x]) is not None else np.asarray(_constant(x))
+        if x.ndim == 1:
+            if x.shape[0] != n:
+                raise ShapeError(f"np.trapezoid: x has {x.shape[0]} points, y has {n} "
+                                 "along the axis")
+            x = x.reshape([-1 if d == axis else 1 for d in range(y.ndim)])
+        width = np.diff(x, axis=axis)
+    return np.sum((upper + lower) * width, axis=axis) / 2.0
+
+
+def _kron(a, b):
+    """``np.kron``: every product a[i] * b[j], blocks laid out as NumPy's."""
+    rec = _recorder_of([a, b])
+    a, b = (asarray(v, rec) if _recorder_of([v]) is not None else np.asarray(_constant(v))
+            for v in (a, b))
+    nd = max(a.ndim, b.ndim)
+    a = a.reshape((1,) * (nd - a.ndim) + a.shape)
+    b = b.reshape((1,) * (nd - b.ndim) + b.shape)
+    spread_a = a.reshape(sum(((n, 1) for n in a.shape), ()))
+    spread_b = b.reshape(sum(((1, n) for n in b.shape), ()))
+    return (spread_a * spread_b).reshape(tuple(m * n for m, n in zip(a.shape, b.shape)))
+
+
 def _outer(a, b, out=None):
     rec = _recorder_of([a, b])
     flat = [wrap(rec, _raw(asarray(v, rec)).reshape(-1)) if _recorder_of([v]) is not None
@@ -613,13 +665,18 @@ _HANDLED = {
     np.dot: lambda a, b, out=None: dot(a, b), np.matmul: lambda a, b, **kw: matmul(a, b),
     np.inner: _inner, np.outer: _outer, np.vdot: _vdot, np.trace: _trace,
     np.where: where, np.clip: lambda a, a_min=None, a_max=None, out=None, **kw: clip(a, a_min, a_max),
-    np.linalg.norm: _norm, np.diff: _diff, np.cumsum: _cumsum,
+    np.linalg.norm: _norm, np.diff: _diff, np.cumsum: _cumsum, np.cumprod: _cumprod,
+    np.kron: _kron,
     np.shape: _shape, np.ndim: lambda a: len(_shape(a)),
     np.size: lambda a, axis=None: int(np.prod(_shape(a))) if axis is None else _shape(a)[axis],
     np.zeros_like: _like(0.0), np.ones_like: _like(1.0),
     np.full_like: lambda a, fill_value, *args, **kw: np.full(_shape(a), fill_value, dtype=float),
     np.empty_like: _like(0.0),
 }
+# np.trapezoid from NumPy 2.0; np.trapz before it (and, deprecated, beside it).
+for _name in ("trapezoid", "trapz"):
+    if hasattr(np, _name):
+        _HANDLED[getattr(np, _name)] = _trapezoid
 for _f in (np.concatenate, np.stack, np.hstack, np.vstack, np.column_stack,
            np.reshape, np.transpose, np.ravel, np.squeeze, np.expand_dims,
            np.atleast_1d, np.atleast_2d, np.flip, np.roll, np.broadcast_to,
