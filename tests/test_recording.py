@@ -124,6 +124,8 @@ FUNCTIONS = [
     ("np.trapezoid traced 2-d x", lambda x: TRAPEZOID(A, x=x, axis=1), None),
     ("np.kron", lambda x: np.kron(x, x), None), ("np.kron constant", lambda x: np.kron(A, x[0]), None),
     ("np.kron vectors", lambda x: np.kron(x[0], x[1]), None),
+    ("np.kron of a 0-d value", lambda x: np.kron(x[0, 1], x), None),
+    ("np.kron of two 0-d values", lambda x: np.kron(x[0, 1], x[1, 2]), None),
     ("np.linalg.norm", np.linalg.norm, 12),
     ("np.linalg.norm axis=1", lambda x: np.linalg.norm(x, axis=1), 6 + 4 + 2),
     ("np.dot vectors", lambda x: np.dot(x[0], x[1]), 5),

@@ -620,11 +620,18 @@ def _trapezoid(y, x=None, dx=1.0, axis=-1):
 def _kron(a, b):
     """``np.kron``: every product a[i] * b[j], blocks laid out as NumPy's."""
     rec = _recorder_of([a, b])
-    a, b = (asarray(v, rec) if _recorder_of([v]) is not None else np.asarray(_constant(v))
-            for v in (a, b))
-    nd = max(a.ndim, b.ndim)
-    a = a.reshape((1,) * (nd - a.ndim) + a.shape)
-    b = b.reshape((1,) * (nd - b.ndim) + b.shape)
+    nd = max(len(_shape(a)), len(_shape(b)))
+    if nd == 0:
+        return apply_binary("mul", a, b)
+
+    def padded(v):
+        # Reshaped as slot arrays: a 0-d traced value is a scalar with no reshape.
+        shape = _shape(v)
+        shape = (1,) * (nd - len(shape)) + tuple(shape)
+        if _recorder_of([v]) is None:
+            return np.reshape(_constant(v), shape)
+        return wrap(rec, _raw(asarray(v, rec)).reshape(shape))
+    a, b = padded(a), padded(b)
     spread_a = a.reshape(sum(((n, 1) for n in a.shape), ()))
     spread_b = b.reshape(sum(((1, n) for n in b.shape), ()))
     return (spread_a * spread_b).reshape(tuple(m * n for m, n in zip(a.shape, b.shape)))
